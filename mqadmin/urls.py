@@ -1,0 +1,10 @@
+"""URL wiring: the Django admin, login/logout, and the queues dashboard."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("queues.urls")),
+]

@@ -1,0 +1,27 @@
+"""mqadmin's queues: ``import queues; queues.send("orders", {...})``.
+
+The public API is loaded lazily so that ``import queues`` works before Django's apps are ready
+(Django imports this package to find the app).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    if name.startswith("__") or name in ("engine", "worker", "models"):
+        raise AttributeError(name)
+    import importlib
+
+    engine = importlib.import_module("queues.engine")
+
+    try:
+        return getattr(engine, name)
+    except AttributeError:
+        pass
+    if name in ("handler", "register"):
+        return getattr(importlib.import_module("queues.worker.registry"), name)
+    if name in ("Reject",):
+        return getattr(importlib.import_module("queues.worker.errors"), name)
+    raise AttributeError(f"module 'queues' has no attribute {name!r}")

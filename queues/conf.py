@@ -1,0 +1,40 @@
+"""mqadmin's settings: ``settings.MQADMIN`` (a dict) merged over the documented defaults below.
+
+Read lazily through :func:`get`, so ``override_settings(MQADMIN={...})`` works in tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # Dashboard
+    "READ_ONLY": False,  # disable every operator action for everyone
+    "HIDE_BODIES": False,  # message bodies shown only on click (and the reveal is audited)
+    "PAGE_SIZE": 50,  # rows per page in the message browser
+    # Metrics
+    "SAMPLE_INTERVAL": 1.0,  # seconds between samples of the live counts
+    "SAMPLE_RETENTION": {1: 2 * 3600, 60: 2 * 24 * 3600, 3600: 30 * 24 * 3600},  # resolution -> seconds kept
+    "SAMPLER_ENABLED": True,  # run the elected sampler inside web processes
+    # Workers
+    "HANDLERS": {},  # {"queue name": "dotted.path.to.handler"}
+    "HEARTBEAT_INTERVAL": 5.0,  # seconds between worker heartbeats
+    "WORKER_DEAD_AFTER": 30.0,  # a worker silent this long is marked dead and its leases released
+}
+
+
+def get(key: str) -> Any:
+    """The value of one mqadmin setting."""
+    if key not in DEFAULTS:
+        raise KeyError(f"unknown mqadmin setting {key!r}; known: {', '.join(sorted(DEFAULTS))}")
+    return getattr(settings, "MQADMIN", {}).get(key, DEFAULTS[key])
+
+
+def worker_stale_after() -> float:
+    """Seconds without a heartbeat after which a worker no longer counts as online: two beats missed.
+
+    The dashboard's worker list (``stale``), its counts and the sampler all use this one rule.
+    """
+    return 2 * float(get("HEARTBEAT_INTERVAL"))

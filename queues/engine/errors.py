@@ -1,0 +1,48 @@
+"""Exceptions of the engine's Python API.
+
+Every one is a ``ValueError`` (bad input) or a ``LookupError`` (unknown name) as well as an
+:class:`MQError`, and its message names the offending value and how to fix it. Nothing has been
+written when one is raised.
+"""
+
+from __future__ import annotations
+
+
+class MQError(Exception):
+    """Base class of mqadmin's errors."""
+
+
+class InvalidQueueName(MQError, ValueError):
+    """A queue or topic name breaks the naming rule (1–80 of ``a-z 0-9 . _ -``, starting alnum)."""
+
+
+class InvalidQueueSettings(MQError, ValueError):
+    """A queue setting is out of range or of the wrong type."""
+
+
+class QueueNotFound(MQError, ValueError, LookupError):
+    """No queue of that name exists."""
+
+
+class QueueExists(MQError, ValueError):
+    """A queue of that name exists already."""
+
+
+class TopicNotFound(MQError, ValueError, LookupError):
+    """No topic of that name exists."""
+
+
+class InvalidMessage(MQError, ValueError):
+    """A message's body, headers, priority, delay, group or dedup id is not acceptable."""
+
+
+class MessageTooLarge(InvalidMessage):
+    """The encoded body and headers exceed the queue's max message size."""
+
+
+class InvalidReceipt(MQError, ValueError):
+    """A receipt is malformed, or its lease has run out (the message may be with someone else now)."""
+
+
+class LeaseExpired(InvalidReceipt):
+    """The receipt's lease ran out or was replaced by a newer delivery; nothing was changed."""

@@ -1,0 +1,468 @@
+"""The engine's SQL, one named statement per state change.
+
+Every statement that adds, removes or moves messages also bumps ``queues_counter`` in the same
+statement, so the live counts are exact at every commit. Counter rows are split into ``SLOTS`` per
+queue by backend pid, so concurrent producers rarely wait on the same row.
+
+Time is ``statement_timestamp()``: current even inside a caller's long transaction (``now()`` would
+be the transaction's start) and still stable, so the planner can use it in index conditions.
+Lease checks at ack time use ``clock_timestamp()``: a handler's transaction may be long.
+"""
+
+from __future__ import annotations
+
+# Two writers on one slot wait for each other's commit (an fsync) at every statement: with 8 slots
+# two consumers shared a row one run in eight, and four writers more often than not.
+SLOTS = 64
+NOTIFY_CHANNEL = "mqadmin"
+
+_COLUMNS = ("depth", "sent", "acked", "failed", "dead")
+
+
+def _bump(name: str, source: str, slot: str = f"pg_backend_pid() %% {SLOTS}") -> str:
+    """A CTE that adds the deltas of ``source`` (queue_id + the counter columns) to the counters."""
+    cols = ", ".join(_COLUMNS)
+    sums = ", ".join(f"sum({c})" for c in _COLUMNS)
+    sets = ", ".join(f"{c} = k.{c} + EXCLUDED.{c}" for c in _COLUMNS)
+    return f"""{name} AS (
+    INSERT INTO queues_counter AS k (queue_id, slot, {cols})
+    SELECT queue_id, {slot}, {sums} FROM {source}
+    GROUP BY queue_id
+    ON CONFLICT (queue_id, slot) DO UPDATE SET {sets}
+)"""
+
+
+def _deltas(**cols: str) -> str:
+    """Select-list of counter deltas, zero for the columns not given."""
+    return ", ".join(f"{cols.get(c, '0')}::bigint AS {c}" for c in _COLUMNS)
+
+
+# -- send -------------------------------------------------------------------------------------------
+# One statement for any number of messages: arrays in, ids out in input order. Dedup ids go through
+# queues_dedup first; a conflicting live entry makes the row vanish from `fresh`, and the caller
+# reads the first message's id back from queues_dedup.
+SEND = f"""
+WITH input AS (
+    SELECT * FROM unnest(
+        %(bodies)s::text[], %(headers)s::text[], %(priorities)s::int[], %(groups)s::text[],
+        %(dedup_ids)s::text[], %(delays)s::float8[]
+    ) WITH ORDINALITY AS t(body, headers, priority, group_key, dedup_id, delay, ord)
+),
+q AS (SELECT id, default_delay, dedup_window FROM queues_queue WHERE id = %(queue_id)s),
+numbered AS (
+    SELECT input.*, nextval('queues_message_id_seq') AS new_id FROM input
+),
+dedup AS (
+    INSERT INTO queues_dedup AS d (queue_id, dedup_id, message_id, expires_at)
+    SELECT q.id, n.dedup_id, n.new_id, statement_timestamp() + q.dedup_window
+    FROM numbered n, q WHERE n.dedup_id IS NOT NULL
+    ON CONFLICT (queue_id, dedup_id) DO UPDATE
+        SET message_id = EXCLUDED.message_id, expires_at = EXCLUDED.expires_at
+        WHERE d.expires_at <= statement_timestamp()
+    RETURNING d.message_id
+),
+fresh AS (
+    INSERT INTO queues_message (
+        id, queue_id, body, headers, priority, group_key, dedup_id, enqueued_at, available_at,
+        receive_count, last_error, history)
+    SELECT n.new_id, q.id, n.body::jsonb, n.headers::jsonb, n.priority, n.group_key, n.dedup_id,
+           statement_timestamp(),
+           statement_timestamp() + coalesce(n.delay * interval '1 second', q.default_delay),
+           0, '', '[]'::jsonb
+    FROM numbered n, q
+    WHERE n.dedup_id IS NULL OR n.new_id IN (SELECT message_id FROM dedup)
+    RETURNING id, available_at
+),
+deltas AS (SELECT %(queue_id)s::bigint AS queue_id, {_deltas(depth="count(*)", sent="count(*)")} FROM fresh
+           HAVING count(*) > 0),
+{_bump("bumped", "deltas")},
+-- Wake receivers in the same statement: a separate NOTIFY would cost a round trip (and, outside a
+-- transaction, a second commit) per send.
+notified AS (
+    SELECT pg_notify('{NOTIFY_CHANNEL}', %(queue_id)s::text)
+    WHERE EXISTS (SELECT 1 FROM fresh WHERE available_at <= statement_timestamp())
+)
+SELECT n.ord, n.new_id, n.dedup_id, (n.new_id IN (SELECT id FROM fresh)) AS stored,
+       (SELECT count(*) FROM q) AS queue_exists, (SELECT count(*) FROM notified) AS notified
+FROM numbered n ORDER BY n.ord
+"""
+
+# Sends without dedup ids (nearly all of them) skip the dedup machinery. Bodies arrive as one JSON
+# array: one parse on the server, no array literal to escape on the client. Headers, priorities,
+# groups and delays are NULL when every message takes the default; ROWS FROM pads a NULL one with
+# NULLs. nextval() is volatile, so PostgreSQL evaluates it after the sort: ascending ids are input order.
+SEND_FAST = f"""
+WITH q AS (SELECT id, default_delay FROM queues_queue WHERE id = %(queue_id)s),
+fresh AS (
+    INSERT INTO queues_message (
+        id, queue_id, body, headers, priority, group_key, enqueued_at, available_at,
+        receive_count, last_error, history)
+    SELECT nextval('queues_message_id_seq'), q.id, t.body, coalesce(t.headers, '{{}}'::jsonb),
+           coalesce(t.priority, 0), t.group_key, statement_timestamp(),
+           statement_timestamp() + coalesce(t.delay * interval '1 second', q.default_delay),
+           0, '', '[]'::jsonb
+    FROM q, ROWS FROM (
+        jsonb_array_elements(%(bodies)s::jsonb), jsonb_array_elements(%(headers)s::jsonb),
+        unnest(%(priorities)s::int[]), unnest(%(groups)s::text[]), unnest(%(delays)s::float8[])
+    ) WITH ORDINALITY AS t(body, headers, priority, group_key, delay, ord)
+    ORDER BY t.ord
+    RETURNING id, available_at
+),
+deltas AS (SELECT %(queue_id)s::bigint AS queue_id, {_deltas(depth="count(*)", sent="count(*)")} FROM fresh
+           HAVING count(*) > 0),
+{_bump("bumped", "deltas")},
+notified AS (
+    SELECT pg_notify('{NOTIFY_CHANNEL}', %(queue_id)s::text)
+    WHERE EXISTS (SELECT 1 FROM fresh WHERE available_at <= statement_timestamp())
+)
+SELECT id, (SELECT count(*) FROM notified) FROM fresh ORDER BY id
+"""
+
+DEDUP_LOOKUP = """
+SELECT dedup_id, message_id FROM queues_dedup WHERE queue_id = %(queue_id)s AND dedup_id = ANY(%(dedup_ids)s::text[])
+"""
+
+NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', %(queue_id)s::text)"
+
+# -- receive ----------------------------------------------------------------------------------------
+_LEASE_AND_DEADLETTER = f"""
+leased AS (
+    UPDATE queues_message m
+    SET receive_count = m.receive_count + 1,
+        receipt = gen_random_uuid(),
+        available_at = statement_timestamp() + coalesce(%(vt)s::float8 * interval '1 second', q.visibility_timeout)
+    FROM claimed c, q
+    WHERE m.id = c.id
+      AND (q.max_receives = 0 OR q.dead_letter_queue_id IS NULL OR c.receive_count < q.max_receives)
+    RETURNING m.id, m.body, m.headers, m.priority, m.group_key, m.receive_count, m.enqueued_at,
+              m.available_at, m.receipt, m.last_error
+),
+dead AS (
+    UPDATE queues_message m
+    SET queue_id = q.dead_letter_queue_id, origin_queue_id = m.queue_id, dead_at = statement_timestamp(),
+        receipt = NULL, available_at = statement_timestamp(),
+        history = m.history || jsonb_build_array(jsonb_build_object(
+            'at', statement_timestamp(), 'event', 'dead-lettered',
+            'reason', format('received %%s times (max receives %%s)', c.receive_count, q.max_receives)))
+    FROM claimed c, q
+    WHERE m.id = c.id AND q.max_receives > 0 AND q.dead_letter_queue_id IS NOT NULL
+      AND c.receive_count >= q.max_receives
+    RETURNING m.queue_id AS dlq_id
+),
+deltas AS (
+    SELECT (SELECT id FROM q) AS queue_id, {_deltas(depth="-count(*)", failed="count(*)", dead="count(*)")}
+    FROM dead HAVING count(*) > 0
+    UNION ALL
+    SELECT dlq_id, {_deltas(depth="count(*)", sent="count(*)")} FROM dead GROUP BY dlq_id
+),
+{_bump("bumped", "deltas")}
+SELECT id, body, headers, priority, group_key, receive_count, enqueued_at, available_at,
+       replace(receipt::text, '-', ''), last_error
+FROM leased ORDER BY priority DESC, id
+"""
+
+_QUEUE_ROW = """
+q AS (
+    SELECT id, visibility_timeout, max_receives, dead_letter_queue_id
+    FROM queues_queue WHERE id = %(queue_id)s AND NOT paused
+)"""
+
+RECEIVE_STANDARD = f"""
+WITH {_QUEUE_ROW},
+claimed AS (
+    SELECT m.id, m.receive_count FROM queues_message m
+    WHERE m.queue_id = (SELECT id FROM q) AND m.available_at <= statement_timestamp()
+    ORDER BY m.priority DESC, m.id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+{_LEASE_AND_DEADLETTER}
+"""
+
+# Fifo: walk the distinct group keys with a loose index scan (one index probe per group, never a scan
+# of the queue), look at each group's head (its lowest id), and stop once enough heads are ready.
+# Only heads are ever claimed, so a group has at most one message in flight and never skips ahead.
+RECEIVE_FIFO = f"""
+WITH RECURSIVE {_QUEUE_ROW},
+walk AS (
+    SELECT g.group_key, h.id AS head_id, (h.available_at <= statement_timestamp()) AS ready,
+           (h.available_at <= statement_timestamp())::int AS found, 1 AS steps
+    FROM (SELECT m.group_key FROM queues_message m
+          WHERE m.queue_id = %(queue_id)s AND m.group_key IS NOT NULL
+            AND (%(after)s::text IS NULL OR m.group_key > %(after)s::text)
+          ORDER BY m.group_key LIMIT 1) g
+    CROSS JOIN LATERAL (SELECT m.id, m.available_at FROM queues_message m
+          WHERE m.queue_id = %(queue_id)s AND m.group_key = g.group_key ORDER BY m.id LIMIT 1) h
+    UNION ALL
+    SELECT g.group_key, h.id, (h.available_at <= statement_timestamp()),
+           w.found + (h.available_at <= statement_timestamp())::int, w.steps + 1
+    FROM walk w
+    CROSS JOIN LATERAL (SELECT m.group_key FROM queues_message m
+          WHERE m.queue_id = %(queue_id)s AND m.group_key > w.group_key
+          ORDER BY m.group_key LIMIT 1) g
+    CROSS JOIN LATERAL (SELECT m.id, m.available_at FROM queues_message m
+          WHERE m.queue_id = %(queue_id)s AND m.group_key = g.group_key ORDER BY m.id LIMIT 1) h
+    WHERE w.found < %(limit)s * 2 AND w.steps < %(max_groups)s
+),
+claimed AS (
+    SELECT m.id, m.receive_count, m.group_key FROM queues_message m
+    WHERE m.id IN (SELECT head_id FROM walk WHERE ready) AND m.available_at <= statement_timestamp()
+      AND EXISTS (SELECT 1 FROM q)
+    ORDER BY m.id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+{_LEASE_AND_DEADLETTER}
+"""
+
+# -- ack / nack / extend ----------------------------------------------------------------------------
+_RECEIPTS = "unnest(%(ids)s::bigint[], %(receipts)s::uuid[]) AS r(id, receipt)"
+
+ACK = f"""
+WITH removed AS (
+    DELETE FROM queues_message m USING {_RECEIPTS}
+    WHERE m.id = r.id AND m.receipt = r.receipt AND m.available_at > clock_timestamp()
+    RETURNING m.id, m.queue_id
+),
+deltas AS (SELECT queue_id, {_deltas(depth="-count(*)", acked="count(*)")} FROM removed GROUP BY queue_id),
+{_bump("bumped", "deltas")}
+SELECT id FROM removed
+"""
+
+EXTEND = f"""
+UPDATE queues_message m
+SET available_at = statement_timestamp() + %(seconds)s::float8 * interval '1 second'
+FROM {_RECEIPTS}
+WHERE m.id = r.id AND m.receipt = r.receipt AND m.available_at > clock_timestamp()
+RETURNING m.id, m.available_at
+"""
+
+# A nack puts the message back (after `delay`) with the error on record; one that has used up its
+# receives (or whose consumer asks for it: `dead_letter`) goes straight to the dead-letter queue
+# instead of waiting for the next claim.
+NACK = f"""
+WITH target AS (
+    SELECT m.id, m.queue_id, m.receive_count, q.max_receives, q.dead_letter_queue_id,
+           (q.dead_letter_queue_id IS NOT NULL
+            AND (%(dead_letter)s::boolean OR (q.max_receives > 0 AND m.receive_count >= q.max_receives))) AS dies
+    FROM queues_message m JOIN queues_queue q ON q.id = m.queue_id, {_RECEIPTS}
+    WHERE m.id = r.id AND m.receipt = r.receipt AND m.available_at > clock_timestamp()
+    FOR UPDATE OF m
+),
+changed AS (
+    UPDATE queues_message m
+    SET receipt = NULL,
+        available_at = CASE WHEN t.dies THEN statement_timestamp()
+                            ELSE statement_timestamp() + %(delay)s::float8 * interval '1 second' END,
+        queue_id = CASE WHEN t.dies THEN t.dead_letter_queue_id ELSE m.queue_id END,
+        origin_queue_id = CASE WHEN t.dies THEN m.queue_id ELSE m.origin_queue_id END,
+        dead_at = CASE WHEN t.dies THEN statement_timestamp() ELSE m.dead_at END,
+        last_error = %(error)s::text,
+        history = (m.history || jsonb_build_array(jsonb_build_object(
+            'at', statement_timestamp(), 'event', CASE WHEN t.dies THEN 'dead-lettered' ELSE 'nacked' END,
+            'receive_count', m.receive_count, 'error', %(error)s::text)))
+            -- keep the last 20 entries: a message that fails forever must not grow without bound
+            #- '{{-21}}'
+    FROM target t
+    WHERE m.id = t.id
+    RETURNING m.id, t.queue_id AS source_id, t.dead_letter_queue_id, t.dies
+),
+deltas AS (
+    SELECT source_id AS queue_id,
+           {_deltas(depth="-count(*) FILTER (WHERE dies)", failed="count(*)", dead="count(*) FILTER (WHERE dies)")}
+    FROM changed GROUP BY source_id
+    UNION ALL
+    SELECT dead_letter_queue_id, {_deltas(depth="count(*)", sent="count(*)")}
+    FROM changed WHERE dies GROUP BY dead_letter_queue_id
+),
+{_bump("bumped", "deltas")}
+SELECT id, dies FROM changed
+"""
+
+# Give leases back early (a stopping consumer, or a dead one's leases released by another process):
+# ready now, nothing on record, no failure counted. `refund` takes back the receive for deliveries
+# that never reached a handler, so they do not creep towards max receives.
+RELEASE = f"""
+UPDATE queues_message m
+SET receipt = NULL, available_at = statement_timestamp(),
+    receive_count = CASE WHEN %(refund)s::boolean THEN greatest(m.receive_count - 1, 0) ELSE m.receive_count END
+FROM {_RECEIPTS}
+WHERE m.id = r.id AND m.receipt = r.receipt AND m.available_at > clock_timestamp()
+RETURNING m.id, m.queue_id
+"""
+
+# -- operator actions -------------------------------------------------------------------------------
+PURGE = f"""
+WITH removed AS (DELETE FROM queues_message WHERE queue_id = %(queue_id)s RETURNING queue_id),
+deltas AS (SELECT queue_id, {_deltas(depth="-count(*)")} FROM removed GROUP BY queue_id),
+{_bump("bumped", "deltas")}
+SELECT count(*) FROM removed
+"""
+
+DELETE_MESSAGES = f"""
+WITH removed AS (
+    DELETE FROM queues_message WHERE queue_id = %(queue_id)s AND id = ANY(%(ids)s::bigint[])
+    RETURNING queue_id
+),
+deltas AS (SELECT queue_id, {_deltas(depth="-count(*)")} FROM removed GROUP BY queue_id),
+{_bump("bumped", "deltas")}
+SELECT count(*) FROM removed
+"""
+
+# Moves skip messages in flight: their lease holder still owns them.
+MOVE_MESSAGES = f"""
+WITH picked AS (
+    SELECT id, queue_id FROM queues_message
+    WHERE queue_id = %(queue_id)s AND id = ANY(%(ids)s::bigint[])
+      AND NOT (receipt IS NOT NULL AND available_at > statement_timestamp())
+    FOR UPDATE SKIP LOCKED
+),
+moved AS (
+    UPDATE queues_message m
+    SET queue_id = %(to_id)s, receipt = NULL, available_at = statement_timestamp(), receive_count = 0,
+        dead_at = NULL,
+        group_key = CASE WHEN %(to_fifo)s THEN coalesce(m.group_key, '') ELSE m.group_key END,
+        history = m.history || jsonb_build_array(jsonb_build_object(
+            'at', statement_timestamp(), 'event', 'moved', 'from', %(queue_name)s::text))
+    FROM picked p WHERE m.id = p.id
+    RETURNING p.queue_id AS from_id
+),
+deltas AS (
+    SELECT from_id AS queue_id, {_deltas(depth="-count(*)")} FROM moved GROUP BY from_id
+    UNION ALL
+    SELECT %(to_id)s::bigint, {_deltas(depth="count(*)", sent="count(*)")} FROM moved HAVING count(*) > 0
+),
+{_bump("bumped", "deltas")}
+SELECT count(*) FROM moved
+"""
+
+RETRY_NOW = """
+UPDATE queues_message SET available_at = statement_timestamp()
+WHERE queue_id = %(queue_id)s AND id = ANY(%(ids)s::bigint[]) AND receipt IS NULL
+  AND available_at > statement_timestamp()
+"""
+
+# Redrive one batch: the oldest dead letters go to `to_id`, or each to the queue it died in.
+REDRIVE_BATCH = f"""
+WITH picked AS (
+    SELECT m.id, coalesce(%(to_id)s::bigint, m.origin_queue_id) AS dest
+    FROM queues_message m
+    WHERE m.queue_id = %(queue_id)s AND m.available_at <= statement_timestamp()
+      AND coalesce(%(to_id)s::bigint, m.origin_queue_id) IS NOT NULL
+    ORDER BY m.id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+moved AS (
+    UPDATE queues_message m
+    SET queue_id = p.dest, receipt = NULL, available_at = statement_timestamp(), receive_count = 0,
+        dead_at = NULL, origin_queue_id = NULL,
+        group_key = CASE WHEN dq.kind = 'fifo' THEN coalesce(m.group_key, '') ELSE m.group_key END,
+        history = m.history || jsonb_build_array(jsonb_build_object(
+            'at', statement_timestamp(), 'event', 'redriven', 'from', %(queue_name)s::text))
+    FROM picked p JOIN queues_queue dq ON dq.id = p.dest
+    WHERE m.id = p.id
+    RETURNING p.dest
+),
+deltas AS (
+    SELECT %(queue_id)s::bigint AS queue_id, {_deltas(depth="-count(*)")} FROM moved HAVING count(*) > 0
+    UNION ALL
+    SELECT dest, {_deltas(depth="count(*)", sent="count(*)")} FROM moved GROUP BY dest
+),
+{_bump("bumped", "deltas")}
+SELECT dest, count(*) FROM moved GROUP BY dest
+"""
+
+PRUNE_EXPIRED = f"""
+WITH victims AS (
+    SELECT m.id FROM queues_message m JOIN queues_queue q ON q.id = m.queue_id
+    -- Retention counts from when the message became available, so a message delayed past its
+    -- queue's retention is not pruned before anyone could receive it.
+    WHERE m.queue_id = %(queue_id)s AND m.enqueued_at < statement_timestamp() - q.retention
+      AND m.available_at < statement_timestamp() - q.retention
+    LIMIT %(limit)s
+    FOR UPDATE OF m SKIP LOCKED
+),
+removed AS (DELETE FROM queues_message m USING victims v WHERE m.id = v.id RETURNING m.queue_id),
+deltas AS (SELECT queue_id, {_deltas(depth="-count(*)")} FROM removed GROUP BY queue_id),
+{_bump("bumped", "deltas")}
+SELECT count(*) FROM removed
+"""
+
+PRUNE_DEDUP = "DELETE FROM queues_dedup WHERE expires_at <= statement_timestamp()"
+
+# Fold a queue's counter slots into slot 0 so the table stays as small as the number of queues.
+COMPACT_COUNTERS = f"""
+WITH gone AS (
+    DELETE FROM queues_counter WHERE slot <> 0 RETURNING queue_id, {", ".join(_COLUMNS)}
+),
+{_bump("bumped", "gone", slot="0")}
+SELECT count(*) FROM gone
+"""
+
+PUBLISH = f"""
+WITH targets AS (
+    SELECT s.queue_id, q.default_delay FROM queues_subscription s
+    JOIN queues_topic t ON t.id = s.topic_id JOIN queues_queue q ON q.id = s.queue_id
+    WHERE t.name = %(topic)s AND (s.filter IS NULL OR %(headers)s::jsonb @> s.filter)
+),
+fresh AS (
+    INSERT INTO queues_message (
+        queue_id, body, headers, priority, group_key, enqueued_at, available_at,
+        receive_count, last_error, history)
+    SELECT t.queue_id, %(body)s::jsonb, %(headers)s::jsonb, %(priority)s,
+           CASE WHEN q.kind = 'fifo' THEN coalesce(%(group)s::text, '') ELSE %(group)s::text END,
+           statement_timestamp(),
+           statement_timestamp() + coalesce(%(delay)s * interval '1 second', t.default_delay),
+           0, '', '[]'::jsonb
+    FROM targets t JOIN queues_queue q ON q.id = t.queue_id
+    RETURNING id, queue_id, available_at
+),
+deltas AS (SELECT queue_id, {_deltas(depth="count(*)", sent="count(*)")} FROM fresh GROUP BY queue_id),
+{_bump("bumped", "deltas")},
+notified AS (
+    SELECT pg_notify('{NOTIFY_CHANNEL}', queue_id::text) FROM fresh
+    WHERE available_at <= statement_timestamp() GROUP BY queue_id
+)
+SELECT f.id, f.queue_id, (SELECT count(*) FROM notified) FROM fresh f ORDER BY f.id
+"""
+
+# -- reads ------------------------------------------------------------------------------------------
+# Cheap at any depth: counters are a handful of rows per queue; in-flight and delayed counts scan
+# only the future part of (queue_id, available_at); the oldest ready message is the first entry
+# of the past part.
+STATS = """
+SELECT q.id, q.name, q.kind, q.paused, q.dead_letter_queue_id,
+       coalesce(k.depth, 0), coalesce(k.sent, 0), coalesce(k.acked, 0), coalesce(k.failed, 0),
+       coalesce(k.dead, 0), coalesce(f.in_flight, 0), coalesce(f.delayed, 0),
+       extract(epoch FROM statement_timestamp() - o.available_at)
+FROM queues_queue q
+LEFT JOIN LATERAL (
+    SELECT sum(depth) AS depth, sum(sent) AS sent, sum(acked) AS acked, sum(failed) AS failed,
+           sum(dead) AS dead
+    FROM queues_counter WHERE queue_id = q.id
+) k ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE receipt IS NOT NULL) AS in_flight,
+           count(*) FILTER (WHERE receipt IS NULL) AS delayed
+    FROM queues_message WHERE queue_id = q.id AND available_at > statement_timestamp()
+) f ON true
+LEFT JOIN LATERAL (
+    SELECT available_at FROM queues_message
+    WHERE queue_id = q.id AND available_at <= statement_timestamp()
+    ORDER BY available_at LIMIT 1
+) o ON true
+WHERE (%(names)s::text[] IS NULL OR q.name = ANY(%(names)s::text[]))
+ORDER BY q.name
+"""
+
+PEEK = """
+SELECT m.id, m.body, m.headers, m.priority, m.group_key, m.dedup_id, m.receive_count, m.enqueued_at,
+       m.available_at, m.receipt IS NOT NULL AND m.available_at > statement_timestamp() AS in_flight,
+       m.last_error, m.history, o.name, m.dead_at, m.available_at > statement_timestamp() AS future
+FROM queues_message m LEFT JOIN queues_queue o ON o.id = m.origin_queue_id
+WHERE m.queue_id = %(queue_id)s AND (%(after)s::bigint IS NULL OR m.id > %(after)s::bigint)
+  AND (%(ids)s::bigint[] IS NULL OR m.id = ANY(%(ids)s::bigint[]))
+ORDER BY m.id
+LIMIT %(limit)s
+"""

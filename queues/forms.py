@@ -1,0 +1,198 @@
+"""Forms of the dashboard's actions. They parse and bound-check input; the engine has the last word
+(its errors are shown on the same form)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+from django.http import QueryDict
+
+from queues.engine import core as engine
+from queues.models import Queue, QueueKind
+
+SECONDS_HELP = "seconds"
+
+
+def _number(value: float) -> float | int:
+    """Whole seconds show as ``30``, not ``30.0``."""
+    return int(value) if float(value).is_integer() else value
+
+
+def _queue_choices(blank: str, *, exclude: str | None = None) -> list[tuple[str, str]]:
+    names = Queue.objects.order_by("name").values_list("name", flat=True)
+    return [("", blank)] + [(n, n) for n in names if n != exclude]
+
+
+class QueueSettingsForm(forms.Form):
+    """A queue's editable settings, durations in seconds."""
+
+    kind = forms.ChoiceField(choices=QueueKind.choices, help_text="Can change only while the queue is empty.")
+    visibility_timeout = forms.FloatField(min_value=0.1, max_value=engine.MAX_VISIBILITY_TIMEOUT,
+                                          help_text="Seconds a received message stays leased.")
+    max_receives = forms.IntegerField(min_value=0, help_text="Receives before dead-lettering; 0 means never.")
+    dead_letter_queue = forms.ChoiceField(required=False, help_text="Empty: none (messages are redelivered forever).")
+    default_delay = forms.FloatField(min_value=0, max_value=engine.MAX_DELAY, help_text="Seconds.")
+    retention = forms.FloatField(min_value=60, max_value=365 * 24 * 3600,
+                                 help_text="Seconds an unreceived message is kept (345600 = 4 days).")
+    max_message_size = forms.IntegerField(min_value=16, max_value=16 * 1024 * 1024,
+                                          help_text="Bytes of body + headers.")
+    dedup_window = forms.FloatField(min_value=0, max_value=7 * 24 * 3600, help_text="Seconds.")
+
+    def __init__(self, *args: Any, queue: Queue | None = None, **kwargs: Any) -> None:
+        if queue is not None and "initial" not in kwargs:
+            kwargs["initial"] = {
+                "kind": queue.kind,
+                "visibility_timeout": _number(queue.visibility_timeout.total_seconds()),
+                "max_receives": queue.max_receives,
+                "dead_letter_queue": queue.dead_letter_queue.name if queue.dead_letter_queue_id else "",
+                "default_delay": _number(queue.default_delay.total_seconds()),
+                "retention": _number(queue.retention.total_seconds()),
+                "max_message_size": queue.max_message_size,
+                "dedup_window": _number(queue.dedup_window.total_seconds()),
+            }
+        super().__init__(*args, **kwargs)
+        self.fields["dead_letter_queue"].choices = _queue_choices(
+            "— none —", exclude=queue.name if queue is not None else None
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """The cleaned values as keywords of :func:`queues.update_queue`."""
+        data = dict(self.cleaned_data)
+        data["dead_letter_queue"] = data.get("dead_letter_queue") or None
+        return data
+
+
+class QueueCreateForm(forms.Form):
+    """A new queue: its name and the settings that differ from the defaults."""
+
+    name = forms.CharField(max_length=80, help_text="a-z, 0-9, '.', '_' or '-', starting with a letter or digit.")
+    kind = forms.ChoiceField(choices=QueueKind.choices, initial=QueueKind.STANDARD)
+    visibility_timeout = forms.FloatField(min_value=0.1, max_value=engine.MAX_VISIBILITY_TIMEOUT, initial=30)
+    max_receives = forms.IntegerField(min_value=0, initial=5)
+    dead_letter_queue = forms.CharField(
+        max_length=80, required=False, help_text="Empty: <name>.dlq, created with the queue."
+    )
+    no_dead_letter_queue = forms.BooleanField(required=False, label="No dead-letter queue")
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        try:
+            return engine.validate_name(name)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc))
+
+    def settings(self) -> dict[str, Any]:
+        """Keywords of :func:`queues.create_queue` (besides the name)."""
+        data = self.cleaned_data
+        out: dict[str, Any] = {k: data[k] for k in ("kind", "visibility_timeout", "max_receives")}
+        if data.get("no_dead_letter_queue"):
+            out["dead_letter_queue"] = None
+        elif data.get("dead_letter_queue"):
+            out["dead_letter_queue"] = data["dead_letter_queue"].strip()
+        return out
+
+
+def _json_error(what: str, exc: json.JSONDecodeError) -> forms.ValidationError:
+    return forms.ValidationError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")
+
+
+class PublishForm(forms.Form):
+    """One message to send by hand."""
+
+    body = forms.CharField(widget=forms.Textarea(attrs={"rows": 10, "spellcheck": "false"}), strip=False,
+                           help_text='JSON, for example {"order_id": 42}.')
+    headers = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}), required=False,
+                              help_text='A JSON object of strings, for example {"tenant": "acme"}.')
+    delay = forms.FloatField(required=False, min_value=0, max_value=engine.MAX_DELAY,
+                             help_text="Seconds; empty for the queue's default delay.")
+    priority = forms.IntegerField(min_value=engine.PRIORITY_MIN, max_value=engine.PRIORITY_MAX, initial=0)
+    group = forms.CharField(max_length=engine.MAX_KEY_LENGTH, required=False, help_text="Group key (fifo queues).")
+    dedup_id = forms.CharField(max_length=engine.MAX_KEY_LENGTH, required=False,
+                               help_text="A repeat inside the dedup window stores nothing new.")
+
+    def clean_body(self) -> Any:
+        try:
+            return json.loads(self.cleaned_data["body"])
+        except json.JSONDecodeError as exc:
+            raise _json_error("the body", exc)
+
+    def clean_headers(self) -> dict[str, str]:
+        text = self.cleaned_data.get("headers", "").strip()
+        if not text:
+            return {}
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _json_error("the headers", exc)
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise forms.ValidationError('headers must be a JSON object of strings, like {"tenant": "acme"}')
+        return value
+
+    def message(self) -> dict[str, Any]:
+        """Keywords of ``services.publish_message`` (besides actor and queue)."""
+        d = self.cleaned_data
+        return {
+            "body": d["body"], "headers": d["headers"], "delay": d.get("delay"), "priority": d.get("priority") or 0,
+            "group": d.get("group") or None, "dedup_id": d.get("dedup_id") or None,
+        }
+
+
+class RedriveForm(forms.Form):
+    """Dead letters back: where, how fast, how many."""
+
+    to = forms.ChoiceField(required=False, label="Send to")
+    rate = forms.FloatField(required=False, min_value=0.1, help_text="Messages per second; empty for full speed.")
+    limit = forms.IntegerField(required=False, min_value=1, help_text="At most this many; empty for all.")
+
+    def __init__(self, *args: Any, source: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["to"].choices = _queue_choices("each back to the queue it died in", exclude=source)
+
+
+class ConfirmNameForm(forms.Form):
+    """Type the queue's name to confirm a destructive action."""
+
+    confirm = forms.CharField(max_length=80, required=False, label="Type the queue's name to confirm")
+
+
+BULK_ACTIONS = {"delete": "Delete", "retry": "Retry now", "move": "Move"}
+
+
+class BulkError(ValueError):
+    """A bulk request the dashboard cannot run (missing selection, unknown action, bad ids)."""
+
+
+@dataclass
+class BulkRequest:
+    """A bulk message action from the browser: which verb, on which messages."""
+
+    action: str
+    scope: str  # "selected" or "matching"
+    ids: list[int]
+    q: str
+    to: str
+    next: str
+
+
+def parse_bulk(data: QueryDict) -> BulkRequest:
+    """Read a bulk action from GET (the confirm page) or POST (doing it); :class:`BulkError` if malformed."""
+    action = data.get("action", "")
+    if action not in BULK_ACTIONS:
+        raise BulkError(f"unknown bulk action {action!r}: use one of {', '.join(BULK_ACTIONS)}")
+    scope = data.get("scope", "selected")
+    if scope not in ("selected", "matching"):
+        raise BulkError(f"unknown scope {scope!r}: use 'selected' or 'matching'")
+    ids: list[int] = []
+    for raw in data.getlist("id"):
+        if not raw.isdigit():
+            raise BulkError(f"message ids must be whole numbers, got {raw!r}")
+        ids.append(int(raw))
+    if scope == "selected" and not ids:
+        raise BulkError("select at least one message (tick its box), or apply the action to all matching messages")
+    if len(ids) > 10_000:
+        raise BulkError(f"at most 10,000 selected messages at once, got {len(ids)}: use 'all matching' instead")
+    return BulkRequest(action=action, scope=scope, ids=ids, q=data.get("q", ""), to=data.get("to", "").strip(),
+                       next=data.get("next", ""))

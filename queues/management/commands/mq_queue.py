@@ -1,0 +1,227 @@
+"""``mq_queue create|list|update|delete``: manage queues and their settings from the command line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+from django.db import transaction
+
+import queues
+from queues.management.base import (
+    MQCommand,
+    audit,
+    confirm_by_name,
+    format_duration,
+    format_size,
+    format_table,
+    non_negative_int,
+    parse_duration,
+    parse_size,
+    to_json,
+)
+from queues.permissions import Action
+
+# Option dest -> engine keyword, in the order the table and messages show them.
+SETTINGS = (
+    "kind", "visibility_timeout", "max_receives", "dead_letter_queue", "default_delay", "retention",
+    "max_message_size", "dedup_window", "paused",
+)
+
+
+def _add_settings(parser: CommandParser, *, creating: bool) -> None:
+    when = "Default" if creating else "Unchanged if not given"
+    group = parser.add_argument_group("queue settings")
+    group.add_argument("--kind", choices=["standard", "fifo"],
+                       help="standard: by priority, any number in flight. fifo: strict send order within a "
+                            f"--group key, one in flight per group; changeable only while empty. {when}: "
+                            + ("standard." if creating else "as is."))
+    group.add_argument("--visibility-timeout", type=parse_duration, metavar="DURATION",
+                       help="How long a received message stays leased before it is redelivered "
+                            f"(30, 30s, 5m; 0.1s to 12h). {when}" + (": 30s." if creating else "."))
+    group.add_argument("--max-receives", type=non_negative_int, metavar="N",
+                       help="Receives before a message moves to the dead-letter queue; 0 means never. "
+                            f"{when}" + (": 5." if creating else "."))
+    dlq = group.add_mutually_exclusive_group()
+    dlq.add_argument("--dead-letter-queue", metavar="QUEUE",
+                     help="Where messages go after --max-receives receives. "
+                          + ("Default: <name>.dlq, created if missing." if creating
+                             else "It must exist already (create it with mq_queue create)."))
+    dlq.add_argument("--no-dead-letter-queue", action="store_true",
+                     help="No dead-letter queue: failing messages are redelivered forever.")
+    group.add_argument("--default-delay", type=parse_duration, metavar="DURATION",
+                       help="Delay of messages sent without their own (0 to 15d). "
+                            f"{when}" + (": 0s." if creating else "."))
+    group.add_argument("--retention", type=parse_duration, metavar="DURATION",
+                       help="Unreceived messages older than this are removed when pruning (mq_prune; "
+                            "workers prune too; 1m to 365d). "
+                            f"{when}" + (": 4d." if creating else "."))
+    group.add_argument("--max-message-size", type=parse_size, metavar="SIZE",
+                       help="Largest body plus headers accepted (bytes, or 256KiB, 1MiB; 16B to 16MiB). "
+                            f"{when}" + (": 256KiB." if creating else "."))
+    group.add_argument("--dedup-window", type=parse_duration, metavar="DURATION",
+                       help="How long a dedup id is remembered (0 to 7d). "
+                            f"{when}" + (": 5m." if creating else "."))
+    state = group.add_mutually_exclusive_group()
+    state.add_argument("--paused", dest="paused", action="store_const", const=True,
+                       help="Deliver nothing (sends are still accepted).")
+    state.add_argument("--active", dest="paused", action="store_const", const=False,
+                       help="Deliver messages" + (" (the default)." if creating else " again."))
+
+
+def _settings_from(options: dict[str, Any]) -> dict[str, Any]:
+    """Engine keywords for the settings the user gave (absent options are left out)."""
+    out = {key: options[key] for key in SETTINGS if key != "dead_letter_queue" and options.get(key) is not None}
+    if options.get("no_dead_letter_queue"):
+        out["dead_letter_queue"] = None
+    elif options.get("dead_letter_queue") is not None:
+        out["dead_letter_queue"] = options["dead_letter_queue"]
+    return out
+
+
+def _describe(settings: dict[str, Any]) -> str:
+    parts = []
+    for key, value in settings.items():
+        if key in ("visibility_timeout", "default_delay", "retention", "dedup_window"):
+            value = format_duration(value)
+        elif key == "max_message_size":
+            value = format_size(value)
+        elif key == "dead_letter_queue" and value is None:
+            value = "none"
+        elif key == "paused":
+            key, value = "state", "paused" if value else "active"
+        parts.append(f"{key.replace('_', '-')}={value}")
+    return ", ".join(parts)
+
+
+def queue_as_dict(queue: Any) -> dict[str, Any]:
+    """A queue's settings as JSON-ready values (durations in seconds)."""
+    return {
+        "name": queue.name,
+        "kind": queue.kind,
+        "paused": queue.paused,
+        "visibility_timeout": queue.visibility_timeout.total_seconds(),
+        "max_receives": queue.max_receives,
+        "dead_letter_queue": queue.dead_letter_queue.name if queue.dead_letter_queue_id else None,
+        "default_delay": queue.default_delay.total_seconds(),
+        "retention": queue.retention.total_seconds(),
+        "max_message_size": queue.max_message_size,
+        "dedup_window": queue.dedup_window.total_seconds(),
+        "created_at": queue.created_at,
+    }
+
+
+class Command(MQCommand):
+    help = (
+        "Create, list, update or delete queues. `mq_queue create orders --visibility-timeout 60`, "
+        "`mq_queue list`, `mq_queue update orders --paused`, `mq_queue delete orders --yes`. "
+        "Durations take 30, 30s, 5m, 2h or 4d; sizes take bytes, 256KiB or 1MiB."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True, metavar="{create,list,update,delete}")
+
+        create = sub.add_parser("create", help="Create a queue (and its dead-letter queue <name>.dlq).",
+                                description="Create a queue. Its dead-letter queue <name>.dlq is created too "
+                                            "unless --dead-letter-queue or --no-dead-letter-queue says otherwise.")
+        create.add_argument("name", help="Queue name: 1-80 of a-z 0-9 . _ -, starting with a letter or digit.")
+        _add_settings(create, creating=True)
+        create.add_argument("--exist-ok", action="store_true",
+                            help="Succeed without changes if the queue exists already (for provisioning scripts).")
+
+        listing = sub.add_parser("list", help="List queues and their settings.",
+                                 description="List every queue and its settings (mq_stats shows the counts).")
+        listing.add_argument("--json", action="store_true", help="Print a JSON array instead of a table.")
+
+        update = sub.add_parser("update", help="Change settings of a queue.",
+                                description="Change settings of a queue; settings not given stay as they are.")
+        update.add_argument("name", help="The queue to change.")
+        _add_settings(update, creating=False)
+
+        delete = sub.add_parser("delete", help="Delete a queue and its messages.",
+                                description="Delete a queue and every message in it (audited). Its dead-letter "
+                                            "queue stays. Asks you to type the name unless --yes is given; "
+                                            "without a terminal to ask at, --yes is required.")
+        delete.add_argument("name", help="The queue to delete.")
+        delete.add_argument("--yes", action="store_true", help="Do not ask for confirmation.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        action = options["action"]
+        getattr(self, f"_{action}")(options)
+
+    def _create(self, options: dict[str, Any]) -> None:
+        name = options["name"]
+        settings = _settings_from(options)
+        queues.validate_name(name)
+        if options["exist_ok"] and _exists(name):
+            self.stdout.write(f"Queue {name!r} exists already; left unchanged.")
+            return
+        try:
+            with transaction.atomic():
+                queue = queues.create_queue(name, **settings)
+                audit(Action.CREATE_QUEUE, queue=name, detail={"settings": settings})
+        except queues.QueueExists:
+            raise CommandError(
+                f"queue {name!r} exists already: change it with `mq_queue update {name} ...`, "
+                "or pass --exist-ok to accept it as it is"
+            ) from None
+        dlq = queue.dead_letter_queue.name if queue.dead_letter_queue_id else None
+        where = f"dead letters to {dlq!r}" if dlq else "no dead-letter queue"
+        self.stdout.write(f"Created {queue.kind} queue {name!r} ({where}).")
+
+    def _list(self, options: dict[str, Any]) -> None:
+        rows = [queue_as_dict(q) for q in queues.list_queues()]
+        if options["json"]:
+            self.stdout.write(to_json(rows))
+            return
+        if not rows:
+            self.stdout.write("No queues yet. Create one: python manage.py mq_queue create orders")
+            return
+        table = [
+            [r["name"], r["kind"], "paused" if r["paused"] else "active", format_duration(r["visibility_timeout"]),
+             r["max_receives"], r["dead_letter_queue"] or "-", format_duration(r["default_delay"]),
+             format_duration(r["retention"]), format_size(r["max_message_size"]), format_duration(r["dedup_window"])]
+            for r in rows
+        ]
+        headers = ["QUEUE", "KIND", "STATE", "VISIBILITY", "MAX RECEIVES", "DEAD LETTERS TO", "DELAY", "RETENTION",
+                   "MAX SIZE", "DEDUP WINDOW"]
+        self.stdout.write(format_table(headers, table, right=(3, 4, 6, 7, 8, 9)))
+
+    def _update(self, options: dict[str, Any]) -> None:
+        name = options["name"]
+        settings = _settings_from(options)
+        if not settings:
+            raise CommandError(
+                "nothing to change: pass at least one setting, for example "
+                f"`mq_queue update {name} --visibility-timeout 60` (see mq_queue update --help)"
+            )
+        with transaction.atomic():
+            queues.update_queue(name, **settings)
+            audit(Action.UPDATE_QUEUE_SETTINGS, queue=name, detail={"settings": settings})
+        self.stdout.write(f"Updated queue {name!r}: {_describe(settings)}.")
+
+    def _delete(self, options: dict[str, Any]) -> None:
+        name = options["name"]
+        queue = queues.get_queue(name)
+        stats = queues.queue_stats(name)
+        confirm_by_name(
+            self, name=name, action="delete", yes=options["yes"],
+            summary=f"Queue {name!r} holds {stats.depth} messages; deleting it deletes them too.",
+        )
+        with transaction.atomic():
+            count = queues.delete_queue(name)
+            audit(Action.DELETE_QUEUE, queue=name, count=count)
+        kept = (f" Its dead-letter queue {queue.dead_letter_queue.name!r} stays."
+                if queue.dead_letter_queue_id else "")
+        self.stdout.write(f"Deleted queue {name!r} and its {count} messages.{kept}")
+
+
+def _exists(name: str) -> bool:
+    try:
+        queues.get_queue(name)
+    except queues.QueueNotFound:
+        return False
+    return True
+
+
+__all__ = ["Command", "queue_as_dict"]

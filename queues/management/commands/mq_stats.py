@@ -1,0 +1,114 @@
+"""``mq_stats``: live counts of every queue, once or refreshed with --watch."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+from django.db import close_old_connections, connection
+
+import queues
+from queues.management.base import (
+    MQCommand,
+    format_age,
+    format_table,
+    positive_float,
+    sleep_unless,
+    stop_on_signal,
+    to_json,
+)
+
+CLEAR = "\033[H\033[2J"
+
+
+class Command(MQCommand):
+    help = (
+        "Show every queue's live counts: ready, delayed, in flight, dead (messages in its dead-letter "
+        "queue), the age of the oldest ready message, and totals sent / acked / failed / dead-lettered "
+        "since the queue was made. Reads counters, never count(*): cheap to run every second."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("queues", nargs="*", metavar="QUEUE", help="Only these queues (default: all).")
+        parser.add_argument("--watch", nargs="?", type=positive_float, const=2.0, default=None, metavar="SECONDS",
+                            help="Refresh every SECONDS (default 2) until Ctrl-C, with sent/s and acked/s "
+                                 "rates; clears the screen on a terminal.")
+        parser.add_argument("--json", action="store_true",
+                            help="Print JSON (with --watch: one JSON document per line per refresh).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        names = options["queues"] or None
+        if options["watch"] is None:
+            self._show(self._read(names), None, 0.0, as_json=options["json"], watching=False, clear=False)
+            return
+        interval = options["watch"]
+        clear = self.stdout.isatty() and not options["json"]
+        previous: list[Any] | None = None
+        last = time.monotonic()
+        with stop_on_signal() as stopped:
+            while not stopped():
+                rows = self._read(names)
+                now = time.monotonic()
+                self._show(rows, previous, now - last, as_json=options["json"], watching=True, clear=clear)
+                previous, last = rows, now
+                sleep_unless(stopped, interval)
+                # A watch runs for hours: do not hold a connection the server has dropped.
+                if not connection.in_atomic_block:
+                    close_old_connections()
+
+    def _read(self, names: list[str] | None) -> list[Any]:
+        rows = queues.stats(names)
+        if names:
+            missing = sorted(set(names) - {r.queue for r in rows})
+            if missing:
+                raise CommandError(
+                    f"no queue named {', '.join(map(repr, missing))}: list queues with `mq_queue list`"
+                )
+        return rows
+
+    def _show(self, rows: list[Any], previous: list[Any] | None, elapsed: float, *, as_json: bool,
+              watching: bool, clear: bool) -> None:
+        before = {r.queue: r for r in previous or []}
+
+        def rates(row: Any) -> tuple[float | None, float | None]:
+            old = before.get(row.queue)
+            if old is None or elapsed <= 0:
+                return None, None
+            return ((row.sent_total - old.sent_total) / elapsed, (row.acked_total - old.acked_total) / elapsed)
+
+        now = datetime.now(UTC)
+        if as_json:
+            out = []
+            for row in rows:
+                item = queues.as_dict(row)
+                if watching:
+                    item["sent_per_second"], item["acked_per_second"] = rates(row)
+                out.append(item)
+            self.stdout.write(to_json({"at": now, "queues": out}) if watching else to_json(out))
+            self.stdout.flush()
+            return
+        headers = ["QUEUE", "KIND", "STATE", "READY", "DELAYED", "IN FLIGHT", "DEAD", "OLDEST", "SENT", "ACKED",
+                   "FAILED", "DEAD-LETTERED"]
+        if watching:
+            headers += ["SENT/S", "ACKED/S"]
+        table = []
+        for row in rows:
+            line = [
+                row.queue, "dlq" if row.is_dead_letter_queue else row.kind, "paused" if row.paused else "active",
+                row.ready, row.delayed, row.in_flight, row.dead, format_age(row.oldest_ready_age), row.sent_total,
+                row.acked_total, row.failed_total, row.dead_lettered_total,
+            ]
+            if watching:
+                sent, acked = rates(row)
+                line += ["-" if sent is None else f"{sent:,.1f}", "-" if acked is None else f"{acked:,.1f}"]
+            table.append(line)
+        text = format_table(headers, table, right=range(3, len(headers))) if rows else (
+            "No queues yet. Create one: python manage.py mq_queue create orders")
+        if clear:
+            self.stdout.write(CLEAR + f"mq_stats  {now:%Y-%m-%d %H:%M:%S} UTC  (Ctrl-C to stop)\n", ending="")
+        elif watching:
+            self.stdout.write(f"{now:%Y-%m-%d %H:%M:%S} UTC")
+        self.stdout.write(text + ("\n" if watching and not clear else ""))
+        self.stdout.flush()

@@ -1,0 +1,264 @@
+"""The sampler: one tick turns the engine's live counts into history rows and a pushed message.
+
+A tick costs two statements whatever the number of dashboards open: :func:`queues.stats` (counter rows
+and index ranges, never a ``count(*)`` of the backlog) and :data:`RECORD`, which stores one 1 s
+``QueueSample`` per queue and reads the live workers back in the same round trip. Rates come from the
+previous tick kept in memory, not from the database. Once a minute (on the first tick of each minute,
+and at once after an election) :meth:`Sampler.maintain` downsamples and prunes.
+
+Time is the database's: samples carry ``statement_timestamp()`` of the statement that stored them, so
+several web processes on several machines (one leading at a time) never disagree about the clock.
+
+The meaning of the numbers follows the dashboard's pages (``queues.selectors``): a queue's ``dead`` is
+the depth of its dead-letter queue; the ``total`` row adds ``ready``/``in_flight``/``delayed`` of
+ordinary queues only and counts dead letters once, as the depth of the dead-letter queues; its
+``oldest_ready_age`` is the worst ordinary queue's; its rates add up every queue's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import pairwise
+from typing import Any
+
+from django.db import connection, transaction
+
+from queues import conf
+from queues.engine import core as engine
+from queues.engine.types import QueueStats
+
+logger = logging.getLogger("queues.metrics")
+
+FIELDS = (
+    "ready", "in_flight", "delayed", "dead", "depth", "oldest_ready_age", "rate_in", "rate_out", "rate_failed",
+    "workers",
+)
+"""The numbers each queue (and the ``total``) carries in a pushed sample; ``state`` rides along."""
+
+# A rate needs two readings close together: after a gap (sampler restarted, leader changed, process
+# stalled) the delta spans an unknown stretch, so the rate is unknown rather than an average.
+_RATE_GAP_FACTOR = 3.0
+
+RECORD = """
+WITH input AS (
+    SELECT * FROM unnest(
+        %(names)s::text[], %(ready)s::bigint[], %(delayed)s::bigint[], %(in_flight)s::bigint[],
+        %(dead)s::bigint[], %(age)s::float8[], %(sent)s::bigint[], %(acked)s::bigint[], %(failed)s::bigint[]
+    ) AS t(queue_name, ready, delayed, in_flight, dead, oldest_ready_age, sent_total, acked_total, failed_total)
+),
+saved AS (
+    INSERT INTO queues_sample (queue_name, at, resolution, ready, delayed, in_flight, dead, oldest_ready_age,
+                               sent_total, acked_total, failed_total)
+    SELECT queue_name, statement_timestamp(), 1, ready, delayed, in_flight, dead, oldest_ready_age,
+           sent_total, acked_total, failed_total
+    FROM input
+)
+SELECT statement_timestamp(), w.queues
+FROM (SELECT 1) AS one
+LEFT JOIN queues_worker w
+    ON w.state = 'live' AND w.last_beat_at >= statement_timestamp() - make_interval(secs => %(stale)s)
+"""
+"""Store the tick's 1 s samples; return the statement's time and the queue lists of live workers."""
+
+# Gauges average over the bucket, the age keeps its worst, the counters keep their last value so that
+# rates stay (difference of totals) / (difference of times) at every resolution. A bucket is made only
+# once it is complete (its end is before `now`) and only after the last one made: idempotent, and a new
+# leader catches up on whatever its predecessor left.
+DOWNSAMPLE = """
+WITH bounds AS (
+    SELECT coalesce(
+               (SELECT max(at) FROM queues_sample WHERE resolution = %(res)s) + %(step)s::interval,
+               (SELECT min(at) FROM queues_sample WHERE resolution = %(src)s)
+           ) AS lo,
+           date_bin(%(step)s::interval, %(now)s::timestamptz, timestamptz 'epoch') AS hi
+)
+INSERT INTO queues_sample (queue_name, at, resolution, ready, delayed, in_flight, dead, oldest_ready_age,
+                           sent_total, acked_total, failed_total)
+SELECT s.queue_name, date_bin(%(step)s::interval, s.at, timestamptz 'epoch') AS bucket, %(res)s,
+       round(avg(s.ready)), round(avg(s.delayed)), round(avg(s.in_flight)), round(avg(s.dead)),
+       max(s.oldest_ready_age),
+       (array_agg(s.sent_total ORDER BY s.at DESC))[1],
+       (array_agg(s.acked_total ORDER BY s.at DESC))[1],
+       (array_agg(s.failed_total ORDER BY s.at DESC))[1]
+FROM queues_sample s, bounds b
+WHERE s.resolution = %(src)s AND s.at >= b.lo AND s.at < b.hi
+GROUP BY s.queue_name, bucket
+"""
+
+PRUNE = "DELETE FROM queues_sample WHERE resolution = %(res)s AND at < %(now)s::timestamptz - %(keep)s::interval"
+
+
+def retention() -> dict[int, float]:
+    """``MQADMIN["SAMPLE_RETENTION"]`` checked: ``{resolution seconds: seconds kept}``, finest first.
+
+    The finest resolution must be 1 (what the sampler writes); each coarser one must be a multiple of
+    the one before, since it is built from it.
+    """
+    value = conf.get("SAMPLE_RETENTION")
+    if not isinstance(value, Mapping) or not value:
+        raise ValueError(f"MQADMIN['SAMPLE_RETENTION'] must be a dict like {{1: 7200, 60: 172800}}, got {value!r}")
+    out: dict[int, float] = {}
+    for res, keep in value.items():
+        if isinstance(res, bool) or not isinstance(res, int) or res < 1:
+            raise ValueError(f"MQADMIN['SAMPLE_RETENTION'] has the resolution {res!r}: use whole seconds >= 1")
+        if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not keep > 0:
+            raise ValueError(f"MQADMIN['SAMPLE_RETENTION'][{res}] = {keep!r}: use a number of seconds > 0")
+        out[res] = float(keep)
+    out = dict(sorted(out.items()))
+    resolutions = list(out)
+    if resolutions[0] != 1:
+        raise ValueError(f"MQADMIN['SAMPLE_RETENTION'] must keep the 1 s samples (key 1); got {resolutions}")
+    for finer, coarser in pairwise(resolutions):
+        if coarser % finer:
+            raise ValueError(
+                f"MQADMIN['SAMPLE_RETENTION']: resolution {coarser} is not a multiple of {finer}, "
+                "so it cannot be built from it"
+            )
+    return out
+
+
+def sample_interval() -> float:
+    """``MQADMIN["SAMPLE_INTERVAL"]`` checked: seconds between ticks (0.1 to 60)."""
+    value = conf.get("SAMPLE_INTERVAL")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.1 <= value <= 60:
+        raise ValueError(f"MQADMIN['SAMPLE_INTERVAL'] = {value!r}: use a number of seconds from 0.1 to 60")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    at: float
+    sent: int
+    acked: int
+    failed: int
+
+
+def _rate(now: int, before: int, dt: float) -> float:
+    # Counters restart from zero when a queue is deleted and made again: never a negative rate.
+    return max(0.0, (now - before) / dt)
+
+
+def _as_list(value: Any) -> list[str]:
+    # Django's psycopg setup hands jsonb back as text; other setups decode it.
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = json.loads(value)
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+class Sampler:
+    """One tick at a time; keeps the previous tick in memory for rates. Not thread-safe: one owner.
+
+    Runs on the Django connection of the calling thread (the elected one, see ``election.py``).
+    """
+
+    def __init__(self) -> None:
+        self._previous: dict[str, _Reading] = {}
+        self._maintained_minute: int | None = None
+        self.ticks = 0
+
+    def reset(self) -> None:
+        """Forget the previous tick (after losing the lead: the next tick's rates would span a gap)."""
+        self._previous.clear()
+        self._maintained_minute = None
+
+    def tick(self) -> dict[str, Any]:
+        """Read the live counts, store them as 1 s samples, maintain if due; return the message to push."""
+        stats = engine.stats()
+        at, worker_queues = self._record(stats)
+        message = self._message(stats, at, worker_queues)
+        minute = int(at.timestamp() // 60)
+        if minute != self._maintained_minute:
+            self._maintained_minute = minute
+            try:
+                self.maintain(at)
+            except Exception:
+                # History upkeep must not stop the live numbers; it is retried next minute.
+                logger.exception("downsampling or pruning samples failed; retrying next minute")
+        self.ticks += 1
+        return message
+
+    def _record(self, stats: Sequence[QueueStats]) -> tuple[datetime, list[list[str]]]:
+        params = {
+            "names": [s.queue for s in stats],
+            "ready": [s.ready for s in stats],
+            "delayed": [s.delayed for s in stats],
+            "in_flight": [s.in_flight for s in stats],
+            "dead": [s.dead for s in stats],
+            "age": [s.oldest_ready_age for s in stats],
+            "sent": [s.sent_total for s in stats],
+            "acked": [s.acked_total for s in stats],
+            "failed": [s.failed_total for s in stats],
+            "stale": conf.worker_stale_after(),
+        }
+        with connection.cursor() as cur:
+            cur.execute(RECORD, params)
+            rows = cur.fetchall()
+        at = rows[0][0]
+        return at, [_as_list(q) for _, q in rows if q is not None]
+
+    def _message(self, stats: Sequence[QueueStats], at: datetime, worker_queues: list[list[str]]) -> dict[str, Any]:
+        now = at.timestamp()
+        max_gap = _RATE_GAP_FACTOR * max(1.0, sample_interval())
+        per_queue_workers: dict[str, int] = {}
+        for names in worker_queues:
+            for name in set(names):
+                per_queue_workers[name] = per_queue_workers.get(name, 0) + 1
+        queues: dict[str, dict[str, Any]] = {}
+        total: dict[str, Any] = {
+            "ready": 0, "in_flight": 0, "delayed": 0, "dead": 0, "depth": 0, "oldest_ready_age": None,
+            "rate_in": None, "rate_out": None, "rate_failed": None, "workers": len(worker_queues),
+        }
+        current: dict[str, _Reading] = {}
+        for s in stats:
+            reading = _Reading(now, s.sent_total, s.acked_total, s.failed_total)
+            current[s.queue] = reading
+            before = self._previous.get(s.queue)
+            rate_in = rate_out = rate_failed = None
+            if before is not None and 0 < now - before.at <= max_gap:
+                dt = now - before.at
+                rate_in = _rate(reading.sent, before.sent, dt)
+                rate_out = _rate(reading.acked, before.acked, dt)
+                rate_failed = _rate(reading.failed, before.failed, dt)
+                total["rate_in"] = (total["rate_in"] or 0.0) + rate_in
+                total["rate_out"] = (total["rate_out"] or 0.0) + rate_out
+                total["rate_failed"] = (total["rate_failed"] or 0.0) + rate_failed
+            queues[s.queue] = {
+                "ready": s.ready, "in_flight": s.in_flight, "delayed": s.delayed, "dead": s.dead, "depth": s.depth,
+                "oldest_ready_age": s.oldest_ready_age, "rate_in": rate_in, "rate_out": rate_out,
+                "rate_failed": rate_failed, "workers": per_queue_workers.get(s.queue, 0),
+                "state": "paused" if s.paused else "active", "dlq": s.is_dead_letter_queue,
+            }
+            total["depth"] += s.depth
+            if s.is_dead_letter_queue:
+                total["dead"] += s.depth
+                continue
+            total["ready"] += s.ready
+            total["in_flight"] += s.in_flight
+            total["delayed"] += s.delayed
+            if s.oldest_ready_age is not None:
+                total["oldest_ready_age"] = max(total["oldest_ready_age"] or 0.0, s.oldest_ready_age)
+        self._previous = current
+        return {"type": "sample", "at": now, "interval": sample_interval(), "queues": queues, "total": total}
+
+    def maintain(self, now: datetime) -> dict[str, int]:
+        """Downsample complete buckets into each coarser resolution, then prune by retention.
+
+        Returns the rows made and removed per step (``{"made_60": n, "pruned_1": m, ...}``).
+        """
+        keep = retention()
+        resolutions = list(keep)
+        done: dict[str, int] = {}
+        with transaction.atomic(), connection.cursor() as cur:
+            for src, res in pairwise(resolutions):
+                cur.execute(DOWNSAMPLE, {"src": src, "res": res, "step": timedelta(seconds=res), "now": now})
+                done[f"made_{res}"] = cur.rowcount
+            for res, seconds in keep.items():
+                cur.execute(PRUNE, {"res": res, "now": now, "keep": timedelta(seconds=seconds)})
+                done[f"pruned_{res}"] = cur.rowcount
+        return done

@@ -1,0 +1,336 @@
+"""The tables behind mqadmin's queues.
+
+The engine (``queues.engine``) reads and writes these tables with hand-written SQL so that each state
+change is one statement; the models exist for migrations, the Django admin and the dashboard's read
+side. Nothing here holds engine logic.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import models
+from django.db.models import Q
+
+
+class QueueKind(models.TextChoices):
+    """How a queue orders its messages."""
+
+    STANDARD = "standard", "standard"
+    """By priority, then roughly by send order; any number in flight."""
+    FIFO = "fifo", "fifo"
+    """Strictly in send order within a group key, one message of a group in flight at a time."""
+
+
+class Queue(models.Model):
+    """A named line of messages and its settings (see DESIGN.md, *Words*)."""
+
+    name = models.CharField(max_length=80, unique=True)
+    kind = models.CharField(max_length=16, choices=QueueKind.choices, default=QueueKind.STANDARD)
+    visibility_timeout = models.DurationField(default=timedelta(seconds=30))
+    max_receives = models.PositiveIntegerField(
+        default=5, help_text="Receives before a message is dead-lettered; 0 means never."
+    )
+    dead_letter_queue = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="dead_letter_sources"
+    )
+    default_delay = models.DurationField(default=timedelta(0))
+    retention = models.DurationField(default=timedelta(days=4))
+    max_message_size = models.PositiveIntegerField(default=256 * 1024)
+    dedup_window = models.DurationField(default=timedelta(minutes=5))
+    paused = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "queues_queue"
+        ordering = ["name"]
+        permissions = [
+            ("view_dashboard", "Can view the queues dashboard"),
+            ("operate_queues", "Can pause, resume, retry, move, redrive and edit queues"),
+            ("purge_queues", "Can purge queues and delete messages and queues"),
+            ("publish_messages", "Can publish messages"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Message(models.Model):
+    """A live message: ready, delayed, in flight, or dead (in a dead-letter queue).
+
+    Acked messages are deleted: this table holds the backlog, not the history. The state is derived:
+    ``available_at`` in the future with a ``receipt`` means in flight (the lease ends then), without
+    one means delayed; ``available_at`` past means ready, including a lease that ran out.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    # No index of its own: queues_msg_claim and queues_msg_avail lead with queue_id, and every index
+    # of this table is written again at each receive (bench/ measured 12-17% of the server's work).
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="messages", db_index=False)
+    body = models.JSONField()
+    headers = models.JSONField(default=dict)
+    priority = models.SmallIntegerField(default=0)
+    # NULL, not "": "no group" is what the fifo partial index leaves out, and standard queues send NULL.
+    group_key = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    dedup_id = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    enqueued_at = models.DateTimeField()
+    available_at = models.DateTimeField()
+    receive_count = models.PositiveIntegerField(default=0)
+    receipt = models.UUIDField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    history = models.JSONField(default=list, help_text="Errors of past attempts, newest last.")
+    origin_queue = models.ForeignKey(
+        Queue, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False,
+        help_text="For a dead letter: the queue it died in (redrive sends it back there).",
+    )
+    dead_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "queues_message"
+        indexes = [
+            # Matches the standard claim: ORDER BY priority DESC, id with available_at <= now() checked
+            # inside the index (a key column), so skipped in-flight rows cost no heap visit.
+            models.Index(fields=["queue", "-priority", "id", "available_at"], name="queues_msg_claim"),
+            # Delayed / in-flight counts and the oldest ready age are range scans on this one.
+            models.Index(fields=["queue", "available_at"], name="queues_msg_avail", include=["receipt"]),
+            # Fifo: a loose index scan over group keys, then the head (lowest id) of each group.
+            models.Index(
+                fields=["queue", "group_key", "id"], name="queues_msg_fifo", condition=Q(group_key__isnull=False)
+            ),
+            # Only dead letters have an origin: the index stays as small as the dead-letter queues.
+            models.Index(fields=["origin_queue"], name="queues_msg_origin", condition=Q(origin_queue__isnull=False)),
+        ]
+
+    def __str__(self) -> str:
+        return f"message {self.id} in {self.queue_id}"
+
+
+class QueueCounter(models.Model):
+    """Per-queue running totals, split into slots so concurrent producers do not queue on one row.
+
+    Readers sum the slots of a queue. ``depth`` is the number of live messages in the queue.
+    """
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="+")
+    slot = models.SmallIntegerField()
+    depth = models.BigIntegerField(default=0)
+    sent = models.BigIntegerField(default=0)
+    acked = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0)
+    dead = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "queues_counter"
+        constraints = [models.UniqueConstraint(fields=["queue", "slot"], name="queues_counter_slot")]
+
+    def __str__(self) -> str:
+        return f"{self.queue_id}/{self.slot}: depth {self.depth}"
+
+
+class DedupEntry(models.Model):
+    """A dedup id seen on a queue, kept for the queue's dedup window even after its message is gone."""
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="+")
+    dedup_id = models.CharField(max_length=128)
+    message_id = models.BigIntegerField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "queues_dedup"
+        constraints = [models.UniqueConstraint(fields=["queue", "dedup_id"], name="queues_dedup_key")]
+        indexes = [models.Index(fields=["expires_at"], name="queues_dedup_expiry")]
+
+    def __str__(self) -> str:
+        return f"{self.dedup_id} -> {self.message_id}"
+
+
+class Topic(models.Model):
+    """A name that fans a published message out to every subscribed queue."""
+
+    name = models.CharField(max_length=80, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "queues_topic"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Subscription(models.Model):
+    """A queue's subscription to a topic, optionally only for messages whose headers match ``filter``."""
+
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="subscriptions")
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="subscriptions")
+    filter = models.JSONField(null=True, blank=True, help_text="Header values that must all match.")
+
+    class Meta:
+        db_table = "queues_subscription"
+        constraints = [models.UniqueConstraint(fields=["topic", "queue"], name="queues_subscription_once")]
+
+    def __str__(self) -> str:
+        return f"{self.topic_id} -> {self.queue_id}"
+
+
+class RedriveState(models.TextChoices):
+    """Where a redrive is."""
+
+    RUNNING = "running", "running"
+    """Moving messages batch by batch."""
+    STOPPING = "stopping", "stopping"
+    """Asked to stop; stops after the current batch."""
+    STOPPED = "stopped", "stopped"
+    """Stopped by request before the dead-letter queue was empty."""
+    FINISHED = "finished", "finished"
+    """Moved everything that was asked."""
+    FAILED = "failed", "failed"
+    """Ended on an error; ``error`` says which."""
+
+
+class Redrive(models.Model):
+    """A redrive of dead letters back to a queue, at a chosen rate, stoppable from any process."""
+
+    source = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="redrives")
+    destination = models.ForeignKey(
+        Queue, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+        help_text="Empty: each message goes back to the queue it died in.",
+    )
+    rate = models.FloatField(null=True, blank=True, help_text="Messages per second; empty for as fast as possible.")
+    limit = models.PositiveIntegerField(null=True, blank=True)
+    state = models.CharField(max_length=16, choices=RedriveState.choices, default=RedriveState.RUNNING)
+    moved = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0, help_text="Dead letters when the redrive started.")
+    error = models.TextField(blank=True, default="")
+    requested_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "queues_redrive"
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"redrive {self.pk} ({self.state})"
+
+
+class WorkerState(models.TextChoices):
+    """The life of a worker process as its heartbeat row tells it."""
+
+    LIVE = "live", "live"
+    """Beating on time."""
+    STOPPING = "stopping", "stopping"
+    """Got a shutdown signal; finishing its in-flight messages."""
+    STOPPED = "stopped", "stopped"
+    """Exited cleanly."""
+    DEAD = "dead", "dead"
+    """Went silent; marked by another worker, its leases released."""
+
+
+class Worker(models.Model):
+    """The heartbeat row of one ``mq_worker`` process."""
+
+    name = models.CharField(max_length=200, unique=True, help_text="host:pid:random, unique per process.")
+    host = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    queues = models.JSONField(default=list)
+    concurrency = models.PositiveIntegerField(default=1)
+    state = models.CharField(max_length=16, choices=WorkerState.choices, default=WorkerState.LIVE)
+    started_at = models.DateTimeField()
+    last_beat_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    processed = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0)
+    in_flight = models.IntegerField(default=0)
+    in_flight_ids = models.JSONField(
+        default=list, help_text="Receipts (id:token) of the leases it holds, released early if it dies."
+    )
+
+    class Meta:
+        db_table = "queues_worker"
+        ordering = ["-last_beat_at"]
+        indexes = [models.Index(fields=["state", "last_beat_at"], name="queues_worker_beat")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class QueueSample(models.Model):
+    """One reading of a queue's live counts, kept for history charts.
+
+    ``resolution`` is the seconds the sample stands for: 1 s samples are downsampled into 60 s and
+    3600 s ones and pruned, so a week of history stays small.
+    """
+
+    queue_name = models.CharField(max_length=80)
+    at = models.DateTimeField()
+    resolution = models.PositiveIntegerField(default=1)
+    ready = models.BigIntegerField(default=0)
+    delayed = models.BigIntegerField(default=0)
+    in_flight = models.BigIntegerField(default=0)
+    dead = models.BigIntegerField(default=0)
+    oldest_ready_age = models.FloatField(null=True, blank=True)
+    sent_total = models.BigIntegerField(default=0)
+    acked_total = models.BigIntegerField(default=0)
+    failed_total = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "queues_sample"
+        indexes = [models.Index(fields=["queue_name", "resolution", "at"], name="queues_sample_series"),
+                   models.Index(fields=["resolution", "at"], name="queues_sample_prune")]
+
+    def __str__(self) -> str:
+        return f"{self.queue_name} @ {self.at} ({self.resolution}s)"
+
+
+class AuditEvent(models.Model):
+    """Who did what to which queue or messages, when, from where, with what outcome."""
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor_name = models.CharField(max_length=150, blank=True, default="")
+    action = models.CharField(max_length=64, db_index=True)
+    queue_name = models.CharField(max_length=80, blank=True, default="", db_index=True)
+    message_ids = models.JSONField(default=list, blank=True)
+    count = models.IntegerField(default=0, help_text="Messages affected.")
+    detail = models.JSONField(default=dict, blank=True)
+    outcome = models.CharField(max_length=16, default="ok", help_text="ok, denied or error.")
+    error = models.TextField(blank=True, default="")
+    remote_addr = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        db_table = "queues_audit"
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.actor_name} {self.action} {self.queue_name} ({self.outcome})"
+
+
+class TaskResult(models.Model):
+    """The state of one ``django.tasks`` task run by mqadmin workers (see ``queues.tasks``)."""
+
+    id = models.UUIDField(primary_key=True)
+    backend = models.CharField(max_length=100, default="default")
+    task_path = models.CharField(max_length=255)
+    queue_name = models.CharField(max_length=80)
+    message_id = models.BigIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, db_index=True)
+    priority = models.SmallIntegerField(default=0)
+    args = models.JSONField(default=list)
+    kwargs = models.JSONField(default=dict)
+    run_after = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    last_attempted_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    return_value = models.JSONField(null=True, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+    worker_ids = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        db_table = "queues_taskresult"
+
+    def __str__(self) -> str:
+        return f"{self.task_path} {self.id} ({self.status})"

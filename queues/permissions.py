@@ -1,0 +1,133 @@
+"""Who may do what on the dashboard: roles are Django permissions on ``Queue``.
+
+| permission                | allows                                                            |
+|---------------------------|-------------------------------------------------------------------|
+| ``queues.view_dashboard`` | every page, revealing hidden bodies (audited)                     |
+| ``queues.operate_queues`` | pause, resume, retry, move, redrive, edit settings, create queues |
+| ``queues.purge_queues``   | purge queues, delete messages, delete queues                      |
+| ``queues.publish_messages`` | publish messages                                                |
+
+Creating a queue needs ``operate_queues``: it adds capacity but destroys nothing, like editing
+settings. Every action also needs ``view_dashboard`` (one cannot act on what one cannot see).
+Superusers have all of them. ``MQADMIN["READ_ONLY"]`` denies every action to everyone, superusers
+included; pages and reveals still work (a reveal changes no queue).
+
+The roles are plain permissions so a project can grant them however it likes; :func:`ensure_role_groups`
+makes ready-made groups for tests and the demo.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+
+from queues import conf
+
+VIEW = "queues.view_dashboard"
+OPERATE = "queues.operate_queues"
+PURGE = "queues.purge_queues"
+PUBLISH = "queues.publish_messages"
+
+
+class Action(StrEnum):
+    """Every operator action the dashboard offers; the value is what the audit log records."""
+
+    PAUSE_QUEUE = "pause_queue"
+    RESUME_QUEUE = "resume_queue"
+    UPDATE_QUEUE_SETTINGS = "update_queue_settings"
+    PURGE_QUEUE = "purge_queue"
+    DELETE_MESSAGES = "delete_messages"
+    RETRY_MESSAGES = "retry_messages"
+    MOVE_MESSAGES = "move_messages"
+    START_REDRIVE = "start_redrive"
+    STOP_REDRIVE = "stop_redrive"
+    PUBLISH_MESSAGE = "publish_message"
+    CREATE_QUEUE = "create_queue"
+    DELETE_QUEUE = "delete_queue"
+    REVEAL_BODY = "reveal_body"
+
+
+# The one table of which permission each action needs.
+REQUIRED: dict[Action, str] = {
+    Action.PAUSE_QUEUE: OPERATE,
+    Action.RESUME_QUEUE: OPERATE,
+    Action.UPDATE_QUEUE_SETTINGS: OPERATE,
+    Action.RETRY_MESSAGES: OPERATE,
+    Action.MOVE_MESSAGES: OPERATE,
+    Action.START_REDRIVE: OPERATE,
+    Action.STOP_REDRIVE: OPERATE,
+    Action.CREATE_QUEUE: OPERATE,
+    Action.PURGE_QUEUE: PURGE,
+    Action.DELETE_MESSAGES: PURGE,
+    Action.DELETE_QUEUE: PURGE,
+    Action.PUBLISH_MESSAGE: PUBLISH,
+    Action.REVEAL_BODY: VIEW,
+}
+
+# Actions that read rather than change queues: allowed even when the dashboard is read-only.
+READS = frozenset({Action.REVEAL_BODY})
+
+ROLE_GROUPS: dict[str, tuple[str, ...]] = {
+    "mq viewers": (VIEW,),
+    "mq operators": (VIEW, OPERATE),
+    "mq purgers": (VIEW, OPERATE, PURGE),
+    "mq publishers": (VIEW, PUBLISH),
+    "mq admins": (VIEW, OPERATE, PURGE, PUBLISH),
+}
+
+
+def is_read_only() -> bool:
+    """True when ``MQADMIN["READ_ONLY"]`` disables every action."""
+    return bool(conf.get("READ_ONLY"))
+
+
+def can_view(user: Any) -> bool:
+    """May ``user`` see the dashboard at all?"""
+    return bool(user is not None and user.is_active and user.has_perm(VIEW))
+
+
+def denial_reason(user: Any, action: Action) -> str | None:
+    """Why ``user`` may not do ``action`` right now, or None if they may."""
+    if action not in READS and is_read_only():
+        return "the dashboard is read-only (MQADMIN['READ_ONLY'] is set): no action can change queues"
+    if user is None or not user.is_authenticated or not user.is_active:
+        return "log in first"
+    needed = REQUIRED[action]
+    if not (user.has_perm(VIEW) and user.has_perm(needed)):
+        return f"{action.value.replace('_', ' ')} needs the permission {needed!r}; ask an administrator"
+    return None
+
+
+def can(user: Any, action: Action) -> bool:
+    """May ``user`` do ``action`` now (permission and read-only mode both considered)?"""
+    return denial_reason(user, action) is None
+
+
+def check(user: Any, action: Action) -> None:
+    """Raise ``PermissionDenied`` with the reason if ``user`` may not do ``action``."""
+    reason = denial_reason(user, action)
+    if reason is not None:
+        raise PermissionDenied(reason)
+
+
+def capabilities(user: Any) -> dict[str, bool]:
+    """What the UI should offer ``user``: one flag per action (``{"pause_queue": True, ...}``)."""
+    return {action.value: can(user, action) for action in Action}
+
+
+def ensure_role_groups() -> dict[str, Any]:
+    """Create (or fix up) the groups of :data:`ROLE_GROUPS`; return them by name.
+
+    Not a migration on purpose: projects decide their own groups; tests and the demo use these.
+    """
+    from django.contrib.auth.models import Group, Permission
+
+    groups = {}
+    for name, perms in ROLE_GROUPS.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        codenames = [p.split(".", 1)[1] for p in perms]
+        group.permissions.set(Permission.objects.filter(content_type__app_label="queues", codename__in=codenames))
+        groups[name] = group
+    return groups

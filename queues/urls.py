@@ -1,0 +1,34 @@
+"""Dashboard URLs (namespace ``queues``). Queue names may be ``new``, so fixed pages live outside
+``queues/<name>/``."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from queues import api, views
+
+app_name = "queues"
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("queues/", views.queue_list, name="queue-list"),
+    path("new-queue/", views.queue_create, name="queue-create"),
+    path("queues/<str:name>/", views.queue_detail, name="queue-detail"),
+    path("queues/<str:name>/settings/", views.queue_settings, name="queue-settings"),
+    path("queues/<str:name>/pause/", views.queue_pause, name="queue-pause"),
+    path("queues/<str:name>/resume/", views.queue_resume, name="queue-resume"),
+    path("queues/<str:name>/purge/", views.queue_purge, name="queue-purge"),
+    path("queues/<str:name>/delete/", views.queue_delete, name="queue-delete"),
+    path("queues/<str:name>/publish/", views.queue_publish, name="queue-publish"),
+    path("queues/<str:name>/redrive/", views.queue_redrive, name="queue-redrive"),
+    path("queues/<str:name>/messages/", views.message_browser, name="queue-messages"),
+    path("messages/", views.message_browser, name="messages"),
+    path("messages/bulk/", views.message_bulk, name="message-bulk"),
+    path("messages/<int:message_id>/", views.message_detail, name="message-detail"),
+    path("messages/<int:message_id>/reveal/", views.message_reveal, name="message-reveal"),
+    path("redrives/<int:redrive_id>/stop/", views.redrive_stop, name="redrive-stop"),
+    path("workers/", views.worker_list, name="workers"),
+    path("audit/", views.audit_log, name="audit"),
+    # --- live layer: "live" adds the /api/series/ route (queues/api.py) on the line below -----------
+    path("api/series/", api.series, name="api-series"),
+    # --- end of live layer ------------------------------------------------------------------------
+]

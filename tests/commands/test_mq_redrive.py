@@ -1,0 +1,98 @@
+"""mq_redrive: move dead letters back, at a rate, stoppable."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management.base import CommandError
+
+import queues
+from queues.models import AuditEvent, Redrive
+
+
+def test_redrive_sends_each_message_back_where_it_died(cmd, make_queue, dead_letters):
+    make_queue("orders", max_receives=1)
+    ids = dead_letters("orders", 3)
+    out = cmd("mq_redrive", "orders.dlq").out
+    assert "Redrove 3 messages from 'orders.dlq' (each back to the queue it died in)" in out
+    assert sorted(m.id for m in queues.peek("orders")) == sorted(ids)
+    assert all(m.receive_count == 0 and m.state == "ready" for m in queues.peek("orders"))
+    assert queues.queue_stats("orders.dlq").depth == 0
+    job = Redrive.objects.get()
+    assert (job.state, job.moved, job.requested_by[:3]) == ("finished", 3, "cli")
+    assert AuditEvent.objects.get(action="start_redrive").count == 3
+
+
+def test_redrive_to_another_queue_with_a_limit(cmd, make_queue, dead_letters):
+    make_queue("orders", max_receives=1)
+    make_queue("retry")
+    dead_letters("orders", 5)
+    out = cmd("mq_redrive", "orders.dlq", "--to", "retry", "--limit", "2").out
+    assert "Redrove 2 messages from 'orders.dlq' (to 'retry')" in out
+    assert queues.queue_stats("retry").depth == 2
+    assert queues.queue_stats("orders.dlq").depth == 3
+    assert queues.queue_stats("orders").depth == 0
+
+
+def test_empty_dead_letter_queue(cmd, make_queue):
+    make_queue("orders")
+    assert cmd("mq_redrive", "orders.dlq").out.strip() == "'orders.dlq' is empty: nothing to redrive."
+    assert not Redrive.objects.exists()
+
+
+def test_progress_on_a_terminal(cmd, make_queue, dead_letters):
+    make_queue("orders", max_receives=1)
+    dead_letters("orders", 3)
+    err = cmd("mq_redrive", "orders.dlq", tty=True).err
+    assert "\r\x1b[Kredriving orders.dlq [" + "#" * 30 + "] 3/3 msg (100%)" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["orders"], r"'orders' is not a dead-letter queue, so its messages have no queue to go back to: "
+                     r"pass --to QUEUE"),
+        (["orders.dlq", "--to", "orders.dlq"], r"--to 'orders.dlq' is the dead-letter queue itself"),
+        (["orders.dlq", "--to", "nope"], r"queue 'nope' does not exist"),
+        (["nope.dlq"], r"queue 'nope.dlq' does not exist"),
+        (["orders.dlq", "--rate", "0"], r"invalid number '0': it must be greater than 0"),
+        (["orders.dlq", "--rate", "fast"], r"invalid number 'fast'"),
+        (["orders.dlq", "--limit", "0"], r"invalid number '0': it must be at least 1"),
+    ],
+)
+def test_bad_input_moves_nothing(cmd, make_queue, dead_letters, args, message):
+    make_queue("orders", max_receives=1)
+    dead_letters("orders", 2)
+    with pytest.raises(CommandError, match=message):
+        cmd("mq_redrive", *args)
+    assert queues.queue_stats("orders.dlq").depth == 2
+    assert not Redrive.objects.exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_after_the_current_batch(spawn_manage, make_queue, dead_letters):
+    make_queue("orders", max_receives=1)
+    dead_letters("orders", 60)
+    running = spawn_manage("mq_redrive", "orders.dlq", "--rate", "10")
+    running.wait_for_output("redriving orders.dlq:")
+    running.signal()
+    assert running.finish() == 0
+    assert "Traceback" not in running.stderr
+    job = Redrive.objects.get()
+    assert job.state == "stopped"
+    assert 0 < job.moved < 60
+    assert f"Redrove {job.moved} messages" in running.stdout and "stopped by a signal" in running.stdout
+    # Nothing half-moved: every message is in exactly one of the two queues.
+    assert queues.queue_stats("orders").depth == job.moved
+    assert queues.queue_stats("orders.dlq").depth == 60 - job.moved
+
+
+@pytest.mark.slow
+def test_stop_from_elsewhere_ends_the_command_too(spawn_manage, make_queue, dead_letters):
+    make_queue("orders", max_receives=1)
+    dead_letters("orders", 60)
+    running = spawn_manage("mq_redrive", "orders.dlq", "--rate", "10")
+    running.wait_for_output("redriving orders.dlq:")
+    assert queues.stop_redrive(Redrive.objects.get().pk)  # what the dashboard's stop button does
+    assert running.finish() == 0
+    assert "stopped from elsewhere" in running.stdout
+    assert Redrive.objects.get().state == "stopped"

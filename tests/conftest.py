@@ -1,0 +1,117 @@
+"""Fixtures shared by the whole suite: real PostgreSQL (embedded or DATABASE_URL), real processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _fresh_engine_cache() -> Iterator[None]:
+    """Queue ids change when tables are flushed between tests; drop the engine's config cache."""
+    from queues.engine import core
+
+    core._forget()
+    core._fifo_cursor.clear()
+    yield
+    core._forget()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_listener_at_end(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """Stop the process's LISTEN connection before pytest-django drops the test database.
+
+    The listener is a daemon thread holding its own connection; left alone it makes DROP DATABASE
+    fail with "database is being accessed by other users".
+    """
+    yield
+    from django.db import connection
+
+    from queues.engine import notify
+
+    listener = notify._listener
+    if listener is None:
+        return
+    listener._stop = True
+    with django_db_blocker.unblock(), connection.cursor() as cur:
+        # Wakes the thread out of its wait at once instead of after its 5 s notifies() timeout.
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    listener.stop()
+
+
+@pytest.fixture
+def database_url(transactional_db) -> str:
+    """A URL of the test database, for subprocesses (workers, producers) that must share it."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    host = s["HOST"]
+    auth = quote(s["USER"]) + (":" + quote(s["PASSWORD"]) if s["PASSWORD"] else "")
+    if host.startswith("/"):
+        port = f"&port={s['PORT']}" if s["PORT"] else ""
+        return f"postgresql://{auth}@/{s['NAME']}?host={host}{port}"
+    port = f":{s['PORT']}" if s["PORT"] else ""
+    return f"postgresql://{auth}@{host}{port}/{s['NAME']}"
+
+
+@pytest.fixture
+def make_queue(db) -> Callable[..., str]:
+    """Factory: create a queue with the given settings and return its name."""
+    import queues
+
+    counter = iter(range(1_000_000))
+
+    def make(name: str | None = None, **settings) -> str:
+        name = name or f"q{next(counter)}"
+        queues.create_queue(name, **settings)
+        return name
+
+    return make
+
+
+@pytest.fixture
+def subprocess_env(database_url: str) -> dict[str, str]:
+    """Environment for a child process that talks to the test database."""
+    env = dict(os.environ)
+    env["DATABASE_URL"] = database_url
+    env["PYTHONPATH"] = str(ROOT)
+    env["DJANGO_SETTINGS_MODULE"] = "mqadmin.settings"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture
+def run_manage(subprocess_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess]:
+    """Run ``manage.py`` in a child process against the test database."""
+
+    def run(*args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), *args],
+            env=subprocess_env, capture_output=True, text=True, input=input, timeout=timeout, cwd=ROOT,
+        )
+
+    return run
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> object:
+    """Poll ``predicate`` until it returns something truthy or ``timeout`` passes (then fail)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
