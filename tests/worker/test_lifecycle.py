@@ -110,7 +110,9 @@ def test_leases_of_a_dead_worker_are_released_by_another(make_queue, handled, st
     assert taken.id == ids[0]
     rescuer = start_worker("wt-record")
     wait_for(lambda: all(handled.times(i) == 1 for i in ids[1:]), timeout=30)
+    # The handler records before the worker acks: wait for the acks to commit too.
+    wait_for(lambda: states("wt-record") == {ids[0]: ("in_flight", 2)}, timeout=10)
+    assert all(handled.times(i) == 1 for i in ids[1:])
     assert worker_row(doomed.pid).state == "dead"
     assert "event=worker_dead" in rescuer.output() and "released=3" in rescuer.output()
-    assert states("wt-record") == {ids[0]: ("in_flight", 2)}
     queues.ack(taken.receipt)
