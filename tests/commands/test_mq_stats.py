@@ -74,7 +74,7 @@ def test_bad_input(cmd, busy, args, message):
 
 def test_watch_on_a_terminal_clears_the_screen_until_ctrl_c(cmd, busy):
     # Ctrl-C arrives as a signal to this process while the command sleeps between refreshes.
-    timer = threading.Timer(0.5, os.kill, args=(os.getpid(), signal.SIGINT))
+    timer = threading.Timer(1.5, os.kill, args=(os.getpid(), signal.SIGINT))
     timer.start()
     try:
         out = cmd("mq_stats", "--watch", "0.1", tty=True).out

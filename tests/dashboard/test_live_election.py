@@ -70,7 +70,9 @@ def test_two_candidates_only_one_samples_and_the_other_takes_over(make_queue):
     # One writer at a time: every tick's time appears once per queue, and the ticks are the pushes.
     assert max(Counter(rows).values()) == 1
     pushed = {p["at"] for p in published[first] + published[second]}
-    assert {r.timestamp() for r in rows} == pushed
+    written = {r.timestamp() for r in rows}
+    # A tick running in its thread when its sampler stops still commits its row, unpublished.
+    assert pushed <= written and len(written - pushed) <= 2
 
 
 def test_a_leader_whose_database_session_dies_steps_down(make_queue):

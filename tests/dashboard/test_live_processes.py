@@ -66,7 +66,8 @@ def test_daphne_samples_once_a_second_and_pushes_to_its_sockets(servers, make_qu
 
     samples = asyncio.run(scenario())
     gaps = [b["at"] - a["at"] for a, b in pairwise(samples)]
-    assert all(0.5 < g < 2.5 for g in gaps), gaps
+    # Ticks keep a fixed schedule, so a late tick (the first pays for its connection) shortens the next gap.
+    assert all(0.2 < g < 3 for g in gaps), gaps
     assert samples[-1]["queues"]["orders"]["rate_in"] == 0.0
     assert QueueSample.objects.filter(queue_name="orders", resolution=1).count() >= 3
 

@@ -105,7 +105,7 @@ def test_fifo_nacked_head_blocks_its_group_until_it_is_redelivered(make_queue):
     a1 = queues.send(queue, "a1", group="a")
     queues.send(queue, "a2", group="a")
     [d] = queues.receive(queue)
-    queues.nack(d.receipt, delay=0.3, error="retry later")
+    queues.nack(d.receipt, delay=1.0, error="retry later")
     assert queues.receive(queue) == [], "a2 overtook the nacked a1"
     deadline = time.monotonic() + 10
     while not (got := queues.receive(queue)):

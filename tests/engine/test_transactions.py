@@ -105,7 +105,7 @@ def test_ack_refused_inside_a_handler_transaction_rolls_its_writes_back(make_que
 def test_message_acked_in_an_open_transaction_is_not_redelivered_when_the_lease_ends_before_commit(make_queue):
     queue = make_queue()
     queues.send(queue, "x")
-    [delivery] = queues.receive(queue, visibility_timeout=0.3)
+    [delivery] = queues.receive(queue, visibility_timeout=1.0)
     with transaction.atomic():
         queues.ack(delivery.receipt)
         wait_for(lambda: _lease_over(delivery), timeout=5)

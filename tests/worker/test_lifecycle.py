@@ -114,5 +114,5 @@ def test_leases_of_a_dead_worker_are_released_by_another(make_queue, handled, st
     wait_for(lambda: states("wt-record") == {ids[0]: ("in_flight", 2)}, timeout=10)
     assert all(handled.times(i) == 1 for i in ids[1:])
     assert worker_row(doomed.pid).state == "dead"
-    assert "event=worker_dead" in rescuer.output() and "released=3" in rescuer.output()
+    assert "released=3" in rescuer.wait_for_log("event=worker_dead", timeout=10)
     queues.ack(taken.receipt)
