@@ -54,6 +54,8 @@ def _options_errors(backend: Any, where: str) -> list[CheckMessage]:
             bad.append((key, "a number of seconds >= 0"))
     if s["TIMEOUT"] is not None and not _is_seconds(s["TIMEOUT"], allow_zero=False):
         bad.append(("TIMEOUT", "a positive number of seconds, or None"))
+    if s["RESULT_RETENTION"] is not None and not _is_seconds(s["RESULT_RETENTION"], allow_zero=False):
+        bad.append(("RESULT_RETENTION", "a positive number of seconds, or None to keep results forever"))
     for key, want in bad:
         errors.append(Error(f"{where}['OPTIONS'][{key!r}] = {s[key]!r} is not valid.",
                             hint=f"Use {want}.", obj=backend, id="queues.E004"))

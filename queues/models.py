@@ -331,6 +331,11 @@ class TaskResult(models.Model):
 
     class Meta:
         db_table = "queues_taskresult"
+        indexes = [
+            # Pruning finds expired results by finish time; unfinished ones are never pruned.
+            models.Index(fields=["finished_at"], name="queues_taskresult_finished",
+                         condition=models.Q(status__in=["SUCCESSFUL", "FAILED"])),
+        ]
 
     def __str__(self) -> str:
         return f"{self.task_path} {self.id} ({self.status})"

@@ -67,6 +67,9 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "MAX_BACKOFF": 300.0,
     # Seconds after which the worker abandons a running task (None: never), as for any handler.
     "TIMEOUT": None,
+    # Seconds a finished (SUCCESSFUL or FAILED) result is kept; workers' prune (and mq_prune) delete
+    # older ones, so the results table does not grow forever. None: keep them all.
+    "RESULT_RETENTION": 7 * 24 * 3600.0,
 }
 
 # A message's delay is capped by the engine (queues.engine.core.MAX_DELAY): 15 days.
@@ -380,6 +383,38 @@ def queues_backends() -> Iterator[QueuesBackend]:
 def task_queues() -> list[str]:
     """Every mqadmin queue that carries tasks, sorted: what a worker for all tasks should serve."""
     return sorted({q for backend in queues_backends() for q in backend.mq_queues()})
+
+
+def prune_results(*, batch: int = 5000) -> int:
+    """Delete finished results older than their backend's ``RESULT_RETENTION``; return how many went.
+
+    Works in batches of ``batch`` so it never holds long locks. Results that are READY or RUNNING are
+    never touched, nor are those of a backend no longer in ``settings.TASKS`` (nobody set their
+    retention). Workers call it when they prune; so does ``mq_prune``.
+    """
+    from datetime import timedelta
+
+    from queues.models import TaskResult as TaskResultRow
+
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise ValueError(f"batch must be a positive integer, got {batch!r}")
+    removed = 0
+    for backend in queues_backends():
+        retention = backend.settings["RESULT_RETENTION"]
+        if retention is None:
+            continue
+        cutoff = timezone.now() - timedelta(seconds=float(retention))
+        expired = TaskResultRow.objects.filter(
+            backend=backend.alias, status__in=[s.value for s in FINAL_STATUSES], finished_at__lt=cutoff
+        )
+        while True:
+            ids = list(expired.values_list("id", flat=True)[:batch])
+            if not ids:
+                break
+            removed += TaskResultRow.objects.filter(id__in=ids).delete()[0]
+            if len(ids) < batch:
+                break
+    return removed
 
 
 def register_handlers() -> list[Any]:

@@ -1045,6 +1045,7 @@ class Worker:
     def _prune(self) -> None:
         """Retention without cron: one worker at a time (an advisory lock) prunes."""
         from queues.models import Worker as WorkerRow
+        from queues.tasks import prune_results
 
         with connection.cursor() as cur:
             cur.execute("SELECT pg_try_advisory_lock(%s)", [PRUNE_LOCK_KEY])
@@ -1055,9 +1056,10 @@ class Worker:
                 gone, _ = WorkerRow.objects.filter(
                     state__in=["stopped", "dead"], last_beat_at__lt=Now() - WORKER_ROW_RETENTION
                 ).delete()
-                if result.expired_messages or result.expired_dedup_ids or gone:
-                    log.info("event=pruned expired_messages=%d expired_dedup_ids=%d worker_rows=%d",
-                             result.expired_messages, result.expired_dedup_ids, gone)
+                results = prune_results()
+                if result.expired_messages or result.expired_dedup_ids or gone or results:
+                    log.info("event=pruned expired_messages=%d expired_dedup_ids=%d worker_rows=%d task_results=%d",
+                             result.expired_messages, result.expired_dedup_ids, gone, results)
             finally:
                 cur.execute("SELECT pg_advisory_unlock(%s)", [PRUNE_LOCK_KEY])
 

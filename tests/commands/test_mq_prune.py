@@ -1,4 +1,4 @@
-"""mq_prune: remove messages past retention and expired dedup ids."""
+"""mq_prune: remove messages past retention, expired dedup ids and old task results."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_prune_removes_expired_messages_only(cmd, make_queue):
     age("old", 120)
     age("young", 120)
     out = cmd("mq_prune").out
-    assert out.strip() == "Removed 2 expired messages and 0 expired dedup ids."
+    assert out.strip() == "Removed 2 expired messages, 0 expired dedup ids and 0 expired task results."
     assert queues.queue_stats("old").depth == 0
     assert queues.queue_stats("young").depth == 1
 
@@ -37,8 +37,8 @@ def test_prune_json(cmd, make_queue):
     make_queue("old", retention=60)
     queues.send("old", 1)
     age("old", 120)
-    assert json.loads(cmd("mq_prune", "--json", "--batch", "1").out) == {"expired_messages": 1,
-                                                                         "expired_dedup_ids": 0}
+    assert json.loads(cmd("mq_prune", "--json", "--batch", "1").out) == {
+        "expired_messages": 1, "expired_dedup_ids": 0, "expired_task_results": 0}
 
 
 def test_bad_batch(cmd):

@@ -44,6 +44,8 @@ def test_options_not_a_dict_is_reported(settings):
         ("BACKOFF", -1),
         ("MAX_BACKOFF", "5"),
         ("TIMEOUT", 0),
+        ("RESULT_RETENTION", 0),
+        ("RESULT_RETENTION", "7 days"),
         ("QUEUE_SETTINGS", {"max_receivez": 3}),
         ("QUEUE_SETTINGS", {"visibility_timeout": -5}),
         ("QUEUE_SETTINGS", {"dead_letter_queue": "Bad DLQ"}),

@@ -18,6 +18,7 @@ from django.tasks import TaskResultStatus
 from django.utils import timezone
 
 import queues
+from queues.models import TaskResult as TaskResultRow
 from queues.models import Worker
 from tests.conftest import ROOT, wait_for
 from tests.tasks import tasks
@@ -214,3 +215,15 @@ def test_task_of_a_killed_worker_runs_again_on_another(workers, tmp_path):
     assert result.return_value == "second"
     assert result.attempts == 2
     assert len(set(result.worker_ids)) == 2
+
+
+def test_a_worker_prunes_finished_results_past_their_retention(workers):
+    old, fresh = tasks.add.enqueue(1, 1), tasks.add.enqueue(2, 2)
+    workers.burst()
+    # Both finished just now: make one look ten days old (the default RESULT_RETENTION is a week).
+    TaskResultRow.objects.filter(id=old.id).update(finished_at=timezone.now() - timedelta(days=10))
+    proc = workers.start("--prune-interval", "0.5")
+    wait_for(lambda: not TaskResultRow.objects.filter(id=old.id).exists(), timeout=30)
+    fresh.refresh()
+    assert fresh.status == TaskResultStatus.SUCCESSFUL
+    assert "task_results=1" in workers.stop(proc)
