@@ -22,6 +22,8 @@ DEFAULTS: dict[str, Any] = {
     "HANDLERS": {},  # {"queue name": "dotted.path.to.handler"}
     "HEARTBEAT_INTERVAL": 5.0,  # seconds between worker heartbeats
     "WORKER_DEAD_AFTER": 30.0,  # a worker silent this long is marked dead and its leases released
+    # Redrives
+    "REDRIVE_STALE_AFTER": 30.0,  # a running redrive silent this long lost its process: marked failed
 }
 
 

@@ -206,6 +206,10 @@ class Redrive(models.Model):
     requested_by = models.CharField(max_length=150, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="Last sign of life of the process running it; one silent for REDRIVE_STALE_AFTER is failed.",
+    )
 
     class Meta:
         db_table = "queues_redrive"

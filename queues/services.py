@@ -377,8 +377,9 @@ def start_redrive(
             raise ActionFailed(f"rate must be at least 0.1 messages per second (or empty for full speed), got {rate!r}")
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise ActionFailed(f"limit must be a whole number of at least 1 (or empty for all), got {limit!r}")
-        # Only a running one blocks: a redrive whose process died stays "running" until someone stops it,
-        # and once asked to stop it must not block a fresh start forever.
+        # Only a running one blocks (once asked to stop it must not block a fresh start), and one whose
+        # process died is given up first, so it cannot block either.
+        engine.reap_redrives()
         if Redrive.objects.filter(source=source, state=RedriveState.RUNNING).exists():
             raise ActionFailed(f"a redrive of {queue!r} is already running: stop it first or wait for it")
         waiting = engine.queue_stats(queue).depth
@@ -414,6 +415,7 @@ def stop_redrive(*, actor: Any, redrive_id: int, remote_addr: str = "") -> bool:
     def run() -> _Done:
         if row is None:
             raise NotFound(f"redrive {redrive_id} does not exist")
+        engine.reap_redrives()  # one whose process died is failed rather than left "stopping" forever
         stopped = engine.stop_redrive(redrive_id)
         return _Done(result=stopped, count=int(stopped), detail={"redrive": redrive_id, "was_running": stopped})
 

@@ -889,8 +889,18 @@ def redrive(
     return run_redrive(job, progress=progress)
 
 
+REDRIVE_BEAT = 1.0
+"""Seconds between a running redrive's signs of life (``heartbeat_at``), also while it paces itself."""
+
+
 def run_redrive(job, *, progress: Callable[[Any], None] | None = None):
-    """Carry out a ``Redrive`` row made by :func:`redrive` (or by the dashboard); return it finished."""
+    """Carry out a ``Redrive`` row made by :func:`redrive` (or by the dashboard); return it finished.
+
+    The row is beaten every :data:`REDRIVE_BEAT` seconds; if it leaves ``running`` meanwhile (a stop
+    request, or :func:`reap_redrives` having given it up for dead) the redrive ends after the batch
+    in hand. Each batch is one transaction, so wherever it ends no message is half-moved.
+    """
+    from django.db.models.functions import Now
     from django.utils import timezone
 
     from queues.models import Redrive, RedriveState
@@ -899,39 +909,78 @@ def run_redrive(job, *, progress: Callable[[Any], None] | None = None):
     to = job.destination.name if job.destination_id else None
     batch = 100 if job.rate is None else max(1, min(100, int(job.rate)))
     started = time.monotonic()
+    row = Redrive.objects.filter(pk=job.pk)
+
+    def still_running() -> bool:
+        job.refresh_from_db(fields=["state"])
+        if job.state == RedriveState.STOPPING:
+            job.state = RedriveState.STOPPED
+        return job.state == RedriveState.RUNNING
+
+    row.update(heartbeat_at=Now())
     try:
-        while True:
-            job.refresh_from_db(fields=["state"])
-            if job.state == RedriveState.STOPPING:
-                job.state = RedriveState.STOPPED
-                break
+        while still_running():
             want = batch if job.limit is None else min(batch, job.limit - job.moved)
             if want <= 0:
                 job.state = RedriveState.FINISHED
                 break
             moved = sum(redrive_batch(source, to=to, limit=want).values())
             job.moved += moved
-            Redrive.objects.filter(pk=job.pk).update(moved=job.moved)
+            row.update(moved=job.moved, heartbeat_at=Now())
             if progress is not None:
                 progress(job)
             if moved == 0:
                 job.state = RedriveState.FINISHED
                 break
             if job.rate is not None:
-                # Pace on an absolute schedule so the average rate holds whatever a batch costs.
-                pause_for = started + job.moved / job.rate - time.monotonic()
-                if pause_for > 0:
-                    time.sleep(pause_for)
+                # Pace on an absolute schedule so the average rate holds whatever a batch costs; a
+                # long pause (a slow rate) still beats and notices a stop request within a beat.
+                due = started + job.moved / job.rate
+                while (pause_for := due - time.monotonic()) > 0:
+                    time.sleep(min(pause_for, REDRIVE_BEAT))
+                    if time.monotonic() < due:
+                        row.update(heartbeat_at=Now())
+                        if not still_running():
+                            break
     except Exception as exc:
         job.state = RedriveState.FAILED
         job.error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
         job.finished_at = timezone.now()
-        Redrive.objects.filter(pk=job.pk).update(
-            state=job.state, moved=job.moved, error=job.error, finished_at=job.finished_at
-        )
+        # A redrive reaped as abandoned keeps the reaper's verdict; its progress is still recorded.
+        ending = row.filter(state__in=[RedriveState.RUNNING, RedriveState.STOPPING])
+        if not ending.update(state=job.state, moved=job.moved, error=job.error, finished_at=job.finished_at):
+            row.update(moved=job.moved)
+            job.refresh_from_db(fields=["state", "error", "finished_at"])
     return job
+
+
+def reap_redrives(*, stale_after: float | None = None) -> int:
+    """Mark failed the running redrives whose process went silent for ``stale_after`` seconds.
+
+    A redrive runs in the process that started it (a web process's thread, or ``mq_redrive``); if
+    that process dies, its row would say ``running`` forever and block a new redrive of the queue.
+    The messages it did not move are still in the dead-letter queue: start a new redrive for them.
+    Default ``stale_after``: the ``REDRIVE_STALE_AFTER`` setting. Returns how many were reaped.
+    """
+    from queues import conf
+    from queues.models import RedriveState
+
+    seconds = _seconds(conf.get("REDRIVE_STALE_AFTER") if stale_after is None else stale_after,
+                       "stale_after", minimum=REDRIVE_BEAT * 2)
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE queues_redrive SET state = %(failed)s, finished_at = statement_timestamp(), "
+            "error = 'abandoned: the process running it stopped without finishing (no sign of life since ' "
+            "  || to_char(coalesce(heartbeat_at, created_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') "
+            "  || ' UTC); the messages it did not move are still in the queue: start a new redrive' "
+            "WHERE state IN (%(running)s, %(stopping)s) "
+            "  AND coalesce(heartbeat_at, created_at) < statement_timestamp() - make_interval(secs => %(secs)s)",
+            {"failed": RedriveState.FAILED, "running": RedriveState.RUNNING, "stopping": RedriveState.STOPPING,
+             "secs": seconds},
+        )
+        return cur.rowcount
 
 
 def stop_redrive(redrive_id: int) -> bool:
@@ -1123,7 +1172,7 @@ def as_dict(value: Any) -> dict[str, Any]:
 __all__ = [
     "ack", "ack_batch", "as_dict", "create_queue", "delete_messages", "delete_queue", "ensure_queue", "extend",
     "extend_batch", "get_queue", "list_queues", "move_messages", "nack", "parse_receipt", "pause", "peek",
-    "prune", "publish", "purge", "queue_stats", "receive", "redrive", "redrive_batch", "release_batch", "resume",
-    "retry_now", "run_redrive", "send", "send_batch", "stats", "stop_redrive", "subscribe", "unsubscribe",
-    "update_queue", "validate_name",
+    "prune", "publish", "purge", "queue_stats", "reap_redrives", "receive", "redrive", "redrive_batch",
+    "release_batch", "resume", "retry_now", "run_redrive", "send", "send_batch", "stats", "stop_redrive",
+    "subscribe", "unsubscribe", "update_queue", "validate_name",
 ]

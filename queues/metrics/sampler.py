@@ -177,9 +177,11 @@ class Sampler:
             self._maintained_minute = minute
             try:
                 self.maintain(at)
+                # The web side's redrives run in web processes: the leader gives up those whose process died.
+                engine.reap_redrives()
             except Exception:
-                # History upkeep must not stop the live numbers; it is retried next minute.
-                logger.exception("downsampling or pruning samples failed; retrying next minute")
+                # Upkeep must not stop the live numbers; it is retried next minute.
+                logger.exception("downsampling or pruning samples, or reaping redrives, failed; retrying next minute")
         self.ticks += 1
         return message
 

@@ -1057,9 +1057,11 @@ class Worker:
                     state__in=["stopped", "dead"], last_beat_at__lt=Now() - WORKER_ROW_RETENTION
                 ).delete()
                 results = prune_results()
-                if result.expired_messages or result.expired_dedup_ids or gone or results:
-                    log.info("event=pruned expired_messages=%d expired_dedup_ids=%d worker_rows=%d task_results=%d",
-                             result.expired_messages, result.expired_dedup_ids, gone, results)
+                abandoned = engine.reap_redrives()
+                if result.expired_messages or result.expired_dedup_ids or gone or results or abandoned:
+                    log.info("event=pruned expired_messages=%d expired_dedup_ids=%d worker_rows=%d task_results=%d "
+                             "abandoned_redrives=%d", result.expired_messages, result.expired_dedup_ids, gone,
+                             results, abandoned)
             finally:
                 cur.execute("SELECT pg_advisory_unlock(%s)", [PRUNE_LOCK_KEY])
 

@@ -96,3 +96,40 @@ def test_stop_from_elsewhere_ends_the_command_too(spawn_manage, make_queue, dead
     assert running.finish() == 0
     assert "stopped from elsewhere" in running.stdout
     assert Redrive.objects.get().state == "stopped"
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_redrive_of_a_killed_process_is_given_up_and_a_new_one_moves_the_rest(
+    spawn_manage, make_queue, dead_letters, django_user_model
+):
+    from queues import services
+    from queues.services import ActionFailed
+    from tests.conftest import wait_for
+
+    make_queue("orders", max_receives=1)
+    dead_letters("orders", 30)
+    running = spawn_manage("mq_redrive", "orders.dlq", "--rate", "2")
+    wait_for(lambda: (job := Redrive.objects.first()) and job.moved >= 2 and job.heartbeat_at, timeout=30)
+    running.proc.kill()  # SIGKILL: no chance to mark its row
+    running.finish()
+    operator = django_user_model.objects.create_superuser("operator", password="x")
+    # It still looks alive (it beat within the last second): a second redrive is refused.
+    with pytest.raises(ActionFailed, match=r"a redrive of 'orders\.dlq' is already running"):
+        services.start_redrive(actor=operator, queue="orders.dlq", background=False)
+
+    # Silent for longer than the stale limit: given up, with why, and its progress kept.
+    wait_for(lambda: queues.reap_redrives(stale_after=2) == 1, timeout=15, interval=0.2)
+    dead = Redrive.objects.get()
+    assert dead.state == "failed" and dead.error.startswith("abandoned: the process running it stopped")
+    assert queues.queue_stats("orders").depth == dead.moved and 2 <= dead.moved < 30
+    assert queues.queue_stats("orders.dlq").depth == 30 - dead.moved
+
+    again = services.start_redrive(actor=operator, queue="orders.dlq", background=False)
+    assert (again.state, again.moved) == ("finished", 30 - dead.moved)
+    assert queues.queue_stats("orders").depth == 30 and queues.queue_stats("orders.dlq").depth == 0
+
+
+def test_reap_redrives_refuses_a_stale_limit_shorter_than_two_beats():
+    with pytest.raises(ValueError, match=r"stale_after must be at least 2 seconds, got 0\.5"):
+        queues.reap_redrives(stale_after=0.5)

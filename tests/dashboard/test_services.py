@@ -347,6 +347,26 @@ def test_a_paced_redrive_can_be_stopped(make_queue, make_user):
     assert AuditEvent.objects.filter(action="stop_redrive", outcome="ok").count() == 1
 
 
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_redrive_beats_while_it_waits_and_stops_within_a_beat(make_queue, make_user):
+    make_queue("orders", max_receives=1)
+    make_dead_letters("orders", 5)
+    operator = make_user("operator")
+    job = services.start_redrive(actor=operator, queue="orders.dlq", rate=0.1)  # one message per 10 s
+    wait_for(lambda: Redrive.objects.get(pk=job.pk).moved == 1, timeout=30)
+    first_beat = Redrive.objects.get(pk=job.pk).heartbeat_at
+    # Between two batches it keeps beating, so it is never mistaken for a dead one.
+    wait_for(lambda: Redrive.objects.get(pk=job.pk).heartbeat_at > first_beat + timedelta(seconds=2.5), timeout=10)
+    assert queues.reap_redrives(stale_after=2) == 0
+    assert Redrive.objects.get(pk=job.pk).moved == 1
+    assert services.stop_redrive(actor=operator, redrive_id=job.pk) is True
+    # A stop lands within a beat (1 s) plus some slack, not at the next batch 10 s away.
+    wait_for(lambda: Redrive.objects.get(pk=job.pk).state == RedriveState.STOPPED, timeout=4)
+    assert Redrive.objects.get(pk=job.pk).moved == 1
+    assert queues.queue_stats("orders.dlq").depth == 4
+
+
 def test_one_running_redrive_per_queue_and_a_stopped_one_does_not_block(env, users):
     dlq = Queue.objects.get(name="orders.dlq")
     stuck = Redrive.objects.create(source=dlq)  # as if its process died mid-way
