@@ -14,6 +14,9 @@ DEFAULTS: dict[str, Any] = {
     "READ_ONLY": False,  # disable every operator action for everyone
     "HIDE_BODIES": False,  # message bodies shown only on click (and the reveal is audited)
     "PAGE_SIZE": 50,  # rows per page in the message browser
+    # An open dashboard socket re-checks its session and permission this often (seconds, on a push):
+    # a revoked permission, a logout or a password change closes it with 4403. 0: on every push.
+    "SOCKET_RECHECK_INTERVAL": 30.0,
     # Metrics
     "SAMPLE_INTERVAL": 1.0,  # seconds between samples of the live counts
     "SAMPLE_RETENTION": {1: 2 * 3600, 60: 2 * 24 * 3600, 3600: 30 * 24 * 3600},  # resolution -> seconds kept

@@ -1,12 +1,15 @@
 """The dashboard's websocket: relays the sampler's pushes to a browser. Read-only.
 
-A socket costs the database one permission check when it opens and nothing afterwards: the sampler
-sends one message per tick to the group :data:`queues.metrics.GROUP` and each consumer passes it on.
-Anything the browser sends is ignored.
+A socket costs the database one permission check when it opens, and one more every
+``MQADMIN["SOCKET_RECHECK_INTERVAL"]`` seconds (30) while it stays open; pushes themselves cost nothing:
+the sampler sends one message per tick to the group :data:`queues.metrics.GROUP` and each consumer
+passes it on. Anything the browser sends is ignored.
 
 Close codes: ``4403`` when the session's user may not view the dashboard (anonymous, inactive or
-without ``queues.view_dashboard``; superusers pass). The socket is accepted first and then closed with
-that code, so the browser learns why and stops reconnecting (a refused handshake only says 1006).
+without ``queues.view_dashboard``; superusers pass), at the handshake or at a later re-check (the
+permission was revoked, the user logged out or changed password elsewhere). The socket is accepted
+first and then closed with that code, so the browser learns why and stops reconnecting (a refused
+handshake only says 1006).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from queues import conf
 from queues.metrics import GROUP
 
 CLOSE_FORBIDDEN = 4403
@@ -41,6 +45,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     """``/ws/dashboard/``: one JSON text message per sample (``{"type": "sample", "at", "queues", "total"}``)."""
 
     joined_at: float | None = None
+    checked_at: float = 0.0
 
     async def connect(self) -> None:
         """Join the group and accept if the user may view the dashboard; else accept and close with 4403."""
@@ -50,7 +55,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             return
         # Joined before accepting: once the browser sees the socket open, no push can miss it.
         await self.channel_layer.group_add(GROUP, self.channel_name)
-        self.joined_at = time.monotonic()
+        self.joined_at = self.checked_at = time.monotonic()
         await self.accept()
         latest = _fresh_latest()
         if latest is not None:
@@ -70,6 +75,12 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         global _latest
         if self.joined_at is None:
             return
+        if time.monotonic() - self.checked_at >= float(conf.get("SOCKET_RECHECK_INTERVAL")):
+            self.checked_at = time.monotonic()
+            if not await self._still_may_view():
+                await self.disconnect(CLOSE_FORBIDDEN)
+                await self.close(code=CLOSE_FORBIDDEN)
+                return
         text = event["text"]
         _latest = (time.monotonic(), float(event.get("interval") or 1.0), text)
         await self.send(text_data=text)
@@ -82,3 +93,29 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         from queues.permissions import can_view
 
         return can_view(self.scope.get("user"))
+
+    @database_sync_to_async
+    def _still_may_view(self) -> bool:
+        """The handshake's check again, on fresh data: the user as the session names them now.
+
+        The scope's session and user were loaded at the handshake and are never refreshed, so this
+        reads the session anew and lets Django's ``get_user`` verify it (a logout deletes it, a
+        password change invalidates its hash) before the permission check.
+        """
+        from importlib import import_module
+
+        from django.conf import settings
+        from django.contrib.auth import get_user
+
+        from queues.permissions import can_view
+
+        session = self.scope.get("session")
+        if session is None or session.session_key is None:
+            return False
+
+        class _Request:  # get_user() only reads request.session
+            pass
+
+        request = _Request()
+        request.session = import_module(settings.SESSION_ENGINE).SessionStore(session.session_key)
+        return can_view(get_user(request))

@@ -213,3 +213,66 @@ def test_sample_text_is_json_with_the_documented_fields(make_user, make_queue):
                   "workers"):
         assert field in sample["queues"]["orders"] and field in sample["total"], field
     assert json.loads(text) == sample
+
+
+async def _pushes_then_closes(cookie: bytes, sample: dict, change) -> tuple[dict, int]:
+    """Open a socket, get one push, apply ``change`` (on committed data), push again: return the first
+    push and the close code of what came after it."""
+    comm = _socket(cookie)
+    connected, _ = await comm.connect(timeout=TIMEOUT)
+    assert connected
+    await broadcast(sample)
+    first = await comm.receive_json_from(timeout=TIMEOUT)  # re-checked already (interval 0), still allowed
+    await in_test_thread(change)
+    await broadcast(sample)
+    out = await comm.receive_output(timeout=TIMEOUT)
+    assert out["type"] == "websocket.close", f"a sample was pushed after the user lost access: {out}"
+    assert await comm.receive_nothing(timeout=0.2)
+    await comm.disconnect(code=out["code"], timeout=TIMEOUT)
+    return first, out["code"]
+
+
+@pytest.mark.parametrize("how", ["permission revoked", "deactivated", "password changed", "logged out"])
+def test_open_socket_is_closed_when_the_user_loses_access(how, make_user, make_queue, settings):
+    from django.contrib.sessions.models import Session
+
+    settings.MQADMIN = {"SOCKET_RECHECK_INTERVAL": 0}
+    make_queue("orders")
+    user = make_user("viewer")
+    cookie = _cookie(user)
+    sample = Sampler().tick()
+
+    def change() -> None:
+        if how == "permission revoked":
+            user.groups.clear()
+        elif how == "deactivated":
+            user.is_active = False
+            user.save()
+        elif how == "password changed":
+            user.set_password("changed elsewhere")
+            user.save()
+        else:
+            Session.objects.all().delete()
+
+    first, code = async_to_sync(_pushes_then_closes)(cookie, sample, change)
+    assert first["at"] == sample["at"]
+    assert code == CLOSE_FORBIDDEN
+
+
+def test_socket_is_not_rechecked_before_the_interval(make_user, make_queue, settings):
+    settings.MQADMIN = {"SOCKET_RECHECK_INTERVAL": 3600}
+    make_queue("orders")
+    user = make_user("viewer")
+    cookie = _cookie(user)
+    sample = Sampler().tick()
+
+    async def scenario():
+        comm = _socket(cookie)
+        await comm.connect(timeout=TIMEOUT)
+        await in_test_thread(user.groups.clear)
+        await broadcast(sample)
+        got = await comm.receive_json_from(timeout=TIMEOUT)  # no database work per push
+        await comm.disconnect()
+        return got
+
+    assert async_to_sync(scenario)()["at"] == sample["at"]
