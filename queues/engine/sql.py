@@ -222,11 +222,21 @@ ACK = f"""
 WITH removed AS (
     DELETE FROM queues_message m USING {_RECEIPTS}
     WHERE m.id = r.id AND m.receipt = r.receipt AND m.available_at > clock_timestamp()
-    RETURNING m.id, m.queue_id
+    RETURNING m.id, m.queue_id, m.group_key
 ),
 deltas AS (SELECT queue_id, {_deltas(depth="-count(*)", acked="count(*)")} FROM removed GROUP BY queue_id),
-{_bump("bumped", "deltas")}
-SELECT id FROM removed
+{_bump("bumped", "deltas")},
+-- Acking a fifo group's head makes the next message of the group claimable: wake idle receivers
+-- now rather than at their next poll (once per queue, and only if the group has a next message).
+notified AS (
+    SELECT pg_notify('{NOTIFY_CHANNEL}', x.queue_id::text) FROM removed x
+    -- (the statement's snapshot still shows the deleted head itself, hence "a later id")
+    WHERE x.group_key IS NOT NULL AND EXISTS (
+        SELECT 1 FROM queues_message n
+        WHERE n.queue_id = x.queue_id AND n.group_key = x.group_key AND n.id > x.id)
+    GROUP BY x.queue_id
+)
+SELECT id, (SELECT count(*) FROM notified) FROM removed
 """
 
 EXTEND = f"""

@@ -90,6 +90,28 @@ def test_waiting_receive_picks_up_a_delayed_message_when_it_becomes_ready(make_q
     assert 0.45 <= time.monotonic() - started < 3.0
 
 
+def test_acking_a_fifo_head_wakes_a_receiver_waiting_for_the_next_of_its_group(make_queue, listening):
+    queue = make_queue(kind="fifo")
+    latencies = []
+    for n in range(5):
+        head = queues.send(queue, f"{n}-1", group=f"g{n}")
+        second = queues.send(queue, f"{n}-2", group=f"g{n}")
+        [held] = queues.receive(queue)  # the group's head, in this (the test's) connection
+        assert held.id == head
+        waiter = Thread(lambda: queues.receive(queue, wait=5))
+        waiter.start()
+        time.sleep(SETTLE)  # the waiter found nothing (the group is blocked) and waits
+        acked_at = time.perf_counter()
+        queues.ack(held.receipt)
+        [got] = waiter.outcome()
+        latencies.append(time.perf_counter() - acked_at)
+        assert got.id == second
+        queues.ack(got.receipt)
+    # Without a wake-up the waiter would find the next message only at its 1 s fallback poll.
+    median = statistics.median(latencies)
+    assert median <= 0.2, f"median wake-up {median * 1000:.1f} ms; all: {[round(x * 1000) for x in latencies]}"
+
+
 async def _async_latencies(queue: str, sender: ThreadPoolExecutor) -> tuple[list[float], list[int]]:
     loop = asyncio.get_running_loop()
     latencies, ids = [], []
