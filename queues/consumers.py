@@ -103,6 +103,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         password change invalidates its hash) before the permission check.
         """
         from importlib import import_module
+        from types import SimpleNamespace
 
         from django.conf import settings
         from django.contrib.auth import get_user
@@ -112,10 +113,5 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         session = self.scope.get("session")
         if session is None or session.session_key is None:
             return False
-
-        class _Request:  # get_user() only reads request.session
-            pass
-
-        request = _Request()
-        request.session = import_module(settings.SESSION_ENGINE).SessionStore(session.session_key)
-        return can_view(get_user(request))
+        fresh = import_module(settings.SESSION_ENGINE).SessionStore(session.session_key)
+        return can_view(get_user(SimpleNamespace(session=fresh)))  # get_user reads only request.session
