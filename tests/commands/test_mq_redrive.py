@@ -6,7 +6,10 @@ import pytest
 from django.core.management.base import CommandError
 
 import queues
+from queues import services
 from queues.models import AuditEvent, Redrive
+from queues.services import ActionFailed
+from tests.conftest import wait_for
 
 
 def test_redrive_sends_each_message_back_where_it_died(cmd, make_queue, dead_letters):
@@ -103,10 +106,6 @@ def test_stop_from_elsewhere_ends_the_command_too(spawn_manage, make_queue, dead
 def test_redrive_of_a_killed_process_is_given_up_and_a_new_one_moves_the_rest(
     spawn_manage, make_queue, dead_letters, django_user_model
 ):
-    from queues import services
-    from queues.services import ActionFailed
-    from tests.conftest import wait_for
-
     make_queue("orders", max_receives=1)
     dead_letters("orders", 30)
     running = spawn_manage("mq_redrive", "orders.dlq", "--rate", "2")
