@@ -14,11 +14,12 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: help demo test lint db-url db-stop clean python-check venv frontend browser
+.PHONY: help demo test fuzz lint db-url db-stop clean python-check venv frontend browser
 
 help:
 	@echo "make demo   - set up everything and run the demo on http://127.0.0.1:8000"
 	@echo "make test   - set up everything and run the whole test suite"
+	@echo "make fuzz   - the property-based suites with many examples (HYPOTHESIS_PROFILE=fuzz)"
 	@echo "make lint   - ruff"
 	@echo "make db-url - print the embedded PostgreSQL URL (for psql)"
 	@echo "make db-stop - stop the embedded PostgreSQL server"
@@ -62,6 +63,9 @@ demo: $(STAMP) $(NODE_STAMP)
 
 test: $(STAMP) $(NODE_STAMP) browser
 	$(VPY) -m pytest
+
+fuzz: $(STAMP) $(NODE_STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(VPY) -m pytest -m property -p no:timeout
 
 lint: $(STAMP)
 	$(VPY) -m ruff check .

@@ -11,8 +11,19 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Property-based tests: a bounded run in `make test`, a long one in `make fuzz` (HYPOTHESIS_PROFILE=fuzz).
+# No deadline: every example talks to a real PostgreSQL, whose latency is not the property under test.
+_QUIET = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large]
+hypothesis_settings.register_profile("default", max_examples=60, deadline=None, suppress_health_check=_QUIET)
+hypothesis_settings.register_profile(
+    "fuzz", max_examples=5_000, deadline=None, suppress_health_check=_QUIET, print_blob=True
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(autouse=True)
