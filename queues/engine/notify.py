@@ -21,6 +21,7 @@ from collections import defaultdict
 
 import psycopg
 
+from queues import conf
 from queues.engine.sql import NOTIFY_CHANNEL
 
 log = logging.getLogger("queues.engine")
@@ -140,9 +141,7 @@ def get_listener() -> Listener:
     global _listener, _listener_pid
     with _lock:
         if _listener is None or _listener_pid != os.getpid():
-            from django.db import connections
-
-            params = connections["default"].get_connection_params()
+            params = conf.db().get_connection_params()
             params.pop("cursor_factory", None)
             params.pop("context", None)
             params.pop("server_side_binding", None)

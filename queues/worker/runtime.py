@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import DatabaseError, close_old_connections, connection, connections, transaction
+from django.db import DatabaseError, close_old_connections, connections
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -661,7 +661,7 @@ class Worker:
         acking = False
         try:
             if spec.atomic:
-                with transaction.atomic():
+                with conf.atomic():
                     spec.func(delivery)
                     with self._lock:
                         if item.state is not RUNNING:
@@ -1029,7 +1029,7 @@ class Worker:
         from queues.models import Worker as WorkerRow
 
         cutoff = Now() - timedelta(seconds=self.dead_after)
-        with transaction.atomic():
+        with conf.atomic():
             dead = list(
                 WorkerRow.objects.select_for_update(skip_locked=True)
                 .filter(state__in=["live", "stopping"], last_beat_at__lt=cutoff)
@@ -1047,7 +1047,7 @@ class Worker:
         from queues.models import Worker as WorkerRow
         from queues.tasks import prune_results
 
-        with connection.cursor() as cur:
+        with conf.db().cursor() as cur:
             cur.execute("SELECT pg_try_advisory_lock(%s)", [PRUNE_LOCK_KEY])
             if not cur.fetchone()[0]:
                 return
