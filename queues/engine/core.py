@@ -1116,12 +1116,14 @@ def publish(
 
 
 # -- reads ------------------------------------------------------------------------------------------
-def stats(queues: Iterable[str] | None = None) -> list[QueueStats]:
+def stats(queues: str | Iterable[str] | None = None) -> list[QueueStats]:
     """Live counts of every queue (or of the named ones), exact as of one snapshot.
 
     Reads a few counter rows and index ranges per queue, never ``count(*)`` of the backlog: cheap
     enough to call every second with millions of messages queued.
     """
+    if isinstance(queues, str):  # one name, not its characters
+        queues = [queues]
     names = None if queues is None else [validate_name(q) for q in queues]
     with conf.db().cursor() as cur:
         cur.execute(sql.STATS, {"names": names})

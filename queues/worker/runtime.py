@@ -1130,6 +1130,14 @@ class Worker:
         for thread in self._threads:
             if thread.name == "mq-beat":
                 thread.join(timeout=5.0)
+        # Handler and watch threads close their own connections on the way out; waiting for them (and
+        # stopping the LISTEN thread) leaves no connection open behind a worker that ran inside another
+        # program, such as a test run that drops its database next.
+        for thread in self._threads:
+            thread.join(timeout=2.0)
+        from queues.engine.notify import stop_listener
+
+        stop_listener()
         self._state = "stopped"
         try:
             close_old_connections()
