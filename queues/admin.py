@@ -15,12 +15,12 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.functional import cached_property
 
-from queues import conf, services
+from queues import conf, services, validation
 from queues.engine import core as engine
 from queues.models import (
     AuditEvent,
@@ -50,6 +50,33 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm(VIEW) or super().has_view_permission(request, obj)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        """The list, unless a parameter would make its query fail: 400 with the reason instead of a 500."""
+        problem = _bad_changelist_parameter(request)
+        if problem is not None:
+            return HttpResponseBadRequest(f"{problem}\n", content_type="text/plain; charset=utf-8")
+        return super().changelist_view(request, extra_context)
+
+
+# A date drill-down's parts, bounded as Python's dates are (the admin builds a date from them).
+_DATE_PARTS = {"year": (1, 9999), "month": (1, 12), "day": (1, 31)}
+
+
+def _bad_changelist_parameter(request: HttpRequest) -> str | None:
+    """Why a changelist's query string cannot be run (a NUL in a filter, year 2147483648), or None."""
+    problem = validation.unstorable_parameter(request.GET.lists())
+    if problem is not None:
+        return f"{problem}: remove it and try again"
+    for key, value in request.GET.items():
+        field, _, part = key.rpartition("__")
+        if field and part in _DATE_PARTS:
+            low, high = _DATE_PARTS[part]
+            try:
+                validation.parse_int(value, key, minimum=low, maximum=high)
+            except validation.InvalidInput as exc:
+                return str(exc)
+    return None
 
 
 class EstimatedCountPaginator(Paginator):

@@ -3,17 +3,38 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from django import forms
 from django.http import QueryDict
 
+from queues import validation
 from queues.engine import core as engine
 from queues.models import Queue, QueueKind
 
 SECONDS_HELP = "seconds"
+
+
+class StrictIntegerField(forms.IntegerField):
+    """A whole number in ASCII digits within the column's bounds (PostgreSQL ``integer`` by default).
+
+    Django's ``IntegerField`` takes ``"١٢"`` (Unicode digits) as 12 and leaves the upper bound to the
+    database, which answers ``integer out of range`` as a 500.
+    """
+
+    def __init__(self, *, min_value: int | None = None, max_value: int | None = None, **kwargs: Any) -> None:
+        super().__init__(min_value=min_value, max_value=validation.INT32_MAX if max_value is None else max_value,
+                         **kwargs)
+
+    def to_python(self, value: Any) -> int | None:
+        if value in self.empty_values:
+            return None
+        try:
+            return validation.parse_int(str(value), "the value", minimum=validation.BIGINT_MIN,
+                                        maximum=validation.BIGINT_MAX)
+        except validation.InvalidInput:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
 
 
 def _number(value: float) -> float | int:
@@ -32,12 +53,12 @@ class QueueSettingsForm(forms.Form):
     kind = forms.ChoiceField(choices=QueueKind.choices, help_text="Can change only while the queue is empty.")
     visibility_timeout = forms.FloatField(min_value=0.1, max_value=engine.MAX_VISIBILITY_TIMEOUT,
                                           help_text="Seconds a received message stays leased.")
-    max_receives = forms.IntegerField(min_value=0, help_text="Receives before dead-lettering; 0 means never.")
+    max_receives = StrictIntegerField(min_value=0, help_text="Receives before dead-lettering; 0 means never.")
     dead_letter_queue = forms.ChoiceField(required=False, help_text="Empty: none (messages are redelivered forever).")
     default_delay = forms.FloatField(min_value=0, max_value=engine.MAX_DELAY, help_text="Seconds.")
     retention = forms.FloatField(min_value=60, max_value=365 * 24 * 3600,
                                  help_text="Seconds an unreceived message is kept (345600 = 4 days).")
-    max_message_size = forms.IntegerField(min_value=16, max_value=16 * 1024 * 1024,
+    max_message_size = StrictIntegerField(min_value=16, max_value=16 * 1024 * 1024,
                                           help_text="Bytes of body + headers.")
     dedup_window = forms.FloatField(min_value=0, max_value=7 * 24 * 3600, help_text="Seconds.")
 
@@ -71,7 +92,7 @@ class QueueCreateForm(forms.Form):
     name = forms.CharField(max_length=80, help_text="a-z, 0-9, '.', '_' or '-', starting with a letter or digit.")
     kind = forms.ChoiceField(choices=QueueKind.choices, initial=QueueKind.STANDARD)
     visibility_timeout = forms.FloatField(min_value=0.1, max_value=engine.MAX_VISIBILITY_TIMEOUT, initial=30)
-    max_receives = forms.IntegerField(min_value=0, initial=5)
+    max_receives = StrictIntegerField(min_value=0, initial=5)
     dead_letter_queue = forms.CharField(
         max_length=80, required=False, help_text="Empty: <name>.dlq, created with the queue."
     )
@@ -95,8 +116,8 @@ class QueueCreateForm(forms.Form):
         return out
 
 
-def _json_error(what: str, exc: json.JSONDecodeError) -> forms.ValidationError:
-    return forms.ValidationError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 class PublishForm(forms.Form):
@@ -108,25 +129,25 @@ class PublishForm(forms.Form):
                               help_text='A JSON object of strings, for example {"tenant": "acme"}.')
     delay = forms.FloatField(required=False, min_value=0, max_value=engine.MAX_DELAY,
                              help_text="Seconds; empty for the queue's default delay.")
-    priority = forms.IntegerField(min_value=engine.PRIORITY_MIN, max_value=engine.PRIORITY_MAX, initial=0)
+    priority = StrictIntegerField(min_value=engine.PRIORITY_MIN, max_value=engine.PRIORITY_MAX, initial=0)
     group = forms.CharField(max_length=engine.MAX_KEY_LENGTH, required=False, help_text="Group key (fifo queues).")
     dedup_id = forms.CharField(max_length=engine.MAX_KEY_LENGTH, required=False,
                                help_text="A repeat inside the dedup window stores nothing new.")
 
     def clean_body(self) -> Any:
         try:
-            return json.loads(self.cleaned_data["body"])
-        except json.JSONDecodeError as exc:
-            raise _json_error("the body", exc)
+            return validation.loads_json(self.cleaned_data["body"], "the body")
+        except validation.InvalidInput as exc:
+            raise forms.ValidationError(_sentence(str(exc))) from None
 
     def clean_headers(self) -> dict[str, str]:
         text = self.cleaned_data.get("headers", "").strip()
         if not text:
             return {}
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise _json_error("the headers", exc)
+            value = validation.loads_json(text, "the headers")
+        except validation.InvalidInput as exc:
+            raise forms.ValidationError(_sentence(str(exc))) from None
         if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise forms.ValidationError('headers must be a JSON object of strings, like {"tenant": "acme"}')
         return value
@@ -145,7 +166,7 @@ class RedriveForm(forms.Form):
 
     to = forms.ChoiceField(required=False, label="Send to")
     rate = forms.FloatField(required=False, min_value=0.1, help_text="Messages per second; empty for full speed.")
-    limit = forms.IntegerField(required=False, min_value=1, help_text="At most this many; empty for all.")
+    limit = StrictIntegerField(required=False, min_value=1, help_text="At most this many; empty for all.")
 
     def __init__(self, *args: Any, source: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -187,12 +208,18 @@ def parse_bulk(data: QueryDict) -> BulkRequest:
         raise BulkError(f"unknown scope {scope!r}: use 'selected' or 'matching'")
     ids: list[int] = []
     for raw in data.getlist("id"):
-        if not raw.isdigit():
-            raise BulkError(f"message ids must be whole numbers, got {raw!r}")
-        ids.append(int(raw))
+        try:
+            ids.append(validation.parse_int(raw, "a message id", minimum=1, maximum=validation.BIGINT_MAX))
+        except validation.InvalidInput as exc:
+            raise BulkError(f"message ids must be whole numbers: {exc}") from None
     if scope == "selected" and not ids:
         raise BulkError("select at least one message (tick its box), or apply the action to all matching messages")
     if len(ids) > 10_000:
         raise BulkError(f"at most 10,000 selected messages at once, got {len(ids)}: use 'all matching' instead")
-    return BulkRequest(action=action, scope=scope, ids=ids, q=data.get("q", ""), to=data.get("to", "").strip(),
-                       next=data.get("next", ""))
+    to = data.get("to", "").strip()
+    if to:
+        try:
+            engine.validate_name(to)
+        except ValueError as exc:
+            raise BulkError(f"cannot move messages there: {exc}") from None
+    return BulkRequest(action=action, scope=scope, ids=ids, q=data.get("q", ""), to=to, next=data.get("next", ""))

@@ -23,7 +23,7 @@ from django.db.models.functions import Cast, Left
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from queues import conf
+from queues import conf, validation
 from queues.engine import core as engine
 from queues.engine.types import MessageInfo, QueueStats
 from queues.models import AuditEvent, Message, Queue, Redrive, RedriveState, Worker, WorkerState
@@ -335,6 +335,15 @@ class QueueDetail:
     recent_audit: list[AuditEvent]
 
 
+def is_queue_name(name: object) -> bool:
+    """Whether ``name`` follows the naming rule (so it may name a queue; a NUL or a space never does)."""
+    try:
+        engine.validate_name(name)
+    except ValueError:
+        return False
+    return True
+
+
 def get_queue(name: str) -> Queue | None:
     """The queue ``name`` with its dead-letter queue, or None."""
     return Queue.objects.select_related("dead_letter_queue").filter(name=name).first()
@@ -469,6 +478,11 @@ def parse_search(text: str, *, queue: str | None = None, state: str | None = Non
 
     Raises :class:`SearchError` naming the term for unknown qualifiers, bad values or unbalanced quotes.
     """
+    # Every term ends up in SQL (header, group and body values): refuse what PostgreSQL cannot store here,
+    # once, rather than per qualifier.
+    problem = validation.text_problem(text or "")
+    if problem is not None:
+        raise SearchError(f"the search {problem}: remove it")
     try:
         tokens = shlex.split(text or "")
     except ValueError as exc:
@@ -482,8 +496,8 @@ def parse_search(text: str, *, queue: str | None = None, state: str | None = Non
     for token in tokens:
         key, sep, value = token.partition(":")
         if not sep:
-            if token.isdigit():
-                ids.append(int(token))
+            if token.isascii() and token.isdigit():
+                ids.append(_message_id(token, token))
                 continue
             raise SearchError(f"search term {token!r} has no qualifier: use {QUALIFIER_HELP}")
         if value == "":
@@ -499,9 +513,7 @@ def parse_search(text: str, *, queue: str | None = None, state: str | None = Non
                 raise SearchError(str(exc))
             queues.append(value)
         elif key == "id":
-            if not value.isdigit():
-                raise SearchError(f"id must be a whole number, got {value!r} in {token!r}")
-            ids.append(int(value))
+            ids.append(_message_id(value, token))
         elif key == "group":
             groups.append(value)
         elif key.startswith("header."):
@@ -528,6 +540,13 @@ def parse_search(text: str, *, queue: str | None = None, state: str | None = Non
     )
 
 
+def _message_id(value: str, token: str) -> int:
+    try:
+        return validation.parse_int(value, "id", minimum=1, maximum=validation.BIGINT_MAX)
+    except validation.InvalidInput as exc:
+        raise SearchError(f"{exc} in {token[:80]!r}: a message id is a whole number") from None
+
+
 def _nested(path: tuple[str, ...], value: Any) -> dict[str, Any]:
     out: Any = value
     for step in reversed(path):
@@ -539,8 +558,9 @@ def _typed_alternatives(value: str) -> list[Any]:
     """``"42"`` matches both the string and the number 42; ``"true"``/``"null"`` likewise."""
     alternatives: list[Any] = [value]
     try:
-        parsed = json.loads(value)
-    except ValueError:
+        # NaN, Infinity, 1e999, a 5,000-digit number or [[[…]]] 10,000 deep match as text only.
+        parsed = validation.loads_json(value, "the search value")
+    except validation.InvalidInput:
         return alternatives
     if parsed is None or isinstance(parsed, bool | int | float):
         alternatives.append(parsed)

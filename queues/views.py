@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from queues import conf, selectors, services
+from queues import conf, selectors, services, validation
 from queues.forms import (
     BULK_ACTIONS,
     BulkError,
@@ -81,6 +81,9 @@ def dashboard_page(view: View) -> View:
             raise PermissionDenied(
                 "the dashboard needs the permission 'queues.view_dashboard': ask an administrator to grant it"
             )
+        refused = _unstorable_input(request, kwargs)
+        if refused is not None:
+            return refused
         return view(request, *args, **kwargs)
 
     return wrapper
@@ -92,14 +95,30 @@ def action_endpoint(view: View) -> View:
     @_logged_in
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method == "GET":
+            # A confirm page only reads; a POST's fields are checked by its form and service, after
+            # the permission check, so a refused attempt is on record.
+            refused = _unstorable_input(request, kwargs)
+            if refused is not None:
+                return refused
         try:
             return view(request, *args, **kwargs)
         except services.NotFound as exc:
             raise Http404(str(exc))
-        except services.ActionFailed as exc:
+        except (services.ActionFailed, validation.InvalidInput) as exc:
             return _error(request, str(exc))
 
     return wrapper
+
+
+def _unstorable_input(request: HttpRequest, kwargs: dict[str, Any]) -> HttpResponse | None:
+    """A 400 page if a path segment or query parameter holds text PostgreSQL cannot store (a NUL)."""
+    problem = validation.unstorable_parameter(
+        [*((key, [str(value)]) for key, value in kwargs.items()), *request.GET.lists()]
+    )
+    if problem is None:
+        return None
+    return _error(request, f"{problem}: remove it and try again")
 
 
 def _authorize(request: HttpRequest, action: Action, queue: str) -> None:
@@ -107,7 +126,8 @@ def _authorize(request: HttpRequest, action: Action, queue: str) -> None:
 
 
 def _queue_or_404(name: str) -> Queue:
-    queue = selectors.get_queue(name)
+    # A malformed name cannot be a queue: 404 without asking the database (a NUL would not even reach it).
+    queue = selectors.get_queue(name) if selectors.is_queue_name(name) else None
     if queue is None:
         raise Http404(f"there is no queue named {name!r}")
     return queue
@@ -117,9 +137,7 @@ def _int_param(request: HttpRequest, key: str) -> int | None:
     raw = request.GET.get(key)
     if raw in (None, ""):
         return None
-    if not raw.isdigit():
-        raise ValueError(f"{key} must be a message id (a whole number), got {raw!r}")
-    return int(raw)
+    return validation.parse_int(raw, f"{key} (a message id)", minimum=1, maximum=validation.BIGINT_MAX)
 
 
 def _safe_next(request: HttpRequest, candidate: str, fallback: str) -> str:
@@ -178,10 +196,13 @@ def _queue_page(
     request: HttpRequest, queue: Queue, *, settings_form: QueueSettingsForm | None = None, status: int = 200
 ) -> HttpResponse:
     raw_window = request.GET.get("window", "3600")
-    if not raw_window.isdigit() or int(raw_window) not in selectors.CHART_WINDOWS:
+    try:
+        window = validation.parse_int(raw_window, "window")
+    except validation.InvalidInput:
+        window = None
+    if window not in selectors.CHART_WINDOWS:
         return _error(request, f"unknown chart window {raw_window!r}: use one of "
                                f"{', '.join(str(w) for w in selectors.CHART_WINDOWS)} (seconds)")
-    window = int(raw_window)
     detail = selectors.get_queue_detail(queue)
     form = settings_form or QueueSettingsForm(queue=queue)
     if not capabilities(request.user)[Action.UPDATE_QUEUE_SETTINGS]:
@@ -458,7 +479,7 @@ def queue_redrive(request: HttpRequest, name: str) -> HttpResponse:
         form.add_error(None, str(exc))
         return _page(request, "queues/redrive.html", {**ctx, "form": form}, status=400)
     back = back or (sources[0] if len(sources) == 1 else name)
-    if not Queue.objects.filter(name=back).exists():
+    if not selectors.is_queue_name(back) or not Queue.objects.filter(name=back).exists():
         back = name
     return _done(request, f"Redrive {job.pk} started: {job.total:,} dead letters to move.",
                  reverse("queues:queue-detail", args=[back]))

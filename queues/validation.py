@@ -1,0 +1,177 @@
+"""One normalising step for what reaches SQL from outside: request parameters, form fields, command options.
+
+The engine checks what it is given (``queues.engine.errors``); this module is for the layers above it,
+which read text from people and scripts and must answer a clear 400 or ``CommandError`` instead of
+letting PostgreSQL, ``int()`` or ``json.loads`` raise from deep inside a request. Every rule here names
+the value and the fix, and raises :class:`InvalidInput` (a ``ValueError``) before anything is written:
+
+- **text**: no NUL (PostgreSQL ``text`` cannot hold it), no lone surrogates (not encodable as UTF-8),
+  at most a given length;
+- **integers**: ASCII digits only (``"²"`` and ``"١٢"`` pass ``str.isdigit()``/``int()``), within the
+  column's bounds (PostgreSQL ``integer`` is ±2^31-1, ``bigint`` ±2^63-1);
+- **floats**: finite (``NaN``, ``Infinity`` and ``1e999`` are refused), within bounds;
+- **JSON**: at most :data:`MAX_JSON_DEPTH` levels deep, numbers of at most :data:`MAX_JSON_NUMBER_CHARS`
+  characters, no ``NaN``/``Infinity``, no NUL or lone surrogates in strings or keys; checked before
+  ``json.loads`` builds anything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+"""PostgreSQL ``integer`` (Django ``IntegerField``; ``PositiveIntegerField`` is 0..INT32_MAX)."""
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+"""PostgreSQL ``bigint`` (Django ``BigIntegerField``, ``BigAutoField``: message, redrive and audit ids)."""
+
+MAX_JSON_DEPTH = 100
+"""Deepest nesting of arrays and objects accepted in JSON typed by people (bodies, headers, search values).
+
+PostgreSQL's jsonb parser and Python's ``json`` both recurse per level; thousands of levels exhaust
+their stacks. A hundred is far past what a message needs.
+"""
+MAX_JSON_NUMBER_CHARS = 100
+"""Longest number accepted in such JSON: beyond a double's range or precision it means nothing to a
+consumer, and Python refuses integers past 4,300 digits with an error of its own."""
+
+_INT = re.compile(r"-?[0-9]{1,4000}")
+_FLOAT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]{1,4})?")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+class InvalidInput(ValueError):
+    """A value from a request or a command line that cannot be used; the message says which and why."""
+
+
+def _show(value: str, limit: int = 60) -> str:
+    """A value for an error message: repr'd and cut, so a 100,000-character value stays readable."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"… ({len(value):,} characters)"
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be stored as PostgreSQL text (``None``: it can)."""
+    found = _UNSTORABLE.search(value)
+    if found is None:
+        return None
+    if found.group() == "\x00":
+        return f"contains a NUL character at position {found.start()}"
+    return f"contains a lone surrogate {found.group()!r} at position {found.start()} (not encodable as UTF-8)"
+
+
+def clean_text(value: str, what: str, *, max_length: int | None = None) -> str:
+    """``value`` if PostgreSQL can store it and it is at most ``max_length`` long; else :class:`InvalidInput`."""
+    problem = text_problem(value)
+    if problem is not None:
+        raise InvalidInput(f"{what} {_show(value)} {problem}: remove it")
+    if max_length is not None and len(value) > max_length:
+        raise InvalidInput(f"{what} is too long ({len(value):,} characters): use at most {max_length:,}")
+    return value
+
+
+def parse_int(text: str, what: str, *, minimum: int = INT32_MIN, maximum: int = INT32_MAX) -> int:
+    """A whole number written in ASCII digits, within ``minimum``..``maximum``; else :class:`InvalidInput`."""
+    stripped = text.strip()
+    if not _INT.fullmatch(stripped):
+        raise InvalidInput(f"{what} must be a whole number written with the digits 0-9, got {_show(text)}")
+    value = int(stripped)
+    if not minimum <= value <= maximum:
+        raise InvalidInput(f"{what} must be from {minimum:,} to {maximum:,}, got {_show(text)}")
+    return value
+
+
+def parse_float(text: str, what: str, *, minimum: float = -math.inf, maximum: float = math.inf) -> float:
+    """A finite decimal number within ``minimum``..``maximum``; else :class:`InvalidInput`."""
+    stripped = text.strip()
+    value = float(stripped) if _FLOAT.fullmatch(stripped) else math.nan
+    if not math.isfinite(value):
+        raise InvalidInput(f"{what} must be a finite number such as 30 or 0.5, got {_show(text)}")
+    if not minimum <= value <= maximum:
+        raise InvalidInput(f"{what} must be from {minimum:g} to {maximum:g}, got {_show(text)}")
+    return value
+
+
+def json_depth(text: str) -> int:
+    """How deeply arrays and objects nest in JSON ``text`` (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InvalidInput(f"{name} is not a JSON number: use a finite number, or a string")
+
+
+def _number(kind: type) -> Any:
+    def parse(literal: str) -> Any:
+        if len(literal) > MAX_JSON_NUMBER_CHARS:
+            raise InvalidInput(f"the number {_show(literal, 20)} is too long: use at most "
+                               f"{MAX_JSON_NUMBER_CHARS} characters (send big numbers as strings)")
+        value = kind(literal)
+        if kind is float and not math.isfinite(value):
+            raise InvalidInput(f"the number {_show(literal, 20)} is out of range: send it as a string")
+        return value
+
+    return parse
+
+
+def check_json_value(value: Any, what: str) -> Any:
+    """``value`` (parsed JSON) if every string and key in it can be stored; else :class:`InvalidInput`."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            clean_text(item, f"a string in {what}")
+        elif isinstance(item, Mapping):
+            for key, inner in item.items():
+                clean_text(key, f"a key in {what}")
+                stack.append(inner)
+        elif isinstance(item, Iterable):
+            stack.extend(item)
+    return value
+
+
+def parse_json(text: str, what: str) -> Any:
+    """Parse JSON ``text`` strictly: ``json.JSONDecodeError`` if it is malformed (callers word that
+    themselves), :class:`InvalidInput` naming ``what`` if it is too deep, holds unusable numbers, or
+    strings PostgreSQL cannot store."""
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidInput(f"{what} nests {depth:,} levels deep: at most {MAX_JSON_DEPTH} are accepted")
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant, parse_int=_number(int), parse_float=_number(float))
+    except json.JSONDecodeError:
+        raise
+    except InvalidInput as exc:
+        raise InvalidInput(f"{what}: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # a refusal of int() past its digit limit, a stack's end
+        raise InvalidInput(f"{what} cannot be read: {exc}") from None
+    return check_json_value(value, what)
+
+
+def loads_json(text: str, what: str) -> Any:
+    """:func:`parse_json` with every refusal an :class:`InvalidInput` (syntax errors say line and column)."""
+    try:
+        return parse_json(text, what)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+
+
+def unstorable_parameter(items: Iterable[tuple[str, Iterable[str]]]) -> str | None:
+    """The first request parameter (name or value) PostgreSQL could not store, described; ``None`` if all can."""
+    for key, values in items:
+        problem = text_problem(key)
+        if problem is not None:
+            return f"the parameter name {_show(key)} {problem}"
+        for value in values:
+            problem = text_problem(value)
+            if problem is not None:
+                return f"the parameter {key!r} {problem}"
+    return None
