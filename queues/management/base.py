@@ -22,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, OperationalError, ProgrammingError
 
 from queues.engine.errors import MQError
+from queues.validation import INT32_MAX, InvalidInput, parse_float, parse_int
 
 
 class MQCommand(BaseCommand):
@@ -81,7 +82,9 @@ def first_line(exc: BaseException) -> str:
 
 
 # -- option parsers (argparse ``type=`` callables: their message becomes the usage error) -----------
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
+# Longer than anything a queue or a worker waits for; past it, timedelta and sleep() overflow.
+MAX_DURATION = 10 * 365 * 86400.0
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -89,8 +92,8 @@ def parse_duration(text: str) -> float:
     """Seconds from ``30``, ``2.5``, ``500ms``, ``30s``, ``5m``, ``2h``, ``4d`` or combinations like ``1h30m``."""
     value = text.strip().lower()
     try:
-        seconds = float(value)
-    except ValueError:
+        seconds = parse_float(value, "duration")
+    except InvalidInput:
         parts = _DURATION_PART.findall(value)
         if not parts or "".join(n + u for n, u in parts) != value:
             raise argparse.ArgumentTypeError(
@@ -98,12 +101,14 @@ def parse_duration(text: str) -> float:
                 "500ms, 30s, 5m, 2h, 4d, 1h30m"
             ) from None
         seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    if seconds != seconds or seconds < 0 or seconds == float("inf"):
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: it must be a finite number >= 0")
+    if not 0 <= seconds <= MAX_DURATION:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text[:60]!r}: it must be from 0 to {MAX_DURATION:g} seconds (10 years)"
+        )
     return seconds
 
 
-_SIZE = re.compile(r"^(\d+)\s*(b|kb|kib|k|mb|mib|m)?$")
+_SIZE = re.compile(r"^([0-9]{1,12})\s*(b|kb|kib|k|mb|mib|m)?$")
 _SIZE_UNITS = {None: 1, "b": 1, "kb": 1000, "k": 1024, "kib": 1024, "mb": 1000**2, "m": 1024**2, "mib": 1024**2}
 
 
@@ -117,47 +122,59 @@ def parse_size(text: str) -> int:
     return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1."""
+def _bounded_int(text: str, *, example: str, minimum: int, maximum: int = INT32_MAX) -> int:
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}: use a whole number such as 10") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}: it must be at least 1")
+        value = parse_int(text, "the number", minimum=-INT32_MAX * 2**32, maximum=INT32_MAX * 2**32)
+    except InvalidInput:
+        raise argparse.ArgumentTypeError(
+            f"invalid number {text[:60]!r}: use a whole number (digits 0-9) such as {example}"
+        ) from None
+    if maximum != INT32_MAX and not minimum <= value <= maximum:
+        raise argparse.ArgumentTypeError(f"invalid number {text[:60]!r}: it must be from {minimum:,} to {maximum:,}")
+    if value < minimum:
+        least = "0 or more" if minimum == 0 else f"at least {minimum:,}"
+        raise argparse.ArgumentTypeError(f"invalid number {text[:60]!r}: it must be {least}")
+    if value > maximum:
+        raise argparse.ArgumentTypeError(f"invalid number {text[:60]!r}: it must be at most {maximum:,}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An integer from 1 to 2^31-1 (what PostgreSQL's ``integer`` holds), in ASCII digits."""
+    return _bounded_int(text, example="10", minimum=1)
 
 
 def non_negative_int(text: str) -> int:
-    """An integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}: use a whole number such as 5") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}: it must be 0 or more")
-    return value
+    """An integer from 0 to 2^31-1, in ASCII digits."""
+    return _bounded_int(text, example="5", minimum=0)
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 1..65535."""
+    return _bounded_int(text, example="8000", minimum=1, maximum=65535)
 
 
 def positive_float(text: str) -> float:
     """A finite number > 0 (rates, intervals)."""
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}: use a number such as 100 or 0.5") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}: it must be greater than 0")
+        value = parse_float(text, "the number")
+    except InvalidInput:
+        raise argparse.ArgumentTypeError(f"invalid number {text[:60]!r}: use a number such as 100 or 0.5") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"invalid number {text[:60]!r}: it must be greater than 0")
     return value
 
 
 def priority(text: str) -> int:
     """A message priority, -100..100."""
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid priority {text!r}: use a whole number from -100 to 100") from None
+        value = parse_int(text, "priority", minimum=-INT32_MAX, maximum=INT32_MAX)
+    except InvalidInput:
+        raise argparse.ArgumentTypeError(
+            f"invalid priority {text[:60]!r}: use a whole number from -100 to 100"
+        ) from None
     if not -100 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"invalid priority {text!r}: it must be from -100 to 100 (larger first)")
+        raise argparse.ArgumentTypeError(f"invalid priority {text[:60]!r}: it must be from -100 to 100 (larger first)")
     return value
 
 

@@ -25,6 +25,7 @@ from queues.management.base import (
     audit,
     non_negative_int,
     parse_duration,
+    port_number,
     positive_float,
     positive_int,
     stop_on_signal,
@@ -163,7 +164,8 @@ class Command(MQCommand):
         parser.add_argument("--no-producer", action="store_true", help="Do not start the producer.")
         parser.add_argument("--no-web", action="store_true", help="Do not start daphne (no dashboard).")
         parser.add_argument("--host", default="127.0.0.1", help="Address daphne binds. Default: 127.0.0.1.")
-        parser.add_argument("--port", type=positive_int, default=8000, help="Port daphne binds. Default: 8000.")
+        parser.add_argument("--port", type=port_number, default=8000,
+                            help="Port daphne binds, 1-65535. Default: 8000.")
         parser.add_argument("--reset", action="store_true",
                             help="Purge the demo queues and their dead-letter queues before starting.")
         parser.add_argument("--duration", type=parse_duration, metavar="DURATION",
@@ -246,6 +248,9 @@ class Command(MQCommand):
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     probe.bind((options["host"], options["port"]))
+                except (TypeError, ValueError) as exc:  # a host name with a NUL or a lone surrogate
+                    raise CommandError(f"cannot serve on {options['host']!r}: {exc}; pass --host 127.0.0.1 "
+                                       "or another address of this machine") from None
                 except OSError as exc:
                     raise CommandError(
                         f"cannot serve on {options['host']}:{options['port']} ({exc.strerror}): is another demo "

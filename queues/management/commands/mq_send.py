@@ -28,6 +28,7 @@ from queues.management.base import (
     sleep_unless,
     stop_on_signal,
 )
+from queues.validation import InvalidInput, parse_json
 
 ENVELOPE_KEYS = {"body", "headers", "delay", "priority", "group", "dedup_id"}
 MAX_BATCH = 10_000
@@ -189,7 +190,10 @@ class Command(MQCommand):
 
 def _parse_json(text: str, where: str, lineno: int | None = None) -> Any:
     try:
-        return json.loads(text)
+        # Strict: no NaN/Infinity, no 5,000-digit numbers, no nesting thousands deep, no NUL.
+        return parse_json(text, where if lineno is None else f"{where}, line {lineno}")
+    except InvalidInput as exc:
+        raise CommandError(str(exc)) from None
     except json.JSONDecodeError as exc:
         at = f"line {lineno}" if lineno is not None else f"line {exc.lineno}"
         raise CommandError(
