@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProces
 
 import queues
 
-_out = open(os.environ["MQ_TRACE_FILE"], "a", buffering=1)  # noqa: SIM115 - lives as long as the worker
+_out = open(os.environ["MQ_TRACE_FILE"], "a", buffering=1)
 _provider = TracerProvider()
 _provider.add_span_processor(SimpleSpanProcessor(
     ConsoleSpanExporter(out=_out, formatter=lambda span: span.to_json(indent=None) + "\n")
