@@ -40,11 +40,6 @@ class MessageTooLarge(InvalidMessage):
     """The encoded body and headers exceed the queue's max message size."""
 
 
-class InvalidArgument(MQError, ValueError):
-    """An argument that is neither a message nor a queue setting is malformed or out of range: message
-    or redrive ids, limits, batch sizes, cursors."""
-
-
 class InvalidReceipt(MQError, ValueError):
     """A receipt is malformed, or its lease has run out (the message may be with someone else now)."""
 
