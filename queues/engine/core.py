@@ -21,7 +21,7 @@ import psycopg
 from django.db import IntegrityError
 
 from queues import conf
-from queues.engine import sql
+from queues.engine import sql, text
 from queues.engine.errors import (
     InvalidMessage,
     InvalidQueueName,
@@ -36,6 +36,7 @@ from queues.engine.errors import (
 from queues.engine.types import (
     AckResult,
     Delivery,
+    JSONText,
     MessageInfo,
     Outgoing,
     PruneResult,
@@ -46,6 +47,8 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
 PRIORITY_MIN, PRIORITY_MAX = -100, 100
 MAX_BATCH = 10_000
 MAX_KEY_LENGTH = 128
+# A nack's error text is cut to this many characters (it is kept on the message and in its history).
+MAX_ERROR_LENGTH = 8000
 MAX_VISIBILITY_TIMEOUT = 12 * 3600.0
 MAX_DELAY = 15 * 24 * 3600.0
 DLQ_SUFFIX = ".dlq"
@@ -58,7 +61,8 @@ _UNSET: Any = object()
 # -- validation -------------------------------------------------------------------------------------
 def validate_name(name: object, what: str = "queue") -> str:
     """Return ``name`` if it is a valid queue or topic name, else raise :class:`InvalidQueueName`."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    # fullmatch: with match, "$" would also accept a trailing newline.
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise InvalidQueueName(
             f"invalid {what} name {name!r}: use 1-80 characters of a-z, 0-9, '.', '_' or '-', "
             "starting with a letter or digit (for example 'orders' or 'billing.invoices')"
@@ -83,18 +87,12 @@ def _positive_int(value: object, setting: str, *, minimum: int = 0) -> int:
     return value
 
 
-# One encoder for every message: json.dumps with options builds a new encoder at each call.
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
 def _encode_body(body: Any) -> str:
-    try:
-        return _JSON.encode(body)
-    except (TypeError, ValueError) as exc:
-        raise InvalidMessage(
-            f"message body is not JSON-serialisable ({exc}): send dicts, lists, strings, numbers, "
-            "booleans or None; convert other objects (dates, Decimals, models) first"
-        ) from None
+    """The JSON text stored for ``body``: JSON text as sent for a :class:`JSONText`, else compact JSON."""
+    if isinstance(body, JSONText):
+        text.parse_json_text(body, "message body")
+        return str(body)
+    return text.encode_json(body, "message body")
 
 
 def _encode_headers(headers: Mapping[str, Any] | None) -> str:
@@ -105,7 +103,9 @@ def _encode_headers(headers: Mapping[str, Any] | None) -> str:
     for key, value in headers.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise InvalidMessage(f"headers must map strings to strings, got {key!r}: {value!r}")
-    return json.dumps(dict(headers), separators=(",", ":"), ensure_ascii=False)
+        text.check_text(key, "header name")
+        text.check_text(value, f"header {key!r}")
+    return text.encode_json(dict(headers), "headers")
 
 
 def _check_priority(priority: object) -> int:
@@ -129,9 +129,7 @@ def _check_delay(delay: object) -> float | None:
 def _check_key(value: object, what: str) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_KEY_LENGTH:
-        raise InvalidMessage(f"{what} must be a string of 1 to {MAX_KEY_LENGTH} characters, got {value!r}")
-    return value
+    return text.check_text(value, what, min_length=1, max_length=MAX_KEY_LENGTH)
 
 
 # -- prepared statements ----------------------------------------------------------------------------
@@ -735,7 +733,8 @@ def nack(receipt: str, *, delay: float | timedelta = 0.0, error: str = "", dead_
     with _cursor() as cur:
         cur.execute(
             sql.NACK,
-            {"ids": ids, "receipts": tokens, "delay": seconds, "error": error[:8000], "dead_letter": dead_letter},
+            {"ids": ids, "receipts": tokens, "delay": seconds, "dead_letter": dead_letter,
+             "error": text.safe_text(error, max_length=MAX_ERROR_LENGTH)},
         )
         row = cur.fetchone()
     if row is None:
@@ -886,7 +885,7 @@ def redrive(
     total = source.messages.count()
     job = Redrive.objects.create(
         source=source, destination=dest, rate=rate, limit=limit, total=min(total, limit or total),
-        requested_by=requested_by,
+        requested_by=text.safe_text(str(requested_by), max_length=150),
     )
     return run_redrive(job, progress=progress)
 

@@ -268,9 +268,12 @@ changed AS (
         origin_queue_id = CASE WHEN t.dies THEN m.queue_id ELSE m.origin_queue_id END,
         dead_at = CASE WHEN t.dies THEN statement_timestamp() ELSE m.dead_at END,
         last_error = %(error)s::text,
+        -- a retry records when it is due (the backoff the operator sees, and tests check)
         history = (m.history || jsonb_build_array(jsonb_build_object(
             'at', statement_timestamp(), 'event', CASE WHEN t.dies THEN 'dead-lettered' ELSE 'nacked' END,
-            'receive_count', m.receive_count, 'error', %(error)s::text)))
+            'receive_count', m.receive_count, 'error', %(error)s::text)
+            || CASE WHEN t.dies THEN '{{}}'::jsonb ELSE jsonb_build_object(
+                   'available_at', statement_timestamp() + %(delay)s::float8 * interval '1 second') END))
             -- keep the last 20 entries: a message that fails forever must not grow without bound
             #- '{{-21}}'
     FROM target t
