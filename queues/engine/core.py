@@ -8,6 +8,7 @@ statement (see ``sql.py``), so it is atomic even outside a transaction.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -18,11 +19,12 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
-from django.db import IntegrityError
+from django.db import IntegrityError, InterfaceError, OperationalError
 
 from queues import conf
 from queues.engine import sql, text
 from queues.engine.errors import (
+    DatabaseUnavailable,
     InvalidMessage,
     InvalidQueueName,
     InvalidQueueSettings,
@@ -130,6 +132,61 @@ def _check_key(value: object, what: str) -> str | None:
     if value is None:
         return None
     return text.check_text(value, what, min_length=1, max_length=MAX_KEY_LENGTH)
+
+
+# -- a dead connection ------------------------------------------------------------------------------
+def _connection_lost(db: Any) -> bool:
+    """Whether Django's connection is gone (server restarted, network cut), rather than a statement
+    having failed on a live one (which asks ``SELECT 1``: only on this error path)."""
+    raw = db.connection
+    if raw is None or raw.closed or getattr(raw, "broken", False):
+        return True
+    return not db.is_usable()
+
+
+def _recovers_connection(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Outside a transaction, an engine call that finds its connection dead reconnects and runs once
+    more; if that fails too it raises :class:`DatabaseUnavailable`. Inside ``atomic()`` the error goes
+    to the caller untouched: the transaction's earlier work is gone, and retrying only the last
+    statement would commit half of it.
+
+    A long-running producer otherwise keeps a dead connection after a database restart: Django drops
+    it only between requests (``close_old_connections``), which a script or a consumer never reaches.
+    A send that committed just as the connection broke may be stored again by the retry; one with a
+    dedup id never is.
+    """
+
+    @functools.wraps(func)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except DatabaseUnavailable:
+            raise  # a nested engine call already reconnected once
+        except (OperationalError, InterfaceError) as exc:
+            db = conf.db()
+            if db.in_atomic_block or not _connection_lost(db):
+                raise
+            lost = exc
+        db.close()  # the next statement opens a new connection
+        try:
+            return func(*args, **kwargs)
+        except DatabaseUnavailable:
+            raise
+        except (OperationalError, InterfaceError) as exc:
+            if not _connection_lost(conf.db()):
+                raise
+            raise DatabaseUnavailable(
+                f"the database is unavailable: the connection was lost ({_first_line(lost)}) and reconnecting "
+                f"failed ({_first_line(exc)}); retry later (a send retried with the same dedup_id is not "
+                "stored twice)"
+            ) from exc
+
+    return call
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 # -- prepared statements ----------------------------------------------------------------------------
@@ -340,6 +397,7 @@ def _resolve_dlq(name: str, dlq: Any, create: bool):
     return target
 
 
+@_recovers_connection
 def create_queue(name: str, *, dead_letter_queue: str | None = _UNSET, **settings: Any):
     """Create a queue and return it (a ``queues.models.Queue``).
 
@@ -364,6 +422,7 @@ def create_queue(name: str, *, dead_letter_queue: str | None = _UNSET, **setting
     return queue
 
 
+@_recovers_connection
 def ensure_queue(name: str, **settings: Any):
     """Return the queue ``name``, creating it with ``settings`` if it does not exist."""
     Queue = _queue_model()
@@ -376,6 +435,7 @@ def ensure_queue(name: str, **settings: Any):
         return Queue.objects.get(name=name)
 
 
+@_recovers_connection
 def get_queue(name: str):
     """The queue ``name`` (a ``queues.models.Queue``); :class:`QueueNotFound` if there is none."""
     Queue = _queue_model()
@@ -385,11 +445,13 @@ def get_queue(name: str):
     return queue
 
 
+@_recovers_connection
 def list_queues() -> list:
     """All queues, by name."""
     return list(_queue_model().objects.select_related("dead_letter_queue").order_by("name"))
 
 
+@_recovers_connection
 def update_queue(name: str, **settings: Any):
     """Change settings of the queue ``name`` (same keywords as :func:`create_queue`); return it."""
     fields = _clean_settings(settings)
@@ -411,6 +473,7 @@ def update_queue(name: str, **settings: Any):
     return queue
 
 
+@_recovers_connection
 def delete_queue(name: str) -> int:
     """Delete the queue ``name`` and its messages; return how many messages went with it.
 
@@ -460,6 +523,7 @@ def _prepare_fields(
     return (body, headers, _check_priority(priority), group, _check_key(dedup_id, "dedup_id"), _check_delay(delay))
 
 
+@_recovers_connection
 def send_batch(queue: str, messages: Iterable[Any]) -> list[int]:
     """Send many messages in one statement; return their ids in input order.
 
@@ -537,6 +601,7 @@ def _send_fast(queue: str, cfg: _QueueConfig, rows: list[tuple]) -> list[int]:
     return [r[0] for r in result]
 
 
+@_recovers_connection
 def send(
     queue: str,
     body: Any,
@@ -637,6 +702,7 @@ def _receive_args(max_messages: object, visibility_timeout: object, wait: object
 POLL_INTERVAL = 1.0
 
 
+@_recovers_connection
 def receive(
     queue: str,
     *,
@@ -692,6 +758,7 @@ def _stale_message(receipt: str) -> str:
     )
 
 
+@_recovers_connection
 def ack_batch(receipts: Sequence[str]) -> AckResult:
     """Acknowledge many deliveries in one statement. Stale receipts are reported, not raised."""
     receipts = list(receipts)
@@ -706,6 +773,7 @@ def ack_batch(receipts: Sequence[str]) -> AckResult:
     return AckResult(acked=acked, stale=stale)
 
 
+@_recovers_connection
 def ack(receipt: str) -> None:
     """Acknowledge one delivery: the message is done and leaves the queue.
 
@@ -716,6 +784,7 @@ def ack(receipt: str) -> None:
         raise LeaseExpired(_stale_message(receipt))
 
 
+@_recovers_connection
 def nack(receipt: str, *, delay: float | timedelta = 0.0, error: str = "", dead_letter: bool = False) -> bool:
     """Give a delivery back: ready again after ``delay`` seconds, with ``error`` on record.
 
@@ -742,6 +811,7 @@ def nack(receipt: str, *, delay: float | timedelta = 0.0, error: str = "", dead_
     return bool(row[1])
 
 
+@_recovers_connection
 def release_batch(receipts: Sequence[str], *, refund: bool = False) -> list[str]:
     """Give leases back early: the messages are ready again at once, with no error and no failure counted.
 
@@ -762,6 +832,7 @@ def release_batch(receipts: Sequence[str], *, refund: bool = False) -> list[str]
     return [r for r, i in zip(receipts, ids, strict=True) if i not in done]
 
 
+@_recovers_connection
 def extend_batch(receipts: Sequence[str], *, visibility_timeout: float) -> list[str]:
     """Renew many leases to ``visibility_timeout`` seconds from now in one statement; return the stale ones."""
     seconds = _seconds(visibility_timeout, "visibility_timeout", minimum=0.1, maximum=MAX_VISIBILITY_TIMEOUT)
@@ -775,6 +846,7 @@ def extend_batch(receipts: Sequence[str], *, visibility_timeout: float) -> list[
     return [r for r, i in zip(receipts, ids, strict=True) if i not in done]
 
 
+@_recovers_connection
 def extend(receipt: str, *, visibility_timeout: float) -> None:
     """Renew a lease: it now ends ``visibility_timeout`` seconds from now. :class:`LeaseExpired` if it ran out."""
     if extend_batch([receipt], visibility_timeout=visibility_timeout):
@@ -791,6 +863,7 @@ def _ids(ids: Iterable[object]) -> list[int]:
     return out
 
 
+@_recovers_connection
 def purge(queue: str) -> int:
     """Delete every message of ``queue`` (ready, delayed and in flight); return how many."""
     cfg = _config(queue)
@@ -799,6 +872,7 @@ def purge(queue: str) -> int:
         return cur.fetchone()[0]
 
 
+@_recovers_connection
 def delete_messages(queue: str, ids: Iterable[int]) -> int:
     """Delete the given messages of ``queue``; return how many existed."""
     cfg = _config(queue)
@@ -807,6 +881,7 @@ def delete_messages(queue: str, ids: Iterable[int]) -> int:
         return cur.fetchone()[0]
 
 
+@_recovers_connection
 def move_messages(queue: str, ids: Iterable[int], *, to: str) -> int:
     """Move the given messages of ``queue`` to the queue ``to``, ready at once with a fresh receive count.
 
@@ -828,6 +903,7 @@ def move_messages(queue: str, ids: Iterable[int], *, to: str) -> int:
     return moved
 
 
+@_recovers_connection
 def retry_now(queue: str, ids: Iterable[int]) -> int:
     """Make the given delayed (or backing-off) messages ready now; return how many changed."""
     cfg = _config(queue)
@@ -839,6 +915,7 @@ def retry_now(queue: str, ids: Iterable[int]) -> int:
     return changed
 
 
+@_recovers_connection
 def redrive_batch(queue: str, *, to: str | None = None, limit: int = 100) -> dict[str, int]:
     """Move up to ``limit`` of the oldest messages of the dead-letter queue ``queue`` back.
 
@@ -957,6 +1034,7 @@ def run_redrive(job, *, progress: Callable[[Any], None] | None = None):
     return job
 
 
+@_recovers_connection
 def reap_redrives(*, stale_after: float | None = None) -> int:
     """Mark failed the running redrives whose process went silent for ``stale_after`` seconds.
 
@@ -984,6 +1062,7 @@ def reap_redrives(*, stale_after: float | None = None) -> int:
         return cur.rowcount
 
 
+@_recovers_connection
 def stop_redrive(redrive_id: int) -> bool:
     """Ask a running redrive to stop after its current batch. Returns False if it was not running."""
     from queues.models import Redrive, RedriveState
@@ -993,6 +1072,7 @@ def stop_redrive(redrive_id: int) -> bool:
     )
 
 
+@_recovers_connection
 def peek(
     queue: str, *, limit: int = 20, after_id: int | None = None, ids: Iterable[int] | None = None
 ) -> list[MessageInfo]:
@@ -1028,6 +1108,7 @@ def peek(
     return out
 
 
+@_recovers_connection
 def prune(*, batch: int = 5000) -> PruneResult:
     """Remove messages past their queue's retention (never ones in flight) and expired dedup ids.
 
@@ -1051,6 +1132,7 @@ def prune(*, batch: int = 5000) -> PruneResult:
 
 
 # -- topics -----------------------------------------------------------------------------------------
+@_recovers_connection
 def subscribe(topic: str, queue: str, *, filter: Mapping[str, str] | None = None):
     """Subscribe ``queue`` to ``topic`` (created if new); only messages whose headers contain all of
     ``filter`` are copied to it. Subscribing again replaces the filter. Returns the subscription."""
@@ -1067,6 +1149,7 @@ def subscribe(topic: str, queue: str, *, filter: Mapping[str, str] | None = None
     return sub
 
 
+@_recovers_connection
 def unsubscribe(topic: str, queue: str) -> bool:
     """Remove ``queue``'s subscription to ``topic``; False if there was none."""
     from queues.models import Subscription
@@ -1075,6 +1158,7 @@ def unsubscribe(topic: str, queue: str) -> bool:
     return bool(deleted)
 
 
+@_recovers_connection
 def publish(
     topic: str,
     body: Any,
@@ -1115,6 +1199,7 @@ def publish(
 
 
 # -- reads ------------------------------------------------------------------------------------------
+@_recovers_connection
 def stats(queues: Iterable[str] | None = None) -> list[QueueStats]:
     """Live counts of every queue (or of the named ones), exact as of one snapshot.
 
@@ -1155,6 +1240,7 @@ def stats(queues: Iterable[str] | None = None) -> list[QueueStats]:
     return out
 
 
+@_recovers_connection
 def queue_stats(queue: str) -> QueueStats:
     """Live counts of one queue."""
     found = stats([queue])
