@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import threading
 import time
@@ -49,6 +50,7 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
 PRIORITY_MIN, PRIORITY_MAX = -100, 100
 MAX_BATCH = 10_000
 MAX_KEY_LENGTH = 128
+INT_MAX, BIGINT_MAX = 2**31 - 1, 2**63 - 1
 # A nack's error text is cut to this many characters (it is kept on the message and in its history).
 MAX_ERROR_LENGTH = 8000
 MAX_VISIBILITY_TIMEOUT = 12 * 3600.0
@@ -75,17 +77,18 @@ def validate_name(name: object, what: str = "queue") -> str:
 def _seconds(value: object, setting: str, *, minimum: float = 0.0, maximum: float | None = None) -> float:
     if isinstance(value, timedelta):
         value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise InvalidQueueSettings(f"{setting} must be a number of seconds, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidQueueSettings(f"{setting} must be a (finite) number of seconds, got {value!r}")
     if value < minimum or (maximum is not None and value > maximum):
         upper = f" and at most {maximum:g}" if maximum is not None else ""
         raise InvalidQueueSettings(f"{setting} must be at least {minimum:g}{upper} seconds, got {value!r}")
     return float(value)
 
 
-def _positive_int(value: object, setting: str, *, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidQueueSettings(f"{setting} must be an integer of at least {minimum}, got {value!r}")
+def _positive_int(value: object, setting: str, *, minimum: int = 0, maximum: int = INT_MAX) -> int:
+    # The bound is the column's (integer): past it PostgreSQL would answer with a DataError.
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise InvalidQueueSettings(f"{setting} must be an integer from {minimum} to {maximum}, got {value!r}")
     return value
 
 
@@ -681,7 +684,7 @@ def _claim(cfg: _QueueConfig, limit: int, visibility_timeout: float | None) -> l
             id=r[0], queue=cfg.name, body=_loads(r[1]), headers={} if r[2] == "{}" else _loads(r[2]),
             priority=r[3], group=r[4],
             receive_count=r[5], enqueued_at=r[6], lease_expires_at=r[7], receipt=_make_receipt(r[0], r[8]),
-            last_error=r[9],
+            last_error=r[9], body_text=r[1],
         )
         for r in rows
     ]
@@ -857,8 +860,8 @@ def extend(receipt: str, *, visibility_timeout: float) -> None:
 def _ids(ids: Iterable[object]) -> list[int]:
     out = []
     for value in ids:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"message ids must be integers, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= BIGINT_MAX:
+            raise ValueError(f"message ids must be integers from 1 to {BIGINT_MAX}, got {value!r}")
         out.append(value)
     return out
 
@@ -921,6 +924,8 @@ def redrive_batch(queue: str, *, to: str | None = None, limit: int = 100) -> dic
 
     They go to ``to``, or each to the queue it died in. Returns counts per destination queue.
     """
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BATCH:
+        raise ValueError(f"limit must be an integer from 1 to {MAX_BATCH}, got {limit!r}")
     cfg = _config(queue)
     to_id = _config(to).id if to is not None else None
     with conf.db().cursor() as cur:
@@ -1080,6 +1085,9 @@ def peek(
     cfg = _config(queue)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
         raise ValueError(f"limit must be an integer from 1 to 1000, got {limit!r}")
+    if after_id is not None and (isinstance(after_id, bool) or not isinstance(after_id, int)
+                                 or not 0 <= after_id <= BIGINT_MAX):
+        raise ValueError(f"after_id must be an integer from 0 to {BIGINT_MAX}, got {after_id!r}")
     with conf.db().cursor() as cur:
         cur.execute(
             sql.PEEK,
@@ -1102,7 +1110,7 @@ def peek(
             MessageInfo(
                 id=r[0], queue=queue, state=state, body=_loads(r[1]), headers=_loads(r[2]), priority=r[3],
                 group=r[4], dedup_id=r[5], receive_count=r[6], enqueued_at=r[7], available_at=r[8],
-                last_error=r[10], history=_loads(r[11]), origin_queue=r[12], dead_at=r[13],
+                last_error=r[10], history=_loads(r[11]), origin_queue=r[12], dead_at=r[13], body_text=r[1],
             )
         )
     return out

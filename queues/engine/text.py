@@ -64,7 +64,7 @@ def check_text(
             bound = f"at least {min_length}"
         else:
             bound = f"{min_length} to {max_length}" if min_length else f"at most {max_length}"
-        raise error(f"{what} must be {bound} characters long, got {len(value)}: {value[:200]!r}")
+        raise error(f"{what} must be a string of {bound} characters, got {len(value)}: {value[:200]!r}")
     return value
 
 

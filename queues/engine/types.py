@@ -60,6 +60,9 @@ class Delivery:
     lease_expires_at: datetime
     receipt: str
     last_error: str = ""
+    body_text: str = field(default="", repr=False)
+    """The body's JSON text exactly as stored: as sent for a ``JSONText``, else the engine's compact
+    encoding of what was sent (key order kept)."""
     lease: LeaseStatus = field(default_factory=LeaseStatus, repr=False, compare=False)
 
     @property
@@ -87,6 +90,8 @@ class MessageInfo:
     history: list[dict[str, Any]]
     origin_queue: str | None
     dead_at: datetime | None
+    body_text: str = field(default="", repr=False)
+    """The body's JSON text exactly as stored (see ``Delivery.body_text``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,3 +148,27 @@ def test_the_text_check_names_the_problem():
     assert text.safe_text(f"a{NUL}{SURROGATE}b") == "a\ufffd\ufffdb"
     with pytest.raises(queues.InvalidMessage, match="at most 5"):
         text.check_text("toolong", "thing", max_length=5)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda q: queues.create_queue("big", max_receives=2**31), id="max_receives-past-int"),
+        pytest.param(lambda q: queues.update_queue(q, max_receives=2**31), id="update-max_receives-past-int"),
+        pytest.param(lambda q: queues.delete_messages(q, [2**63]), id="id-past-bigint"),
+        pytest.param(lambda q: queues.move_messages(q, [-1], to=q + ".dlq"), id="negative-id"),
+        pytest.param(lambda q: queues.peek(q, after_id=2**63), id="after-past-bigint"),
+        pytest.param(lambda q: queues.redrive_batch(q + ".dlq", limit=2**31), id="redrive-limit-past-int"),
+        pytest.param(lambda q: queues.redrive(q + ".dlq", limit=2**31), id="redrive-limit-column"),
+        pytest.param(lambda q: queues.redrive(q + ".dlq", rate=float("inf")), id="redrive-rate-infinite"),
+        pytest.param(lambda q: queues.receive(q, wait=float("inf")), id="wait-infinite"),
+    ],
+)
+def test_numbers_past_their_column_are_refused_by_name(queue, call):
+    queues.send(queue, {"ok": 1})
+    before = table_snapshot()
+    with pytest.raises(ValueError) as info:
+        call(queue)
+    assert "must be" in str(info.value)
+    assert table_snapshot() == before
+    assert queues.get_queue(queue).max_receives == 5
