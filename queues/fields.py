@@ -55,7 +55,8 @@ def _on_jsonb(lookup: type) -> type:
             prefilter_params = [*column_params, "\\"]
             for needle in needles:
                 prefilter_params += [*column_params, needle]
-            return f"({prefilter} AND {sql})", [*prefilter_params, *params]
+            # CASE, not AND: the planner orders AND-ed conditions by its own cost guess, casting first.
+            return f"(CASE WHEN {prefilter} THEN {sql} ELSE false END)", [*prefilter_params, *params]
 
     OnJsonb.__name__ = OnJsonb.__qualname__ = f"{lookup.__name__}OnJsonb"
     return OnJsonb
