@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from django.db import IntegrityError, InterfaceError, OperationalError
 
-from queues import conf
+from queues import conf, tracing
 from queues.engine import sql, text
 from queues.engine.errors import (
     DatabaseUnavailable,
@@ -526,6 +526,7 @@ def _prepare_fields(
     return (body, headers, _check_priority(priority), group, _check_key(dedup_id, "dedup_id"), _check_delay(delay))
 
 
+@tracing.traced_send_batch
 @_recovers_connection
 def send_batch(queue: str, messages: Iterable[Any]) -> list[int]:
     """Send many messages in one statement; return their ids in input order.
@@ -604,6 +605,7 @@ def _send_fast(queue: str, cfg: _QueueConfig, rows: list[tuple]) -> list[int]:
     return [r[0] for r in result]
 
 
+@tracing.traced_send
 @_recovers_connection
 def send(
     queue: str,
@@ -1208,12 +1210,14 @@ def publish(
 
 # -- reads ------------------------------------------------------------------------------------------
 @_recovers_connection
-def stats(queues: Iterable[str] | None = None) -> list[QueueStats]:
+def stats(queues: str | Iterable[str] | None = None) -> list[QueueStats]:
     """Live counts of every queue (or of the named ones), exact as of one snapshot.
 
     Reads a few counter rows and index ranges per queue, never ``count(*)`` of the backlog: cheap
     enough to call every second with millions of messages queued.
     """
+    if isinstance(queues, str):  # one name, not its characters
+        queues = [queues]
     names = None if queues is None else [validate_name(q) for q in queues]
     with conf.db().cursor() as cur:
         cur.execute(sql.STATS, {"names": names})

@@ -77,8 +77,17 @@ class Listener:
                 self._async_waiters[queue_id].discard(entry)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the thread and close its connection (within one notifies() timeout)."""
+        """Stop the thread and close its connection.
+
+        A notification on the channel wakes the thread out of its wait at once; without the database
+        it stops within one ``notifies()`` timeout.
+        """
         self._stop = True
+        try:
+            with psycopg.Connection.connect(**self._conninfo, autocommit=True, connect_timeout=2) as conn:
+                conn.execute("SELECT pg_notify(%s, 'stop')", [NOTIFY_CHANNEL])
+        except Exception as exc:  # the thread still stops at its next timeout
+            log.debug("listener wake-up on stop failed (%s)", exc)
         self._thread.join(timeout)
 
     def wait_connected(self, timeout: float) -> bool:
@@ -114,6 +123,8 @@ class Listener:
                     backoff = 0.1
                     while not self._stop:
                         for note in conn.notifies(timeout=5.0):
+                            if self._stop:
+                                break
                             try:
                                 self._wake(int(note.payload))
                             except ValueError:
@@ -149,3 +160,18 @@ def get_listener() -> Listener:
             _listener = Listener(params)
             _listener_pid = os.getpid()
         return _listener
+
+
+def stop_listener(timeout: float = 10.0) -> None:
+    """Stop this process's LISTEN thread and close its connection; the next wait starts a new one.
+
+    A worker calls it when it stops, and ``queues.testing`` after a drain, so that a test run can drop
+    its database ("database is being accessed by other users" otherwise).
+    """
+    global _listener
+    with _lock:
+        listener, _listener = _listener, None
+        mine = _listener_pid == os.getpid()
+    if listener is not None and mine:
+        listener.stop(timeout)
+

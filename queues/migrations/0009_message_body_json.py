@@ -13,7 +13,7 @@ import queues.fields
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("queues", "0007_redrive_heartbeat"),
+        ("queues", "0008_audit_actor_any_database"),
     ]
 
     operations = [
