@@ -54,3 +54,9 @@ class DatabaseUnavailable(MQError, OperationalError):
     """The connection to the database was lost and one reconnection failed too (the server is down or
     unreachable). Nothing was stored by the failed attempt unless it committed just as the connection
     broke: retry later, with the same ``dedup_id``, and a send that did get through is not stored twice."""
+
+
+__all__ = [
+    "DatabaseUnavailable", "InvalidMessage", "InvalidQueueName", "InvalidQueueSettings", "InvalidReceipt",
+    "LeaseExpired", "MQError", "MessageTooLarge", "QueueExists", "QueueNotFound", "TopicNotFound",
+]
