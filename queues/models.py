@@ -13,6 +13,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from queues.fields import JSONTextField
+
 
 class QueueKind(models.TextChoices):
     """How a queue orders its messages."""
@@ -69,7 +71,9 @@ class Message(models.Model):
     # No index of its own: queues_msg_claim and queues_msg_avail lead with queue_id, and every index
     # of this table is written again at each receive (bench/ measured 12-17% of the server's work).
     queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="messages", db_index=False)
-    body = models.JSONField()
+    # json, not jsonb: the body comes back exactly as it was sent (key order, duplicate keys, the text
+    # of a JSONText). Searches cast it to jsonb (queues.fields.JSONTextField).
+    body = JSONTextField()
     headers = models.JSONField(default=dict)
     priority = models.SmallIntegerField(default=0)
     # NULL, not "": "no group" is what the fifo partial index leaves out, and standard queues send NULL.

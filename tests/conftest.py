@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,6 +66,26 @@ def database_url(transactional_db) -> str:
         return f"postgresql://{auth}@/{s['NAME']}?host={host}{port}"
     port = f":{s['PORT']}" if s["PORT"] else ""
     return f"postgresql://{auth}@{host}{port}/{s['NAME']}"
+
+
+@pytest.fixture
+def private_server() -> Iterator[tuple[Path, str]]:
+    """An embedded PostgreSQL of this test's own (tests stop and restart it), migrated; yields (base dir, URL).
+
+    ``mqadmin.embedded_db.stop_server(base=base)`` / ``ensure_server(base=base)`` take it down and up.
+    """
+    from mqadmin.embedded_db import ensure_server, stop_server
+
+    base = Path(tempfile.mkdtemp(prefix="mqw-chaos-", dir="/tmp"))
+    try:
+        url = ensure_server(base=base).url()
+        env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "mqadmin.settings"}
+        subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], env=env, cwd=ROOT, check=True,
+                       timeout=120)
+        yield base, url
+    finally:
+        stop_server(base=base, mode="immediate")
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

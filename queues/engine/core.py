@@ -8,7 +8,9 @@ statement (see ``sql.py``), so it is atomic even outside a transaction.
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import re
 import threading
 import time
@@ -18,11 +20,12 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
-from django.db import IntegrityError
+from django.db import IntegrityError, InterfaceError, OperationalError
 
 from queues import conf, tracing
-from queues.engine import sql
+from queues.engine import sql, text
 from queues.engine.errors import (
+    DatabaseUnavailable,
     InvalidMessage,
     InvalidQueueName,
     InvalidQueueSettings,
@@ -36,6 +39,7 @@ from queues.engine.errors import (
 from queues.engine.types import (
     AckResult,
     Delivery,
+    JSONText,
     MessageInfo,
     Outgoing,
     PruneResult,
@@ -46,6 +50,9 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
 PRIORITY_MIN, PRIORITY_MAX = -100, 100
 MAX_BATCH = 10_000
 MAX_KEY_LENGTH = 128
+INT_MAX, BIGINT_MAX = 2**31 - 1, 2**63 - 1
+# A nack's error text is cut to this many characters (it is kept on the message and in its history).
+MAX_ERROR_LENGTH = 8000
 MAX_VISIBILITY_TIMEOUT = 12 * 3600.0
 MAX_DELAY = 15 * 24 * 3600.0
 DLQ_SUFFIX = ".dlq"
@@ -58,7 +65,8 @@ _UNSET: Any = object()
 # -- validation -------------------------------------------------------------------------------------
 def validate_name(name: object, what: str = "queue") -> str:
     """Return ``name`` if it is a valid queue or topic name, else raise :class:`InvalidQueueName`."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    # fullmatch: with match, "$" would also accept a trailing newline.
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise InvalidQueueName(
             f"invalid {what} name {name!r}: use 1-80 characters of a-z, 0-9, '.', '_' or '-', "
             "starting with a letter or digit (for example 'orders' or 'billing.invoices')"
@@ -69,32 +77,27 @@ def validate_name(name: object, what: str = "queue") -> str:
 def _seconds(value: object, setting: str, *, minimum: float = 0.0, maximum: float | None = None) -> float:
     if isinstance(value, timedelta):
         value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise InvalidQueueSettings(f"{setting} must be a number of seconds, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidQueueSettings(f"{setting} must be a (finite) number of seconds, got {value!r}")
     if value < minimum or (maximum is not None and value > maximum):
         upper = f" and at most {maximum:g}" if maximum is not None else ""
         raise InvalidQueueSettings(f"{setting} must be at least {minimum:g}{upper} seconds, got {value!r}")
     return float(value)
 
 
-def _positive_int(value: object, setting: str, *, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidQueueSettings(f"{setting} must be an integer of at least {minimum}, got {value!r}")
+def _positive_int(value: object, setting: str, *, minimum: int = 0, maximum: int = INT_MAX) -> int:
+    # The bound is the column's (integer): past it PostgreSQL would answer with a DataError.
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise InvalidQueueSettings(f"{setting} must be an integer from {minimum} to {maximum}, got {value!r}")
     return value
 
 
-# One encoder for every message: json.dumps with options builds a new encoder at each call.
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
 def _encode_body(body: Any) -> str:
-    try:
-        return _JSON.encode(body)
-    except (TypeError, ValueError) as exc:
-        raise InvalidMessage(
-            f"message body is not JSON-serialisable ({exc}): send dicts, lists, strings, numbers, "
-            "booleans or None; convert other objects (dates, Decimals, models) first"
-        ) from None
+    """The JSON text stored for ``body``: JSON text as sent for a :class:`JSONText`, else compact JSON."""
+    if isinstance(body, JSONText):
+        text.parse_json_text(body, "message body")
+        return str(body)
+    return text.encode_json(body, "message body")
 
 
 def _encode_headers(headers: Mapping[str, Any] | None) -> str:
@@ -105,7 +108,9 @@ def _encode_headers(headers: Mapping[str, Any] | None) -> str:
     for key, value in headers.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise InvalidMessage(f"headers must map strings to strings, got {key!r}: {value!r}")
-    return json.dumps(dict(headers), separators=(",", ":"), ensure_ascii=False)
+        text.check_text(key, "header name")
+        text.check_text(value, f"header {key!r}")
+    return text.encode_json(dict(headers), "headers")
 
 
 def _check_priority(priority: object) -> int:
@@ -129,9 +134,62 @@ def _check_delay(delay: object) -> float | None:
 def _check_key(value: object, what: str) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_KEY_LENGTH:
-        raise InvalidMessage(f"{what} must be a string of 1 to {MAX_KEY_LENGTH} characters, got {value!r}")
-    return value
+    return text.check_text(value, what, min_length=1, max_length=MAX_KEY_LENGTH)
+
+
+# -- a dead connection ------------------------------------------------------------------------------
+def _connection_lost(db: Any) -> bool:
+    """Whether Django's connection is gone (server restarted, network cut), rather than a statement
+    having failed on a live one (which asks ``SELECT 1``: only on this error path)."""
+    raw = db.connection
+    if raw is None or raw.closed or getattr(raw, "broken", False):
+        return True
+    return not db.is_usable()
+
+
+def _recovers_connection(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Outside a transaction, an engine call that finds its connection dead reconnects and runs once
+    more; if that fails too it raises :class:`DatabaseUnavailable`. Inside ``atomic()`` the error goes
+    to the caller untouched: the transaction's earlier work is gone, and retrying only the last
+    statement would commit half of it.
+
+    A long-running producer otherwise keeps a dead connection after a database restart: Django drops
+    it only between requests (``close_old_connections``), which a script or a consumer never reaches.
+    A send that committed just as the connection broke may be stored again by the retry; one with a
+    dedup id never is.
+    """
+
+    @functools.wraps(func)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except DatabaseUnavailable:
+            raise  # a nested engine call already reconnected once
+        except (OperationalError, InterfaceError) as exc:
+            db = conf.db()
+            if db.in_atomic_block or not _connection_lost(db):
+                raise
+            lost = exc
+        db.close()  # the next statement opens a new connection
+        try:
+            return func(*args, **kwargs)
+        except DatabaseUnavailable:
+            raise
+        except (OperationalError, InterfaceError) as exc:
+            if not _connection_lost(conf.db()):
+                raise
+            raise DatabaseUnavailable(
+                f"the database is unavailable: the connection was lost ({_first_line(lost)}) and reconnecting "
+                f"failed ({_first_line(exc)}); retry later (a send retried with the same dedup_id is not "
+                "stored twice)"
+            ) from exc
+
+    return call
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 # -- prepared statements ----------------------------------------------------------------------------
@@ -342,6 +400,7 @@ def _resolve_dlq(name: str, dlq: Any, create: bool):
     return target
 
 
+@_recovers_connection
 def create_queue(name: str, *, dead_letter_queue: str | None = _UNSET, **settings: Any):
     """Create a queue and return it (a ``queues.models.Queue``).
 
@@ -366,6 +425,7 @@ def create_queue(name: str, *, dead_letter_queue: str | None = _UNSET, **setting
     return queue
 
 
+@_recovers_connection
 def ensure_queue(name: str, **settings: Any):
     """Return the queue ``name``, creating it with ``settings`` if it does not exist."""
     Queue = _queue_model()
@@ -378,6 +438,7 @@ def ensure_queue(name: str, **settings: Any):
         return Queue.objects.get(name=name)
 
 
+@_recovers_connection
 def get_queue(name: str):
     """The queue ``name`` (a ``queues.models.Queue``); :class:`QueueNotFound` if there is none."""
     Queue = _queue_model()
@@ -387,11 +448,13 @@ def get_queue(name: str):
     return queue
 
 
+@_recovers_connection
 def list_queues() -> list:
     """All queues, by name."""
     return list(_queue_model().objects.select_related("dead_letter_queue").order_by("name"))
 
 
+@_recovers_connection
 def update_queue(name: str, **settings: Any):
     """Change settings of the queue ``name`` (same keywords as :func:`create_queue`); return it."""
     fields = _clean_settings(settings)
@@ -413,6 +476,7 @@ def update_queue(name: str, **settings: Any):
     return queue
 
 
+@_recovers_connection
 def delete_queue(name: str) -> int:
     """Delete the queue ``name`` and its messages; return how many messages went with it.
 
@@ -463,6 +527,7 @@ def _prepare_fields(
 
 
 @tracing.traced_send_batch
+@_recovers_connection
 def send_batch(queue: str, messages: Iterable[Any]) -> list[int]:
     """Send many messages in one statement; return their ids in input order.
 
@@ -541,6 +606,7 @@ def _send_fast(queue: str, cfg: _QueueConfig, rows: list[tuple]) -> list[int]:
 
 
 @tracing.traced_send
+@_recovers_connection
 def send(
     queue: str,
     body: Any,
@@ -620,7 +686,7 @@ def _claim(cfg: _QueueConfig, limit: int, visibility_timeout: float | None) -> l
             id=r[0], queue=cfg.name, body=_loads(r[1]), headers={} if r[2] == "{}" else _loads(r[2]),
             priority=r[3], group=r[4],
             receive_count=r[5], enqueued_at=r[6], lease_expires_at=r[7], receipt=_make_receipt(r[0], r[8]),
-            last_error=r[9],
+            last_error=r[9], body_text=r[1],
         )
         for r in rows
     ]
@@ -641,6 +707,7 @@ def _receive_args(max_messages: object, visibility_timeout: object, wait: object
 POLL_INTERVAL = 1.0
 
 
+@_recovers_connection
 def receive(
     queue: str,
     *,
@@ -696,6 +763,7 @@ def _stale_message(receipt: str) -> str:
     )
 
 
+@_recovers_connection
 def ack_batch(receipts: Sequence[str]) -> AckResult:
     """Acknowledge many deliveries in one statement. Stale receipts are reported, not raised."""
     receipts = list(receipts)
@@ -710,6 +778,7 @@ def ack_batch(receipts: Sequence[str]) -> AckResult:
     return AckResult(acked=acked, stale=stale)
 
 
+@_recovers_connection
 def ack(receipt: str) -> None:
     """Acknowledge one delivery: the message is done and leaves the queue.
 
@@ -720,6 +789,7 @@ def ack(receipt: str) -> None:
         raise LeaseExpired(_stale_message(receipt))
 
 
+@_recovers_connection
 def nack(receipt: str, *, delay: float | timedelta = 0.0, error: str = "", dead_letter: bool = False) -> bool:
     """Give a delivery back: ready again after ``delay`` seconds, with ``error`` on record.
 
@@ -737,7 +807,8 @@ def nack(receipt: str, *, delay: float | timedelta = 0.0, error: str = "", dead_
     with _cursor() as cur:
         cur.execute(
             sql.NACK,
-            {"ids": ids, "receipts": tokens, "delay": seconds, "error": error[:8000], "dead_letter": dead_letter},
+            {"ids": ids, "receipts": tokens, "delay": seconds, "dead_letter": dead_letter,
+             "error": text.safe_text(error, max_length=MAX_ERROR_LENGTH)},
         )
         row = cur.fetchone()
     if row is None:
@@ -745,6 +816,7 @@ def nack(receipt: str, *, delay: float | timedelta = 0.0, error: str = "", dead_
     return bool(row[1])
 
 
+@_recovers_connection
 def release_batch(receipts: Sequence[str], *, refund: bool = False) -> list[str]:
     """Give leases back early: the messages are ready again at once, with no error and no failure counted.
 
@@ -765,6 +837,7 @@ def release_batch(receipts: Sequence[str], *, refund: bool = False) -> list[str]
     return [r for r, i in zip(receipts, ids, strict=True) if i not in done]
 
 
+@_recovers_connection
 def extend_batch(receipts: Sequence[str], *, visibility_timeout: float) -> list[str]:
     """Renew many leases to ``visibility_timeout`` seconds from now in one statement; return the stale ones."""
     seconds = _seconds(visibility_timeout, "visibility_timeout", minimum=0.1, maximum=MAX_VISIBILITY_TIMEOUT)
@@ -778,6 +851,7 @@ def extend_batch(receipts: Sequence[str], *, visibility_timeout: float) -> list[
     return [r for r, i in zip(receipts, ids, strict=True) if i not in done]
 
 
+@_recovers_connection
 def extend(receipt: str, *, visibility_timeout: float) -> None:
     """Renew a lease: it now ends ``visibility_timeout`` seconds from now. :class:`LeaseExpired` if it ran out."""
     if extend_batch([receipt], visibility_timeout=visibility_timeout):
@@ -788,12 +862,13 @@ def extend(receipt: str, *, visibility_timeout: float) -> None:
 def _ids(ids: Iterable[object]) -> list[int]:
     out = []
     for value in ids:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"message ids must be integers, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= BIGINT_MAX:
+            raise ValueError(f"message ids must be integers from 1 to {BIGINT_MAX}, got {value!r}")
         out.append(value)
     return out
 
 
+@_recovers_connection
 def purge(queue: str) -> int:
     """Delete every message of ``queue`` (ready, delayed and in flight); return how many."""
     cfg = _config(queue)
@@ -802,6 +877,7 @@ def purge(queue: str) -> int:
         return cur.fetchone()[0]
 
 
+@_recovers_connection
 def delete_messages(queue: str, ids: Iterable[int]) -> int:
     """Delete the given messages of ``queue``; return how many existed."""
     cfg = _config(queue)
@@ -810,6 +886,7 @@ def delete_messages(queue: str, ids: Iterable[int]) -> int:
         return cur.fetchone()[0]
 
 
+@_recovers_connection
 def move_messages(queue: str, ids: Iterable[int], *, to: str) -> int:
     """Move the given messages of ``queue`` to the queue ``to``, ready at once with a fresh receive count.
 
@@ -831,6 +908,7 @@ def move_messages(queue: str, ids: Iterable[int], *, to: str) -> int:
     return moved
 
 
+@_recovers_connection
 def retry_now(queue: str, ids: Iterable[int]) -> int:
     """Make the given delayed (or backing-off) messages ready now; return how many changed."""
     cfg = _config(queue)
@@ -842,11 +920,14 @@ def retry_now(queue: str, ids: Iterable[int]) -> int:
     return changed
 
 
+@_recovers_connection
 def redrive_batch(queue: str, *, to: str | None = None, limit: int = 100) -> dict[str, int]:
     """Move up to ``limit`` of the oldest messages of the dead-letter queue ``queue`` back.
 
     They go to ``to``, or each to the queue it died in. Returns counts per destination queue.
     """
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BATCH:
+        raise ValueError(f"limit must be an integer from 1 to {MAX_BATCH}, got {limit!r}")
     cfg = _config(queue)
     to_id = _config(to).id if to is not None else None
     with conf.db().cursor() as cur:
@@ -888,7 +969,7 @@ def redrive(
     total = source.messages.count()
     job = Redrive.objects.create(
         source=source, destination=dest, rate=rate, limit=limit, total=min(total, limit or total),
-        requested_by=requested_by,
+        requested_by=text.safe_text(str(requested_by), max_length=150),
     )
     return run_redrive(job, progress=progress)
 
@@ -960,6 +1041,7 @@ def run_redrive(job, *, progress: Callable[[Any], None] | None = None):
     return job
 
 
+@_recovers_connection
 def reap_redrives(*, stale_after: float | None = None) -> int:
     """Mark failed the running redrives whose process went silent for ``stale_after`` seconds.
 
@@ -987,6 +1069,7 @@ def reap_redrives(*, stale_after: float | None = None) -> int:
         return cur.rowcount
 
 
+@_recovers_connection
 def stop_redrive(redrive_id: int) -> bool:
     """Ask a running redrive to stop after its current batch. Returns False if it was not running."""
     from queues.models import Redrive, RedriveState
@@ -996,6 +1079,7 @@ def stop_redrive(redrive_id: int) -> bool:
     )
 
 
+@_recovers_connection
 def peek(
     queue: str, *, limit: int = 20, after_id: int | None = None, ids: Iterable[int] | None = None
 ) -> list[MessageInfo]:
@@ -1003,6 +1087,9 @@ def peek(
     cfg = _config(queue)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
         raise ValueError(f"limit must be an integer from 1 to 1000, got {limit!r}")
+    if after_id is not None and (isinstance(after_id, bool) or not isinstance(after_id, int)
+                                 or not 0 <= after_id <= BIGINT_MAX):
+        raise ValueError(f"after_id must be an integer from 0 to {BIGINT_MAX}, got {after_id!r}")
     with conf.db().cursor() as cur:
         cur.execute(
             sql.PEEK,
@@ -1025,12 +1112,13 @@ def peek(
             MessageInfo(
                 id=r[0], queue=queue, state=state, body=_loads(r[1]), headers=_loads(r[2]), priority=r[3],
                 group=r[4], dedup_id=r[5], receive_count=r[6], enqueued_at=r[7], available_at=r[8],
-                last_error=r[10], history=_loads(r[11]), origin_queue=r[12], dead_at=r[13],
+                last_error=r[10], history=_loads(r[11]), origin_queue=r[12], dead_at=r[13], body_text=r[1],
             )
         )
     return out
 
 
+@_recovers_connection
 def prune(*, batch: int = 5000) -> PruneResult:
     """Remove messages past their queue's retention (never ones in flight) and expired dedup ids.
 
@@ -1054,6 +1142,7 @@ def prune(*, batch: int = 5000) -> PruneResult:
 
 
 # -- topics -----------------------------------------------------------------------------------------
+@_recovers_connection
 def subscribe(topic: str, queue: str, *, filter: Mapping[str, str] | None = None):
     """Subscribe ``queue`` to ``topic`` (created if new); only messages whose headers contain all of
     ``filter`` are copied to it. Subscribing again replaces the filter. Returns the subscription."""
@@ -1070,6 +1159,7 @@ def subscribe(topic: str, queue: str, *, filter: Mapping[str, str] | None = None
     return sub
 
 
+@_recovers_connection
 def unsubscribe(topic: str, queue: str) -> bool:
     """Remove ``queue``'s subscription to ``topic``; False if there was none."""
     from queues.models import Subscription
@@ -1078,6 +1168,7 @@ def unsubscribe(topic: str, queue: str) -> bool:
     return bool(deleted)
 
 
+@_recovers_connection
 def publish(
     topic: str,
     body: Any,
@@ -1118,6 +1209,7 @@ def publish(
 
 
 # -- reads ------------------------------------------------------------------------------------------
+@_recovers_connection
 def stats(queues: str | Iterable[str] | None = None) -> list[QueueStats]:
     """Live counts of every queue (or of the named ones), exact as of one snapshot.
 
@@ -1160,6 +1252,7 @@ def stats(queues: str | Iterable[str] | None = None) -> list[QueueStats]:
     return out
 
 
+@_recovers_connection
 def queue_stats(queue: str) -> QueueStats:
     """Live counts of one queue."""
     found = stats([queue])

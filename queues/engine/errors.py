@@ -1,11 +1,13 @@
 """Exceptions of the engine's Python API.
 
-Every one is a ``ValueError`` (bad input) or a ``LookupError`` (unknown name) as well as an
-:class:`MQError`, and its message names the offending value and how to fix it. Nothing has been
-written when one is raised.
+Every one but :class:`DatabaseUnavailable` is a ``ValueError`` (bad input) or a ``LookupError``
+(unknown name) as well as an :class:`MQError`, and its message names the offending value and how to
+fix it. Nothing has been written when one is raised.
 """
 
 from __future__ import annotations
+
+from django.db import OperationalError
 
 
 class MQError(Exception):
@@ -46,3 +48,15 @@ class InvalidReceipt(MQError, ValueError):
 
 class LeaseExpired(InvalidReceipt):
     """The receipt's lease ran out or was replaced by a newer delivery; nothing was changed."""
+
+
+class DatabaseUnavailable(MQError, OperationalError):
+    """The connection to the database was lost and one reconnection failed too (the server is down or
+    unreachable). Nothing was stored by the failed attempt unless it committed just as the connection
+    broke: retry later, with the same ``dedup_id``, and a send that did get through is not stored twice."""
+
+
+__all__ = [
+    "DatabaseUnavailable", "InvalidMessage", "InvalidQueueName", "InvalidQueueSettings", "InvalidReceipt",
+    "LeaseExpired", "MQError", "MessageTooLarge", "QueueExists", "QueueNotFound", "TopicNotFound",
+]

@@ -65,7 +65,7 @@ fresh AS (
     INSERT INTO queues_message (
         id, queue_id, body, headers, priority, group_key, dedup_id, enqueued_at, available_at,
         receive_count, last_error, history)
-    SELECT n.new_id, q.id, n.body::jsonb, n.headers::jsonb, n.priority, n.group_key, n.dedup_id,
+    SELECT n.new_id, q.id, n.body::json, n.headers::jsonb, n.priority, n.group_key, n.dedup_id,
            statement_timestamp(),
            statement_timestamp() + coalesce(n.delay * interval '1 second', q.default_delay),
            0, '', '[]'::jsonb
@@ -88,7 +88,8 @@ FROM numbered n ORDER BY n.ord
 """
 
 # Sends without dedup ids (nearly all of them) skip the dedup machinery. Bodies arrive as one JSON
-# array: one parse on the server, no array literal to escape on the client. Headers, priorities,
+# array: one parse on the server, no array literal to escape on the client; json_array_elements of a
+# json (not jsonb) value returns each element's text exactly as written. Headers, priorities,
 # groups and delays are NULL when every message takes the default; ROWS FROM pads a NULL one with
 # NULLs. nextval() is volatile, so PostgreSQL evaluates it after the sort: ascending ids are input order.
 SEND_FAST = f"""
@@ -102,7 +103,7 @@ fresh AS (
            statement_timestamp() + coalesce(t.delay * interval '1 second', q.default_delay),
            0, '', '[]'::jsonb
     FROM q, ROWS FROM (
-        jsonb_array_elements(%(bodies)s::jsonb), jsonb_array_elements(%(headers)s::jsonb),
+        json_array_elements(%(bodies)s::json), jsonb_array_elements(%(headers)s::jsonb),
         unnest(%(priorities)s::int[]), unnest(%(groups)s::text[]), unnest(%(delays)s::float8[])
     ) WITH ORDINALITY AS t(body, headers, priority, group_key, delay, ord)
     ORDER BY t.ord
@@ -156,7 +157,7 @@ deltas AS (
     SELECT dlq_id, {_deltas(depth="count(*)", sent="count(*)")} FROM dead GROUP BY dlq_id
 ),
 {_bump("bumped", "deltas")}
-SELECT id, body, headers, priority, group_key, receive_count, enqueued_at, available_at,
+SELECT id, body::text, headers, priority, group_key, receive_count, enqueued_at, available_at,
        replace(receipt::text, '-', ''), last_error
 FROM leased ORDER BY priority DESC, id
 """
@@ -268,9 +269,12 @@ changed AS (
         origin_queue_id = CASE WHEN t.dies THEN m.queue_id ELSE m.origin_queue_id END,
         dead_at = CASE WHEN t.dies THEN statement_timestamp() ELSE m.dead_at END,
         last_error = %(error)s::text,
+        -- a retry records when it is due (the backoff the operator sees, and tests check)
         history = (m.history || jsonb_build_array(jsonb_build_object(
             'at', statement_timestamp(), 'event', CASE WHEN t.dies THEN 'dead-lettered' ELSE 'nacked' END,
-            'receive_count', m.receive_count, 'error', %(error)s::text)))
+            'receive_count', m.receive_count, 'error', %(error)s::text)
+            || CASE WHEN t.dies THEN '{{}}'::jsonb ELSE jsonb_build_object(
+                   'available_at', statement_timestamp() + %(delay)s::float8 * interval '1 second') END))
             -- keep the last 20 entries: a message that fails forever must not grow without bound
             #- '{{-21}}'
     FROM target t
@@ -420,7 +424,7 @@ fresh AS (
     INSERT INTO queues_message (
         queue_id, body, headers, priority, group_key, enqueued_at, available_at,
         receive_count, last_error, history)
-    SELECT t.queue_id, %(body)s::jsonb, %(headers)s::jsonb, %(priority)s,
+    SELECT t.queue_id, %(body)s::json, %(headers)s::jsonb, %(priority)s,
            CASE WHEN q.kind = 'fifo' THEN coalesce(%(group)s::text, '') ELSE %(group)s::text END,
            statement_timestamp(),
            statement_timestamp() + coalesce(%(delay)s * interval '1 second', t.default_delay),
@@ -467,7 +471,7 @@ ORDER BY q.name
 """
 
 PEEK = """
-SELECT m.id, m.body, m.headers, m.priority, m.group_key, m.dedup_id, m.receive_count, m.enqueued_at,
+SELECT m.id, m.body::text, m.headers, m.priority, m.group_key, m.dedup_id, m.receive_count, m.enqueued_at,
        m.available_at, m.receipt IS NOT NULL AND m.available_at > statement_timestamp() AS in_flight,
        m.last_error, m.history, o.name, m.dead_at, m.available_at > statement_timestamp() AS future
 FROM queues_message m LEFT JOIN queues_queue o ON o.id = m.origin_queue_id

@@ -29,7 +29,8 @@ from queues.engine.core import validate_name
 class HandlerSpec:
     """A registered handler and its options.
 
-    ``retries``: receives allowed before dead-lettering (None: the queue's max receives).
+    ``retries``: receives allowed before dead-lettering (None: the queue's max receives); a delivery
+    received more often (an earlier outcome was never recorded) is dead-lettered without running.
     ``backoff``: base seconds of the exponential backoff between attempts (with jitter).
     ``max_backoff``: cap of the backoff in seconds.
     ``timeout``: seconds after which a running handler is abandoned and its message nacked.

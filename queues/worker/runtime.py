@@ -39,13 +39,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import DatabaseError, close_old_connections, connections
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connections
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from queues import conf, tracing
 from queues.engine import core as engine
 from queues.engine.errors import LeaseExpired, QueueNotFound
+from queues.engine.text import safe_text
 from queues.engine.types import Delivery
 from queues.worker import registry
 from queues.worker.errors import Reject, WorkerConfigError
@@ -180,7 +181,8 @@ def describe_error(exc: BaseException) -> str:
     if len(out) > ERROR_MAX_CHARS:
         keep = ERROR_MAX_CHARS - 200
         out = f"{out[:150]}\n[... traceback trimmed ...]\n{out[-keep:]}"
-    return out
+    # A NUL or a lone surrogate in an exception's text must not cost the message its record.
+    return safe_text(out)
 
 
 def retry_delay(spec: HandlerSpec, receive_count: int) -> float:
@@ -226,8 +228,19 @@ class _ConnectionCare:
             self._next = now + 1.0
 
 
+def is_outage(exc: BaseException) -> bool:
+    """Whether a database error means "the database cannot be reached" (wait and retry with backoff)
+    rather than "the database refused this statement" (bad data, a constraint: the same statement would
+    fail the same way, so the worker records what it can and keeps going)."""
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
 class _Outage:
-    """Logs a database outage once when it starts and once when it ends, per place, not per attempt."""
+    """Logs a database outage once when it starts and once when it ends, per place, not per attempt.
+
+    A refused statement is not an outage: it is logged as ``event=db_refused`` every time and does not
+    start the reconnect backoff.
+    """
 
     def __init__(self, where: str) -> None:
         self.where = where
@@ -236,6 +249,10 @@ class _Outage:
 
     def failed(self, exc: BaseException) -> float:
         """Record a failure; return how long to wait before the next attempt."""
+        if not is_outage(exc):
+            log.error("event=db_refused where=%s error=%s note=the database refused a statement; not an outage",
+                      self.where, _one_line(exc))
+            return DB_RETRY_MAX
         if self.down_since is None:
             self.down_since = time.monotonic()
             log.warning("event=db_unavailable where=%s error=%s", self.where, _one_line(exc))
@@ -653,9 +670,24 @@ class Worker:
             self._fail(item, exc, reason="cannot decode the message body", dead_letter=True)
             return None
 
+    def _past_retries(self, item: _Item) -> bool:
+        """Dead-letter, without running it, a delivery received more often than its handler's ``retries``
+        allow: an earlier attempt's outcome was never recorded (its nack failed, its lease or its worker
+        was lost), and running it again would silently ignore the limit."""
+        spec, delivery = item.queue.spec, item.delivery
+        if spec.retries is None or delivery.receive_count <= spec.retries:
+            return False
+        self._fail(item, RetriesUsedUp(
+            f"received {delivery.receive_count} times, more than the handler's retries ({spec.retries}): an "
+            "earlier attempt's outcome was not recorded (a failed nack, a lost lease or worker); not run again"
+        ), dead_letter=True)
+        return True
+
     def _run_sync(self, item: _Item) -> bool:
         """Run a sync handler and record its outcome; True if it returned normally."""
         spec = item.queue.spec
+        if self._past_retries(item):
+            return False
         delivery = self._decoded(item)
         if delivery is None:
             return False
@@ -712,6 +744,8 @@ class Worker:
                     return
                 self._waiting -= 1
                 item.state, item.started = RUNNING, time.monotonic()
+            if self._past_retries(item):
+                return
             delivery = self._decoded(item)
             if delivery is None:
                 return
@@ -737,6 +771,9 @@ class Worker:
         with self._lock:
             if item.state is not RUNNING:
                 return  # abandoned or released meanwhile: someone else decides its fate
+            if item.delivery.lease.lost:
+                self._finish_lost(item)  # an ack would be refused; the loss was logged when found
+                return
             item.state = SETTLING
             self._acks.append(item)
             # Wake the settler only when this changes its plans: the first ack starts its linger
@@ -757,13 +794,20 @@ class Worker:
             self.settled += 1
             self._wake.notify()
 
+    def _finish_lost(self, item: _Item) -> None:
+        """Forget an item whose lease is gone (called with the lock held): its message comes back."""
+        item.state = FINISHED
+        self._held.pop(item.delivery.receipt, None)
+        self.lost += 1
+        self._wake.notify()
+
     def _lose(self, item: _Item, why: str) -> None:
         with self._lock:
-            item.state = FINISHED
-            self._held.pop(item.delivery.receipt, None)
-            self.lost += 1
-            self._wake.notify()
-        log.warning("event=lease_lost queue=%s message=%d note=%s", item.queue.name, item.delivery.id, why)
+            logged = item.delivery.lease.lost
+            item.delivery.lease.lost = True
+            self._finish_lost(item)
+        if not logged:
+            log.warning("event=lease_lost queue=%s message=%d note=%s", item.queue.name, item.delivery.id, why)
 
     @staticmethod
     def _failure(item: _Item, exc: BaseException, reason: str | None = None, dead_letter: bool = False) -> _Failure:
@@ -785,6 +829,9 @@ class Worker:
         with self._lock:
             if item.state is not RUNNING:
                 return  # abandoned or released meanwhile
+            if item.delivery.lease.lost:
+                self._finish_lost(item)  # a nack would be refused; the loss was logged when found
+                return
             item.state = SETTLING
             self._failures.append(failure)
             self._settle.notify()
@@ -829,8 +876,13 @@ class Worker:
                         self._maintain()
                     outage.ok()
                 except DatabaseError as exc:
-                    retry_at = time.monotonic() + outage.failed(exc)
-                    next_maintenance = retry_at
+                    pause = outage.failed(exc)
+                    if is_outage(exc):
+                        retry_at = time.monotonic() + pause
+                        next_maintenance = retry_at
+                    else:
+                        # Settlements handle their own refusals; this one came from the lease upkeep.
+                        next_maintenance = time.monotonic() + 1.0
                     self._requeue(acks, failures)
                 except Exception:
                     log.exception("event=settle_error note=unexpected; retrying")
@@ -864,7 +916,18 @@ class Worker:
             self._lose(item, "could not record the outcome before the lease ran out (database unavailable)")
 
     def _flush_acks(self, acks: list[_Item]) -> None:
-        result = engine.ack_batch([a.delivery.receipt for a in acks])
+        try:
+            result = engine.ack_batch([a.delivery.receipt for a in acks])
+        except DatabaseError as exc:
+            if is_outage(exc):
+                raise
+            log.error("event=db_refused where=ack count=%d error=%s note=the acks were not recorded; those "
+                      "messages come back when their leases run out", len(acks), _one_line(exc))
+            with self._lock:
+                self._acking = 0
+            for item in acks:
+                self._lose(item, "the database refused the ack")
+            return
         stale = set(result.stale)
         with self._lock:
             for item in acks:
@@ -880,13 +943,37 @@ class Worker:
                 log.warning("event=lease_lost queue=%s message=%d note=handled but the lease ran out before the "
                             "ack; it will be delivered again", item.queue.name, item.delivery.id)
 
-    def _flush_failure(self, failure: _Failure) -> None:
+    def _nack(self, failure: _Failure) -> bool:
+        """Nack a failed attempt; if the database refuses the statement (not an outage), nack again
+        without the error text, so the backoff, the handler's retries and dead-lettering still hold."""
         item = failure.item
         try:
-            dead = engine.nack(item.delivery.receipt, delay=failure.delay, error=failure.error,
+            return engine.nack(item.delivery.receipt, delay=failure.delay, error=failure.error,
                                dead_letter=failure.dead_letter)
+        except DatabaseError as exc:
+            if is_outage(exc):
+                raise
+            log.error("event=db_refused where=nack queue=%s message=%d error=%s note=recording the failure "
+                      "without its error text", item.queue.name, item.delivery.id, _one_line(exc))
+            note = f"[the error text could not be recorded: {_one_line(exc)[:500]}]"
+            return engine.nack(item.delivery.receipt, delay=failure.delay, error=note,
+                               dead_letter=failure.dead_letter)
+
+    def _flush_failure(self, failure: _Failure) -> None:
+        item = failure.item
+        if item.delivery.lease.lost:
+            with self._lock:
+                self._finish_lost(item)
+            return
+        try:
+            dead = self._nack(failure)
         except LeaseExpired:
             self._lose(item, "the handler failed and the lease had run out before the nack")
+            return
+        except DatabaseError as exc:
+            if is_outage(exc):
+                raise
+            self._lose(item, f"the database refused the nack twice ({_one_line(exc)})")
             return
         with self._lock:
             item.state = FINISHED
@@ -912,9 +999,11 @@ class Worker:
         unstarted: list[_Item] = []
         groups: dict[float, list[_Item]] = {}
         with self._lock:
-            due = {i.queue.vt for i in self._held.values() if i.state is RUNNING and now >= i.renew_at}
+            # A lost lease is never extended again: it cannot come back, and retrying would only log.
+            due = {i.queue.vt for i in self._held.values()
+                   if i.state is RUNNING and now >= i.renew_at and not i.delivery.lease.lost}
             for item in self._held.values():
-                if item.state is RUNNING and item.queue.vt in due:
+                if item.state is RUNNING and item.queue.vt in due and not item.delivery.lease.lost:
                     groups.setdefault(item.queue.vt, []).append(item)
                 elif item.state is WAITING and now >= item.renew_at:
                     # Every thread is busy (slow or hung handlers): hoarding it would only delay it.
@@ -941,10 +1030,15 @@ class Worker:
                     item.expires_at, item.renew_at = started + vt, started + vt / 2
 
     def _drop_stale(self, item: _Item) -> None:
-        """An extension found the lease gone (it ran out, or an operator moved the message)."""
-        # The handler goes on; its ack will be refused (an atomic one rolls back).
+        """An extension found the lease gone (it ran out, or an operator moved the message): tell the
+        handler through ``delivery.lease_lost``, log it once, and never extend or settle it again."""
+        with self._lock:
+            if item.delivery.lease.lost:
+                return
+            item.delivery.lease.lost = True
+        # The handler goes on (a thread cannot be stopped); its outcome is not recorded when it ends.
         log.warning("event=lease_lost queue=%s message=%d note=lease could not be extended; the message may be "
-                    "delivered again", item.queue.name, item.delivery.id)
+                    "delivered again; the handler sees delivery.lease_lost", item.queue.name, item.delivery.id)
 
     def _abandon_for_timeout(self, item: _Item) -> None:
         spec = item.queue.spec
@@ -954,9 +1048,12 @@ class Worker:
         with self._lock:
             if item.state is not RUNNING:
                 return
-            item.state = SETTLING
             item.thread = None
-            self._failures.append(failure)
+            if item.delivery.lease.lost:
+                self._finish_lost(item)
+            else:
+                item.state = SETTLING
+                self._failures.append(failure)
             replace = not self._handlers_closing
         log.warning("event=timeout queue=%s message=%d handler=%s timeout=%gs note=abandoned",
                     item.queue.name, item.delivery.id, spec.name, spec.timeout)
@@ -1168,6 +1265,10 @@ class Worker:
             for item in items:
                 self._held.pop(item.delivery.receipt, None)
             self._wake.notify_all()
+
+
+class RetriesUsedUp(Exception):
+    """Recorded on a message dead-lettered because it came back after its handler's last retry."""
 
 
 class _Abandoned(Exception):

@@ -127,6 +127,42 @@ async def async_record(message: queues.Delivery) -> None:
     await sync_to_async(record)(message)
 
 
+@queues.handler("wt-nul", retries=2, backoff=0.05)
+def fails_with_nul(message: queues.Delivery) -> None:
+    """Bodies with ``nul`` fail with a NUL and a lone surrogate in the error text; the rest record."""
+    body = message.body if isinstance(message.body, dict) else {}
+    if body.get("nul"):
+        raise RuntimeError(f"bad byte \x00 and \ud800 in message {message.id}")
+    _behave(message)
+    record(message)
+
+
+@queues.handler("wt-refuse", retries=2, backoff=0.05)
+def fails_refusably(message: queues.Delivery) -> None:
+    """Fail with a text that the test's trigger makes PostgreSQL refuse in a nack."""
+    raise RuntimeError(f"refuse-me {message.id}")
+
+
+@queues.handler("wt-backoff", retries=5, backoff=0.4, max_backoff=1.0)
+def fails_with_backoff(message: queues.Delivery) -> None:
+    """Always fail: the nacks' delays follow backoff 0.4 s doubling, capped at 1 s, with jitter."""
+    raise RuntimeError(f"try again later ({message.receive_count})")
+
+
+@queues.handler("wt-lease")
+def watches_its_lease(message: queues.Delivery) -> None:
+    """Run until the worker says the lease is lost (at most 15 s); write ``lost-<id>`` if it did."""
+    folder = Path(os.environ["WT_DIR"])
+    (folder / f"started-{message.id}").touch()
+    deadline = time.monotonic() + 15
+    while not message.lease_lost and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if message.lease_lost:
+        (folder / f"lost-{message.id}").touch()
+        time.sleep(1.0)  # keep running a while after: a lost lease must stay quiet meanwhile
+    (folder / f"done-{message.id}").touch()
+
+
 @queues.handler("wt-badsig")
 def takes_nothing() -> None:
     """Cannot take a message: the worker refuses to start on its queue."""

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -104,21 +100,6 @@ def test_random_sigkills_lose_nothing(make_queue, handled, worker_env, scratch, 
 
 
 # -- the database goes away -------------------------------------------------------------------------
-@pytest.fixture
-def private_server() -> Iterator[tuple[Path, str]]:
-    """An embedded PostgreSQL of this test's own (it gets stopped), migrated; yields (base dir, URL)."""
-    base = Path(tempfile.mkdtemp(prefix="mqw-chaos-", dir="/tmp"))
-    try:
-        url = ensure_server(base=base).url()
-        env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "mqadmin.settings"}
-        subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], env=env, cwd=ROOT, check=True,
-                       timeout=120)
-        yield base, url
-    finally:
-        stop_server(base=base, mode="immediate")
-        shutil.rmtree(base, ignore_errors=True)
-
-
 def _query(url: str, sql: str) -> int:
     """One number from the private server, or -1 while it is down."""
     try:

@@ -16,7 +16,7 @@ from django.core.management.base import CommandError, CommandParser
 import queues
 from queues import conf
 from queues.engine.errors import MQError
-from queues.engine.types import Outgoing
+from queues.engine.types import JSONText, Outgoing
 from queues.management.base import (
     MQCommand,
     Progress,
@@ -115,15 +115,16 @@ class Command(MQCommand):
 
     # -- one message --------------------------------------------------------------------------------
     def _send_body(self, queue: str, template: Outgoing, options: dict[str, Any]) -> None:
-        body = _parse_json(options["body"], "--body")
-        self._send_one(queue, replace(template, body=body))
+        _parse_json(options["body"], "--body")
+        # Sent as the text given: key order, duplicate keys and spelling reach the consumer as written.
+        self._send_one(queue, replace(template, body=JSONText(options["body"].strip())))
 
     def _send_body_file(self, queue: str, template: Outgoing, options: dict[str, Any]) -> None:
         path = options["body_file"]
         with _open(path, "--body-file") as handle:
             text = handle.read()
-        body = _parse_json(text, path if path != "-" else "stdin")
-        self._send_one(queue, replace(template, body=body))
+        _parse_json(text, path if path != "-" else "stdin")
+        self._send_one(queue, replace(template, body=JSONText(text.strip())))
 
     def _send_one(self, queue: str, message: Outgoing) -> None:
         [message_id] = queues.send_batch(queue, [message])
@@ -231,7 +232,7 @@ def _read_lines(handle: TextIO, label: str, template: Outgoing, envelope: bool) 
                 continue
             value = _parse_json(line.rstrip("\r\n"), label, lineno)
             if not envelope:
-                yield lineno, replace(template, body=value)
+                yield lineno, replace(template, body=JSONText(line.strip()))
                 continue
             if not isinstance(value, dict) or "body" not in value:
                 raise CommandError(
