@@ -15,6 +15,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
+from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -190,6 +191,19 @@ class MessageAdmin(ReadOnlyAdmin):
         if conf.get("HIDE_BODIES"):
             fields.remove("body")
         return fields
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        """Refuse (400, audited) lookups on hidden bodies: ``?body__card__startswith=4`` would read them
+        a prefix at a time. Search fields, filters and sortable columns never include the body."""
+        if lookup.split(LOOKUP_SEP, 1)[0] == "body" and conf.get("HIDE_BODIES"):
+            try:
+                services.authorize(actor=request.user, action=Action.SEARCH_BODIES,
+                                   remote_addr=request.META.get("REMOTE_ADDR", ""),
+                                   detail={"via": "admin", "lookup": lookup, "value": value})
+            except PermissionDenied:
+                pass
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
 
 @admin.register(Worker)

@@ -175,6 +175,10 @@ class BulkRequest:
     q: str
     to: str
     next: str
+    #: What the confirmation page showed of an "all matching" action (None on the GET that computes them).
+    count: int | None = None
+    max_id: int | None = None
+    confirm: str = ""
 
 
 def parse_bulk(data: QueryDict) -> BulkRequest:
@@ -194,5 +198,15 @@ def parse_bulk(data: QueryDict) -> BulkRequest:
         raise BulkError("select at least one message (tick its box), or apply the action to all matching messages")
     if len(ids) > 10_000:
         raise BulkError(f"at most 10,000 selected messages at once, got {len(ids)}: use 'all matching' instead")
+    bounds: dict[str, int | None] = {}
+    for key in ("count", "max_id"):
+        raw = data.get(key, "")
+        if raw == "":
+            bounds[key] = None
+        elif raw.isascii() and raw.isdigit() and len(raw) <= 18:
+            bounds[key] = int(raw)
+        else:
+            raise BulkError(f"{key} must be a whole number, got {raw!r}: open the confirmation page again")
     return BulkRequest(action=action, scope=scope, ids=ids, q=data.get("q", ""), to=data.get("to", "").strip(),
-                       next=data.get("next", ""))
+                       next=data.get("next", ""), count=bounds["count"], max_id=bounds["max_id"],
+                       confirm=data.get("confirm", "").strip())
