@@ -36,7 +36,8 @@ class QueueSettingsForm(forms.Form):
     dead_letter_queue = forms.ChoiceField(required=False, help_text="Empty: none (messages are redelivered forever).")
     default_delay = forms.FloatField(min_value=0, max_value=engine.MAX_DELAY, help_text="Seconds.")
     retention = forms.FloatField(min_value=60, max_value=365 * 24 * 3600,
-                                 help_text="Seconds an unreceived message is kept (345600 = 4 days).")
+                                 help_text="Seconds an unreceived message is kept (345600 = 4 days). Shortening it "
+                                           "deletes older messages: it needs the purge permission and a confirmation.")
     max_message_size = forms.IntegerField(min_value=16, max_value=16 * 1024 * 1024,
                                           help_text="Bytes of body + headers.")
     dedup_window = forms.FloatField(min_value=0, max_value=7 * 24 * 3600, help_text="Seconds.")
