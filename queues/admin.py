@@ -143,16 +143,25 @@ class QueueAdmin(ReadOnlyAdmin):
         names = data.getlist("name")
         if request.method == "GET":
             check(request.user, action)
-            stats = {s.queue: s for s in engine.stats(names)} if names else {}
-            rows = [(n, stats.get(n)) for n in names]
             context = {
                 **self.admin_site.each_context(request), "title": f"{label} queues", "opts": self.model._meta,
-                "verb": verb, "label": label, "rows": rows, "changelist": changelist,
+                "verb": verb, "label": label, "changelist": changelist, "rows": [],
             }
+            try:
+                for name in names:
+                    engine.validate_name(name)
+            except ValueError as exc:
+                context["error"] = str(exc)
+                return TemplateResponse(request, "admin/queues/queue/action_confirm.html", context, status=400)
+            stats = {s.queue: s for s in engine.stats(names)} if names else {}
+            context["rows"] = [(n, stats.get(n)) for n in names]
             return TemplateResponse(request, "admin/queues/queue/action_confirm.html", context)
         if request.method != "POST":
             return HttpResponse(status=405, headers={"Allow": "GET, POST"})
         addr = request.META.get("REMOTE_ADDR", "")
+        # A purge is confirmed per queue by typing its name, as on the dashboard: one click must not
+        # empty several queues. The service refuses (and audits) the ones not typed.
+        typed = set(data.get("confirm", "").replace(",", " ").split())
         done, failed = [], []
         for name in names:
             try:
@@ -161,7 +170,8 @@ class QueueAdmin(ReadOnlyAdmin):
                 elif verb == "resume":
                     services.resume_queue(actor=request.user, queue=name, remote_addr=addr)
                 else:
-                    n = services.purge_queue(actor=request.user, queue=name, confirm=name, remote_addr=addr)
+                    n = services.purge_queue(actor=request.user, queue=name, confirm=name if name in typed else "",
+                                             remote_addr=addr)
                     name = f"{name} ({n:,} messages)"
                 done.append(name)
             except services.ActionFailed as exc:
