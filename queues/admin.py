@@ -209,7 +209,8 @@ class MessageAdmin(ReadOnlyAdmin):
             try:
                 services.authorize(actor=request.user, action=Action.SEARCH_BODIES,
                                    remote_addr=request.META.get("REMOTE_ADDR", ""),
-                                   detail={"via": "admin", "lookup": lookup, "value": value})
+                                   # The lookup, never its value: that may be the secret itself.
+                                   detail={"via": "admin", "lookup": lookup})
             except PermissionDenied:
                 pass
             return False

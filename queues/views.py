@@ -125,6 +125,12 @@ def _refuse(request: HttpRequest, action: Action, queue: str, error: str, **deta
                     detail=detail or None)
 
 
+def _hidden_terms(match: selectors.MessageFilter) -> dict[str, Any]:
+    """What a refused body search asked for, for its audit row: the paths, never the values (a value
+    typed there may be the very secret that ``HIDE_BODIES`` keeps out of sight, and viewers read the log)."""
+    return {"body_paths": [".".join(path) for path, _ in match.body]}
+
+
 def _form_errors(form: Any) -> str:
     return "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
 
@@ -258,7 +264,7 @@ def message_browser(request: HttpRequest, name: str | None = None) -> HttpRespon
         before = _int_param(request, "before")
         match = selectors.parse_search(q, queue=queue.name if queue else None, state=state or None)
         if match.reads_bodies:
-            _authorize(request, Action.SEARCH_BODIES, match.single_queue or "", search=q)
+            _authorize(request, Action.SEARCH_BODIES, match.single_queue or "", **_hidden_terms(match))
         page = selectors.search_messages(match, after=after, before=before)
     except ValueError as exc:  # SearchError and bad cursors
         context.update(error=str(exc), page=selectors.MessagePage())
@@ -561,10 +567,10 @@ def message_bulk(request: HttpRequest) -> HttpResponse:
                             "page showed: open the confirmation page again")
     except ValueError as exc:
         if request.method == "POST":
-            _refuse(request, action, "", str(exc), q=data.get("q", ""))
+            _refuse(request, action, "", str(exc))
         return _error(request, str(exc))
     if match is not None and match.reads_bodies:
-        _authorize(request, Action.SEARCH_BODIES, match.single_queue or "", search=bulk.q)
+        _authorize(request, Action.SEARCH_BODIES, match.single_queue or "", **_hidden_terms(match))
     back = _safe_next(request, bulk.next, reverse("queues:messages"))
     context = {"bulk": bulk, "match": match, "verb": BULK_ACTIONS[bulk.action], "back": back,
                "queue_names": selectors.queue_names(), "nav": "messages"}
