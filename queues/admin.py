@@ -15,6 +15,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
+from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -169,16 +170,25 @@ class QueueAdmin(ReadOnlyAdmin):
         names = data.getlist("name")
         if request.method == "GET":
             check(request.user, action)
-            stats = {s.queue: s for s in engine.stats(names)} if names else {}
-            rows = [(n, stats.get(n)) for n in names]
             context = {
                 **self.admin_site.each_context(request), "title": f"{label} queues", "opts": self.model._meta,
-                "verb": verb, "label": label, "rows": rows, "changelist": changelist,
+                "verb": verb, "label": label, "changelist": changelist, "rows": [],
             }
+            try:
+                for name in names:
+                    engine.validate_name(name)
+            except ValueError as exc:
+                context["error"] = str(exc)
+                return TemplateResponse(request, "admin/queues/queue/action_confirm.html", context, status=400)
+            stats = {s.queue: s for s in engine.stats(names)} if names else {}
+            context["rows"] = [(n, stats.get(n)) for n in names]
             return TemplateResponse(request, "admin/queues/queue/action_confirm.html", context)
         if request.method != "POST":
             return HttpResponse(status=405, headers={"Allow": "GET, POST"})
         addr = request.META.get("REMOTE_ADDR", "")
+        # A purge is confirmed per queue by typing its name, as on the dashboard: one click must not
+        # empty several queues. The service refuses (and audits) the ones not typed.
+        typed = set(data.get("confirm", "").replace(",", " ").split())
         done, failed = [], []
         for name in names:
             try:
@@ -187,7 +197,8 @@ class QueueAdmin(ReadOnlyAdmin):
                 elif verb == "resume":
                     services.resume_queue(actor=request.user, queue=name, remote_addr=addr)
                 else:
-                    n = services.purge_queue(actor=request.user, queue=name, confirm=name, remote_addr=addr)
+                    n = services.purge_queue(actor=request.user, queue=name, confirm=name if name in typed else "",
+                                             remote_addr=addr)
                     name = f"{name} ({n:,} messages)"
                 done.append(name)
             except services.ActionFailed as exc:
@@ -217,6 +228,20 @@ class MessageAdmin(ReadOnlyAdmin):
         if conf.get("HIDE_BODIES"):
             fields.remove("body")
         return fields
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        """Refuse (400, audited) lookups on hidden bodies: ``?body__card__startswith=4`` would read them
+        a prefix at a time. Search fields, filters and sortable columns never include the body."""
+        if lookup.split(LOOKUP_SEP, 1)[0] == "body" and conf.get("HIDE_BODIES"):
+            try:
+                services.authorize(actor=request.user, action=Action.SEARCH_BODIES,
+                                   remote_addr=request.META.get("REMOTE_ADDR", ""),
+                                   # The lookup, never its value: that may be the secret itself.
+                                   detail={"via": "admin", "lookup": lookup})
+            except PermissionDenied:
+                pass
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
 
 @admin.register(Worker)

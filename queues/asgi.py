@@ -13,7 +13,8 @@ In the host's ``asgi.py``::
     application = dashboard_application(django_asgi_app)
 
 HTTP goes to the host's application; WebSockets to the dashboard's consumer (plus any routes of the
-host's own, passed as ``websocket_urlpatterns``), behind the session authentication and an origin check.
+host's own, passed as ``websocket_urlpatterns``), behind the session authentication and a same-origin check
+(:class:`queues.origin.SameOriginValidator`: scheme, host and port, or ``CSRF_TRUSTED_ORIGINS``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Any
 
 from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
+
+from queues.origin import SameOriginValidator
 
 
 def dashboard_application(http_application: Any, *, websocket_urlpatterns: Sequence[Any] = ()) -> ProtocolTypeRouter:
@@ -33,5 +35,5 @@ def dashboard_application(http_application: Any, *, websocket_urlpatterns: Seque
     routes = [*build_websocket_urlpatterns(), *websocket_urlpatterns]
     return ProtocolTypeRouter({
         "http": http_application,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(routes))),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(routes))),
     })

@@ -57,7 +57,8 @@ class QueueSettingsForm(forms.Form):
     dead_letter_queue = forms.ChoiceField(required=False, help_text="Empty: none (messages are redelivered forever).")
     default_delay = forms.FloatField(min_value=0, max_value=engine.MAX_DELAY, help_text="Seconds.")
     retention = forms.FloatField(min_value=60, max_value=365 * 24 * 3600,
-                                 help_text="Seconds an unreceived message is kept (345600 = 4 days).")
+                                 help_text="Seconds an unreceived message is kept (345600 = 4 days). Shortening it "
+                                           "deletes older messages: it needs the purge permission and a confirmation.")
     max_message_size = StrictIntegerField(min_value=16, max_value=16 * 1024 * 1024,
                                           help_text="Bytes of body + headers.")
     dedup_window = forms.FloatField(min_value=0, max_value=7 * 24 * 3600, help_text="Seconds.")
@@ -196,6 +197,10 @@ class BulkRequest:
     q: str
     to: str
     next: str
+    #: What the confirmation page showed of an "all matching" action (None on the GET that computes them).
+    count: int | None = None
+    max_id: int | None = None
+    confirm: str = ""
 
 
 def parse_bulk(data: QueryDict) -> BulkRequest:
@@ -222,4 +227,15 @@ def parse_bulk(data: QueryDict) -> BulkRequest:
             engine.validate_name(to)
         except ValueError as exc:
             raise BulkError(f"cannot move messages there: {exc}") from None
-    return BulkRequest(action=action, scope=scope, ids=ids, q=data.get("q", ""), to=to, next=data.get("next", ""))
+    bounds: dict[str, int | None] = {}
+    for key in ("count", "max_id"):
+        raw = data.get(key, "")
+        if raw == "":
+            bounds[key] = None
+        elif raw.isascii() and raw.isdigit() and len(raw) <= 18:
+            bounds[key] = int(raw)
+        else:
+            raise BulkError(f"{key} must be a whole number, got {raw!r}: open the confirmation page again")
+    return BulkRequest(action=action, scope=scope, ids=ids, q=data.get("q", ""), to=to,
+                       next=data.get("next", ""), count=bounds["count"], max_id=bounds["max_id"],
+                       confirm=data.get("confirm", "").strip())

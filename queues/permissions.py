@@ -4,11 +4,16 @@
 |---------------------------|-------------------------------------------------------------------|
 | ``queues.view_dashboard`` | every page, revealing hidden bodies (audited)                     |
 | ``queues.operate_queues`` | pause, resume, retry, move, redrive, edit settings, create queues |
-| ``queues.purge_queues``   | purge queues, delete messages, delete queues                      |
+| ``queues.purge_queues``   | purge queues, delete messages, delete queues, shorten retention   |
 | ``queues.publish_messages`` | publish messages                                                |
 
 Creating a queue needs ``operate_queues``: it adds capacity but destroys nothing, like editing
-settings. Every action also needs ``view_dashboard`` (one cannot act on what one cannot see).
+settings. The one setting that destroys messages, a shorter retention (the next prune deletes what
+is older), is its own action and needs ``purge_queues`` like purging
+(:class:`queues.selectors.SettingsImpact` says why the other settings destroy nothing).
+Searching message bodies (``body.PATH:VALUE``) is refused while ``MQADMIN["HIDE_BODIES"]`` is set:
+each search would confirm a guessed value without the audited reveal. Every action also needs
+``view_dashboard`` (one cannot act on what one cannot see).
 Superusers have all of them. ``MQADMIN["READ_ONLY"]`` denies every action to everyone, superusers
 included; pages and reveals still work (a reveal changes no queue).
 
@@ -47,6 +52,8 @@ class Action(StrEnum):
     CREATE_QUEUE = "create_queue"
     DELETE_QUEUE = "delete_queue"
     REVEAL_BODY = "reveal_body"
+    SHORTEN_RETENTION = "shorten_retention"
+    SEARCH_BODIES = "search_bodies"
 
 
 # The one table of which permission each action needs.
@@ -64,10 +71,12 @@ REQUIRED: dict[Action, str] = {
     Action.DELETE_QUEUE: PURGE,
     Action.PUBLISH_MESSAGE: PUBLISH,
     Action.REVEAL_BODY: VIEW,
+    Action.SHORTEN_RETENTION: PURGE,
+    Action.SEARCH_BODIES: VIEW,
 }
 
 # Actions that read rather than change queues: allowed even when the dashboard is read-only.
-READS = frozenset({Action.REVEAL_BODY})
+READS = frozenset({Action.REVEAL_BODY, Action.SEARCH_BODIES})
 
 ROLE_GROUPS: dict[str, tuple[str, ...]] = {
     "mq viewers": (VIEW,),
@@ -96,7 +105,14 @@ def denial_reason(user: Any, action: Action) -> str | None:
         return "log in first"
     needed = REQUIRED[action]
     if not (user.has_perm(VIEW) and user.has_perm(needed)):
+        if action is Action.SHORTEN_RETENTION:
+            return (f"shortening a queue's retention deletes the messages older than the new retention, so it "
+                    f"needs the permission {needed!r} like purging; ask an administrator")
         return f"{action.value.replace('_', ' ')} needs the permission {needed!r}; ask an administrator"
+    if action is Action.SEARCH_BODIES and conf.get("HIDE_BODIES"):
+        return ("message bodies are hidden on this dashboard (MQADMIN['HIDE_BODIES']), so searching them by value "
+                "is refused: each search would tell whether a guessed value is there. Open a message and reveal "
+                "its body instead (the reveal is audited)")
     return None
 
 

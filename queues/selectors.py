@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import F, Q, QuerySet, TextField
+from django.db.models import Count, F, Max, Q, QuerySet, TextField
 from django.db.models.functions import Cast, Left
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -384,6 +384,61 @@ def get_queue_stats(name: str) -> QueueStats:
     return engine.queue_stats(name)
 
 
+def _words(seconds: float) -> str:
+    """A setting's duration as people write it: ``60 s``, ``5 min``, ``2 h``, ``4 days``."""
+    for size, unit in ((86400, "day"), (3600, "h"), (60, "min")):
+        if seconds >= size and seconds % size == 0:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''}"
+    return f"{seconds:g} s"
+
+
+@dataclass(frozen=True)
+class SettingsImpact:
+    """What a settings change would do to the messages a queue holds.
+
+    Only a shorter ``retention`` destroys messages: the next prune deletes every message that became
+    available longer ago than the new retention, and from then on messages live shorter. The other
+    settings keep what is stored: a smaller ``max_message_size`` refuses future sends (the producer
+    is told), a lower ``max_receives`` or another dead-letter queue moves failing messages to a
+    dead-letter queue where they can be redriven, removing the dead-letter queue makes failures
+    redeliver forever, ``kind`` changes only while the queue is empty.
+    """
+
+    destructive: bool = False
+    #: Messages the next prune deletes under the new retention (counted now; more may age meanwhile).
+    would_delete: int = 0
+    old_retention: float = 0.0
+    new_retention: float = 0.0
+
+    def consequence(self) -> str:
+        """The consequence in one sentence, for confirmations and the audit log; empty if none."""
+        if not self.destructive:
+            return ""
+        n = self.would_delete
+        return (
+            f"This will delete the {n:,} message{'' if n == 1 else 's'} older than {_words(self.new_retention)} "
+            f"at the next prune, and from then on every message not received within "
+            f"{_words(self.new_retention)} (retention {_words(self.old_retention)} \u2192 "
+            f"{_words(self.new_retention)})."
+        )
+
+
+def get_settings_impact(queue: Queue, settings: dict[str, Any]) -> SettingsImpact:
+    """The :class:`SettingsImpact` of applying ``settings`` (keywords of ``update_queue``) to ``queue``."""
+    raw = settings.get("retention")
+    if raw is None:
+        return SettingsImpact()
+    new = raw.total_seconds() if isinstance(raw, timedelta) else raw
+    old = queue.retention.total_seconds()
+    if isinstance(new, bool) or not isinstance(new, int | float) or not new < old:
+        return SettingsImpact()  # not shorter (bad values are the engine's to refuse)
+    # The same rule as the prune statement (engine/sql.py PRUNE_EXPIRED): old by both clocks.
+    cutoff = timezone.now() - timedelta(seconds=max(float(new), 0.0))
+    doomed = Message.objects.filter(queue=queue, enqueued_at__lt=cutoff, available_at__lt=cutoff).count()
+    return SettingsImpact(destructive=True, would_delete=doomed, old_retention=old, new_retention=float(new))
+
+
 def queue_names() -> list[str]:
     """All queue names, for pickers."""
     return list(Queue.objects.order_by("name").values_list("name", flat=True))
@@ -466,6 +521,11 @@ class MessageFilter:
 
     def __str__(self) -> str:
         return self.text() or "(all messages)"
+
+    @property
+    def reads_bodies(self) -> bool:
+        """Does the filter test body values (so its results would reveal bodies that ``HIDE_BODIES`` hides)?"""
+        return bool(self.body)
 
     @property
     def single_queue(self) -> str | None:
@@ -748,11 +808,26 @@ def count_existing(ids: Sequence[int]) -> int:
     return Message.objects.filter(id__in=list(ids)).count()
 
 
-def iter_matching_ids(f: MessageFilter, *, batch: int = 5000) -> Iterator[list[tuple[int, int]]]:
-    """``(message id, queue id)`` pairs matching ``f``, in id order, ``batch`` at a time (keyset, no OFFSET)."""
+def matching_bounds(f: MessageFilter) -> tuple[int, int]:
+    """How many messages ``f`` matches and the highest id among them (0 if none), read in one statement.
+
+    A bulk action's confirmation carries both, so the action never reaches past what was shown.
+    """
+    found = message_queryset(f).aggregate(n=Count("id"), top=Max("id"))
+    return int(found["n"] or 0), int(found["top"] or 0)
+
+
+def iter_matching_ids(
+    f: MessageFilter, *, batch: int = 5000, max_id: int | None = None
+) -> Iterator[list[tuple[int, int]]]:
+    """``(message id, queue id)`` pairs matching ``f``, in id order, ``batch`` at a time (keyset, no OFFSET);
+    only ids up to ``max_id`` when given."""
     last = 0
+    qs = message_queryset(f)
+    if max_id is not None:
+        qs = qs.filter(id__lte=max_id)
     while True:
-        chunk = list(message_queryset(f).filter(id__gt=last).order_by("id").values_list("id", "queue_id")[:batch])
+        chunk = list(qs.filter(id__gt=last).order_by("id").values_list("id", "queue_id")[:batch])
         if not chunk:
             return
         yield chunk

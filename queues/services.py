@@ -59,22 +59,88 @@ class _Done:
 
 def _actor_fields(actor: Any) -> dict[str, Any]:
     if actor is not None and getattr(actor, "is_authenticated", False) and getattr(actor, "pk", None):
-        return {"actor": actor, "actor_name": actor.get_username()}
+        return {"actor": actor, "actor_name": clean_text(actor.get_username(), 150)}
     return {"actor": None, "actor_name": ""}
+
+
+# Bounds of what an audit row keeps of free-form input: enough to tell what was tried, never so much
+# that a hostile request makes the row itself fail or swell.
+AUDIT_MAX_TEXT = 2000
+AUDIT_MAX_ITEMS = 100
+AUDIT_MAX_DEPTH = 8
+_BIGINT = 2**63
+
+
+def clean_text(value: object, limit: int = AUDIT_MAX_TEXT) -> str:
+    """``value`` as text PostgreSQL accepts, at most ``limit`` characters.
+
+    NUL (refused by text and jsonb) and lone surrogates (not encodable as UTF-8) are written as
+    visible escapes (``\\x00``, ``\\udc80``) rather than dropped, so the row shows what was sent.
+    """
+    text = value if isinstance(value, str) else str(value)
+    text = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "\u2026"
+
+
+def clean_json(value: Any, depth: int = 0) -> Any:
+    """``value`` as JSON that jsonb accepts: clean strings and keys, finite numbers, bounded size and depth."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        # str() of a many-thousand-digit integer raises; its size says enough about what was tried.
+        return value if -_BIGINT < value < _BIGINT else f"integer of {value.bit_length()} bits"
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+    if depth >= AUDIT_MAX_DEPTH:
+        return "\u2026"
+    if isinstance(value, dict):
+        items = list(value.items())
+        out = {clean_text(k, 200): clean_json(v, depth + 1) for k, v in items[:AUDIT_MAX_ITEMS]}
+        if len(items) > AUDIT_MAX_ITEMS:
+            out["\u2026"] = f"{len(items) - AUDIT_MAX_ITEMS} more"
+        return out
+    if isinstance(value, list | tuple | set | frozenset):
+        seq = list(value)
+        out_list = [clean_json(v, depth + 1) for v in seq[:AUDIT_MAX_ITEMS]]
+        if len(seq) > AUDIT_MAX_ITEMS:
+            out_list.append(f"\u2026 {len(seq) - AUDIT_MAX_ITEMS} more")
+        return out_list
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return clean_text(value)
 
 
 def _audit(
     actor: Any, action: Action, *, queue_name: str = "", outcome: str, remote_addr: str = "", count: int = 0,
     message_ids: Sequence[int] = (), detail: dict[str, Any] | None = None, error: str = "",
 ) -> AuditEvent:
+    # Every field is made safe here, not by the callers: a refused attempt carries exactly the odd
+    # input that was refused, and its row must still be written.
+    ids = [i for i in list(message_ids)[:AUDIT_MAX_IDS] if isinstance(i, int) and not isinstance(i, bool)]
     return AuditEvent.objects.create(
-        **_actor_fields(actor), action=action.value, queue_name=queue_name[:80], outcome=outcome,
-        remote_addr=(remote_addr or "")[:64], count=count, message_ids=list(message_ids)[:AUDIT_MAX_IDS],
-        detail=detail or {}, error=error,
+        **_actor_fields(actor), action=action.value, queue_name=clean_text(queue_name or "", 80),
+        outcome=outcome, remote_addr=clean_text(remote_addr or "", 64),
+        count=max(min(int(count), 2**31 - 1), -(2**31)),
+        message_ids=[i for i in ids if -_BIGINT < i < _BIGINT],
+        detail=clean_json(dict(detail or {})), error=clean_text(error or ""),
     )
 
 
-def authorize(*, actor: Any, action: Action, queue: str = "", remote_addr: str = "") -> None:
+def refuse(
+    *, actor: Any, action: Action, error: str, queue: str = "", remote_addr: str = "",
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Audit an attempt refused for its input (outcome ``error``) before any engine call.
+
+    Views call it when a form or parameter of an action is invalid, so every attempt leaves its row,
+    not only the ones that reach a service.
+    """
+    _audit(actor, action, queue_name=queue, outcome="error", remote_addr=remote_addr, detail=detail, error=error)
+
+
+def authorize(
+    *, actor: Any, action: Action, queue: str = "", remote_addr: str = "", detail: dict[str, Any] | None = None,
+) -> None:
     """Raise ``PermissionDenied`` (and audit the denied attempt) unless ``actor`` may do ``action``.
 
     Services call it themselves; views call it first when they must read a form before acting, so a
@@ -82,7 +148,8 @@ def authorize(*, actor: Any, action: Action, queue: str = "", remote_addr: str =
     """
     reason = denial_reason(actor, action)
     if reason is not None:
-        _audit(actor, action, queue_name=queue, outcome="denied", remote_addr=remote_addr, error=reason)
+        _audit(actor, action, queue_name=queue, outcome="denied", remote_addr=remote_addr, error=reason,
+               detail=detail)
         raise PermissionDenied(reason)
 
 
@@ -119,6 +186,14 @@ def _perform(
     return done
 
 
+def _check_name(name: object, what: str = "queue") -> None:
+    """Refuse a malformed queue name (NUL, spaces, 500 characters) before it reaches SQL: a 400, audited."""
+    try:
+        engine.validate_name(name, what)
+    except ValueError as exc:
+        raise ActionFailed(str(exc)) from None
+
+
 def _seconds(value: timedelta | None) -> float | None:
     return None if value is None else value.total_seconds()
 
@@ -128,6 +203,7 @@ def pause_queue(*, actor: Any, queue: str, remote_addr: str = "") -> None:
     """Stop deliveries from ``queue`` (sends are still accepted)."""
 
     def run() -> _Done:
+        _check_name(queue)
         engine.pause(queue)
         return _Done()
 
@@ -138,6 +214,7 @@ def resume_queue(*, actor: Any, queue: str, remote_addr: str = "") -> None:
     """Resume deliveries from ``queue``."""
 
     def run() -> _Done:
+        _check_name(queue)
         engine.resume(queue)
         return _Done()
 
@@ -157,27 +234,74 @@ def _settings_snapshot(q: Queue) -> dict[str, Any]:
     }
 
 
-def update_queue_settings(*, actor: Any, queue: str, settings: dict[str, Any], remote_addr: str = "") -> Queue:
-    """Change settings of ``queue`` (keywords of :func:`queues.update_queue`); the audit row holds the diff."""
+class ConfirmationNeeded(ActionFailed):
+    """A destructive action was asked for without its typed confirmation; ``impact`` says what it does."""
+
+    def __init__(self, message: str, impact: selectors.SettingsImpact) -> None:
+        super().__init__(message)
+        self.impact = impact
+
+
+def settings_impact(*, queue: str, settings: dict[str, Any]) -> selectors.SettingsImpact:
+    """What saving ``settings`` on ``queue`` would destroy (nothing for an unknown or invalid queue)."""
+    current = _existing_queue(queue)
+    return selectors.get_settings_impact(current, settings) if current is not None else selectors.SettingsImpact()
+
+
+def _existing_queue(name: str) -> Queue | None:
+    try:
+        engine.validate_name(name)
+    except ValueError:
+        return None
+    return Queue.objects.select_related("dead_letter_queue").filter(name=name).first()
+
+
+def update_queue_settings(
+    *, actor: Any, queue: str, settings: dict[str, Any], confirm: str = "", remote_addr: str = "",
+) -> Queue:
+    """Change settings of ``queue`` (keywords of :func:`queues.update_queue`); the audit row holds the diff.
+
+    A change that destroys messages (a shorter retention, see :class:`queues.selectors.SettingsImpact`)
+    is the action ``shorten_retention``: it needs the purge permission, and ``confirm`` must repeat the
+    queue's name, like a purge; without it :class:`ConfirmationNeeded` carries the consequence.
+    """
+    # Decided before the permission check, because the impact decides which permission applies;
+    # re-checked inside the transaction, where the row is locked, so a concurrent change cannot slip by.
+    action = (Action.SHORTEN_RETENTION if settings_impact(queue=queue, settings=settings).destructive
+              else Action.UPDATE_QUEUE_SETTINGS)
 
     def run() -> _Done:
-        before = Queue.objects.select_related("dead_letter_queue").filter(name=queue).first()
+        _check_name(queue)
+        before = (Queue.objects.select_for_update(of=("self",)).select_related("dead_letter_queue")
+                  .filter(name=queue).first())
         if before is None:
             raise NotFound(f"queue {queue!r} does not exist")
+        impact = selectors.get_settings_impact(before, settings)
+        if impact.destructive and action is not Action.SHORTEN_RETENTION:
+            raise ActionFailed(f"the retention of {queue!r} changed meanwhile: reload the page and try again")
+        if impact.destructive and confirm != queue:
+            raise ConfirmationNeeded(
+                f"{impact.consequence()} Type the queue's name {queue!r} to confirm.", impact
+            )
         old = _settings_snapshot(before)
         updated = engine.update_queue(queue, **settings)
         updated = Queue.objects.select_related("dead_letter_queue").get(pk=updated.pk)
         new = _settings_snapshot(updated)
         changes = {k: [old[k], new[k]] for k in new if old[k] != new[k]}
-        return _Done(result=updated, detail={"changes": changes})
+        detail: dict[str, Any] = {"changes": changes}
+        if impact.destructive:
+            detail.update(would_delete=impact.would_delete, consequence=impact.consequence())
+        return _Done(result=updated, count=impact.would_delete, detail=detail)
 
-    return _perform(actor, Action.UPDATE_QUEUE_SETTINGS, run, queue_name=queue, remote_addr=remote_addr).result
+    return _perform(actor, action, run, queue_name=queue, remote_addr=remote_addr,
+                    detail={"settings": settings}).result
 
 
 def purge_queue(*, actor: Any, queue: str, confirm: str, remote_addr: str = "") -> int:
     """Delete every message of ``queue``; ``confirm`` must repeat the queue's name. Returns how many."""
 
     def run() -> _Done:
+        _check_name(queue)
         if confirm != queue:
             raise ActionFailed(f"type the queue's name {queue!r} to confirm the purge (got {confirm!r})")
         return _Done(count=engine.purge(queue))
@@ -200,6 +324,7 @@ def delete_queue(*, actor: Any, queue: str, confirm: str, remote_addr: str = "")
     """Delete ``queue`` and its messages; ``confirm`` must repeat its name. Returns how many messages went."""
 
     def run() -> _Done:
+        _check_name(queue)
         if confirm != queue:
             raise ActionFailed(f"type the queue's name {queue!r} to confirm deleting it (got {confirm!r})")
         return _Done(count=engine.delete_queue(queue))
@@ -214,6 +339,7 @@ def publish_message(
     """Send one message to ``queue`` as the operator; returns its id (the first one's, for a dedup repeat)."""
 
     def run() -> _Done:
+        _check_name(queue)
         message_id = engine.send(
             queue, body, headers=headers, delay=delay, priority=priority, group=group, dedup_id=dedup_id
         )
@@ -225,7 +351,31 @@ def publish_message(
 
 
 # -- message actions --------------------------------------------------------------------------------
-def _selection(ids: Sequence[int] | None, match: selectors.MessageFilter | None) -> list[list[tuple[int, int]]]:
+@dataclass(frozen=True)
+class Bound:
+    """What the operator confirmed of an "all matching" action: at most ``count`` messages, ids up to ``max_id``.
+
+    Messages that start matching after the confirmation (new sends, moves) are left alone, so the
+    action never does more than the page said it would.
+    """
+
+    count: int
+    max_id: int
+
+    def __post_init__(self) -> None:
+        for name in ("count", "max_id"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+                raise ActionFailed(f"the confirmed {name.replace('_', ' ')} must be a whole number >= 0, got {value!r}")
+
+
+def _typed_count_ok(confirm: str, count: int) -> bool:
+    return confirm.replace(",", "").replace(" ", "").replace("_", "") == str(count)
+
+
+def _selection(
+    ids: Sequence[int] | None, match: selectors.MessageFilter | None, bound: Bound | None = None,
+) -> list[list[tuple[int, int]]]:
     """The chosen messages as batches of ``(id, queue id)``, read inside the action's transaction."""
     if (ids is None) == (match is None):
         raise ActionFailed("choose messages either by ids or by a filter, not both or neither")
@@ -240,7 +390,15 @@ def _selection(ids: Sequence[int] | None, match: selectors.MessageFilter | None)
         return [list(Message.objects.filter(id__in=clean).order_by("id").values_list("id", "queue_id"))]
     assert match is not None
     try:
-        return list(selectors.iter_matching_ids(match))
+        if bound is None:
+            return list(selectors.iter_matching_ids(match))
+        left, out = bound.count, []
+        for batch in selectors.iter_matching_ids(match, max_id=bound.max_id):
+            if left <= 0:
+                break
+            out.append(batch[:left])
+            left -= len(out[-1])
+        return out
     except selectors.SearchError as exc:
         raise ActionFailed(str(exc))
 
@@ -248,17 +406,19 @@ def _selection(ids: Sequence[int] | None, match: selectors.MessageFilter | None)
 def _bulk(
     actor: Any, action: Action, per_queue: Callable[[str, list[int]], int], *, ids: Sequence[int] | None,
     match: selectors.MessageFilter | None, remote_addr: str, detail: dict[str, Any] | None = None,
-    precheck: Callable[[], None] | None = None,
+    precheck: Callable[[], None] | None = None, bound: Bound | None = None,
 ) -> int:
     names = dict(Queue.objects.values_list("id", "name"))
     scope: dict[str, Any] = {"filter": match.text()} if match is not None else {}
+    if bound is not None:
+        scope["confirmed"] = {"count": bound.count, "max_id": bound.max_id}
 
     def run() -> _Done:
         if precheck is not None:
             precheck()
         total = 0
         touched: dict[str, int] = {}
-        for batch in _selection(ids, match):
+        for batch in _selection(ids, match, bound):
             by_queue: dict[int, list[int]] = {}
             for message_id, queue_id in batch:
                 by_queue.setdefault(queue_id, []).append(message_id)
@@ -280,28 +440,47 @@ def _bulk(
 
 def delete_messages(
     *, actor: Any, ids: Sequence[int] | None = None, match: selectors.MessageFilter | None = None,
-    remote_addr: str = "",
+    bound: Bound | None = None, confirm: str = "", remote_addr: str = "",
 ) -> int:
-    """Delete the chosen messages (in flight ones too); returns how many existed."""
-    return _bulk(actor, Action.DELETE_MESSAGES, engine.delete_messages, ids=ids, match=match, remote_addr=remote_addr)
+    """Delete the chosen messages (in flight ones too); returns how many existed.
+
+    Deleting by ``match`` (every message a search matches, possibly thousands the operator never saw)
+    needs the :class:`Bound` the confirmation showed, and ``confirm`` must repeat its count: the
+    same weight as typing a queue's name to purge it.
+    """
+
+    def precheck() -> None:
+        if match is None:
+            return
+        if bound is None:
+            raise ActionFailed("deleting every matching message needs the count and highest id that its "
+                               "confirmation page showed: open the confirmation again")
+        if not _typed_count_ok(confirm, bound.count):
+            raise ActionFailed(f"type the number of messages, {bound.count}, to confirm deleting them "
+                               f"(got {confirm!r})")
+
+    return _bulk(actor, Action.DELETE_MESSAGES, engine.delete_messages, ids=ids, match=match, remote_addr=remote_addr,
+                 precheck=precheck, bound=bound)
 
 
 def retry_messages(
     *, actor: Any, ids: Sequence[int] | None = None, match: selectors.MessageFilter | None = None,
-    remote_addr: str = "",
+    bound: Bound | None = None, remote_addr: str = "",
 ) -> int:
     """Make the chosen delayed or backing-off messages ready now; returns how many changed."""
-    return _bulk(actor, Action.RETRY_MESSAGES, engine.retry_now, ids=ids, match=match, remote_addr=remote_addr)
+    return _bulk(actor, Action.RETRY_MESSAGES, engine.retry_now, ids=ids, match=match, remote_addr=remote_addr,
+                 bound=bound)
 
 
 def move_messages(
     *, actor: Any, to: str, ids: Sequence[int] | None = None, match: selectors.MessageFilter | None = None,
-    remote_addr: str = "",
+    bound: Bound | None = None, remote_addr: str = "",
 ) -> int:
     """Move the chosen messages to the queue ``to``, ready at once; in-flight ones stay. Returns how many moved."""
 
     def check_target() -> None:
-        if not isinstance(to, str) or not Queue.objects.filter(name=to).exists():
+        _check_name(to, "target queue")
+        if not Queue.objects.filter(name=to).exists():
             raise ActionFailed(f"target queue {to!r} does not exist: pick an existing queue to move messages to")
 
     def move(queue: str, chunk: list[int]) -> int:
@@ -310,7 +489,7 @@ def move_messages(
         return engine.move_messages(queue, chunk, to=to)
 
     return _bulk(actor, Action.MOVE_MESSAGES, move, ids=ids, match=match, remote_addr=remote_addr,
-                 detail={"to": to}, precheck=check_target)
+                 detail={"to": to}, precheck=check_target, bound=bound)
 
 
 def reveal_body(*, actor: Any, message_id: int, remote_addr: str = "") -> selectors.MessageDetail:
@@ -358,6 +537,9 @@ def start_redrive(
     """
 
     def run() -> _Done:
+        _check_name(queue)
+        if to:
+            _check_name(to, "target queue")
         source = Queue.objects.filter(name=queue).first()
         if source is None:
             raise NotFound(f"queue {queue!r} does not exist")

@@ -23,6 +23,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from queues import conf, selectors, services, validation
+from queues.engine import core as engine
 from queues.forms import (
     BULK_ACTIONS,
     BulkError,
@@ -121,16 +122,63 @@ def _unstorable_input(request: HttpRequest, kwargs: dict[str, Any]) -> HttpRespo
     return _error(request, f"{problem}: remove it and try again")
 
 
-def _authorize(request: HttpRequest, action: Action, queue: str) -> None:
-    services.authorize(actor=request.user, action=action, queue=queue, remote_addr=_remote_addr(request))
+def _authorize(request: HttpRequest, action: Action, queue: str, **detail: Any) -> None:
+    services.authorize(actor=request.user, action=action, queue=queue, remote_addr=_remote_addr(request),
+                       detail=detail or None)
 
 
 def _queue_or_404(name: str) -> Queue:
-    # A malformed name cannot be a queue: 404 without asking the database (a NUL would not even reach it).
-    queue = selectors.get_queue(name) if selectors.is_queue_name(name) else None
+    try:
+        engine.validate_name(name)
+    except ValueError:
+        raise Http404(f"there is no queue named {name!r} (it is not even a valid queue name)") from None
+    queue = selectors.get_queue(name)
     if queue is None:
         raise Http404(f"there is no queue named {name!r}")
     return queue
+
+
+def _refuse(request: HttpRequest, action: Action, queue: str, error: str, **detail: Any) -> None:
+    """Audit an attempt refused for its input: every attempt leaves its row, not only the valid ones."""
+    services.refuse(actor=request.user, action=action, queue=queue, error=error, remote_addr=_remote_addr(request),
+                    detail=detail or None)
+
+
+def _hidden_terms(match: selectors.MessageFilter) -> dict[str, Any]:
+    """What a refused body search asked for, for its audit row: the paths, never the values (a value
+    typed there may be the very secret that ``HIDE_BODIES`` keeps out of sight, and viewers read the log)."""
+    return {"body_paths": [".".join(path) for path, _ in match.body]}
+
+
+def _form_errors(form: Any) -> str:
+    return "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
+
+
+def _action_queue(request: HttpRequest, action: Action, name: str) -> Queue:
+    """The queue a POSTed action names, after the permission check (audited), so a user who may not act
+    learns nothing about which names exist; a malformed or unknown name is refused and audited too."""
+    _authorize(request, action, name)
+    try:
+        engine.validate_name(name)
+    except ValueError as exc:
+        _refuse(request, action, name, str(exc))
+        raise services.ActionFailed(str(exc)) from None
+    queue = selectors.get_queue(name)
+    if queue is None:
+        message = f"there is no queue named {name!r}"
+        _refuse(request, action, name, message)
+        raise Http404(message)
+    return queue
+
+
+def _page_queue(request: HttpRequest, action: Action, name: str) -> Queue:
+    """The queue of an action's GET form, after the (unaudited: nothing is attempted yet) permission check."""
+    check(request.user, action)
+    try:
+        engine.validate_name(name)
+    except ValueError as exc:
+        raise services.ActionFailed(str(exc)) from None
+    return _queue_or_404(name)
 
 
 def _int_param(request: HttpRequest, key: str) -> int | None:
@@ -235,6 +283,8 @@ def message_browser(request: HttpRequest, name: str | None = None) -> HttpRespon
         after = _int_param(request, "after")
         before = _int_param(request, "before")
         match = selectors.parse_search(q, queue=queue.name if queue else None, state=state or None)
+        if match.reads_bodies:
+            _authorize(request, Action.SEARCH_BODIES, match.single_queue or "", **_hidden_terms(match))
         page = selectors.search_messages(match, after=after, before=before)
     except ValueError as exc:  # SearchError and bad cursors
         context.update(error=str(exc), page=selectors.MessagePage())
@@ -339,17 +389,29 @@ def queue_resume(request: HttpRequest, name: str) -> HttpResponse:
 @require_POST
 @action_endpoint
 def queue_settings(request: HttpRequest, name: str) -> HttpResponse:
-    """Save the settings form of the queue page."""
-    queue = _queue_or_404(name)
-    _authorize(request, Action.UPDATE_QUEUE_SETTINGS, name)
+    """Save the settings form of the queue page; a change that deletes messages asks for the name typed."""
+    queue = _action_queue(request, Action.UPDATE_QUEUE_SETTINGS, name)
     form = QueueSettingsForm(request.POST, queue=queue)
     if not form.is_valid():
+        _refuse(request, Action.UPDATE_QUEUE_SETTINGS, name, _form_errors(form))
         return _queue_page(request, queue, settings_form=form, status=400)
+    settings = form.settings()
+    impact = services.settings_impact(queue=name, settings=settings)
+    if impact.destructive:
+        # Its own permission, checked (and a refusal audited) before the confirmation page is shown.
+        _authorize(request, Action.SHORTEN_RETENTION, name)
+        if "confirm" not in request.POST:
+            return _page(request, "queues/queue_settings_confirm.html",
+                         {"queue": queue, "form": form, "impact": impact, "nav": "queues"})
     try:
-        services.update_queue_settings(actor=request.user, queue=name, settings=form.settings(),
-                                       remote_addr=_remote_addr(request))
+        services.update_queue_settings(actor=request.user, queue=name, settings=settings,
+                                       confirm=request.POST.get("confirm", ""), remote_addr=_remote_addr(request))
     except services.NotFound:
         raise
+    except services.ConfirmationNeeded as exc:
+        form.add_error(None, str(exc))
+        return _page(request, "queues/queue_settings_confirm.html",
+                     {"queue": queue, "form": form, "impact": exc.impact, "nav": "queues"}, status=400)
     except services.ActionFailed as exc:
         form.add_error(None, str(exc))
         return _queue_page(request, queue, settings_form=form, status=400)
@@ -360,12 +422,11 @@ def _confirm_name_view(
     request: HttpRequest, name: str, *, action: Action, template: str, perform: Callable[[str], int],
     done_message: Callable[[int], str], done_url: Callable[[], str],
 ) -> HttpResponse:
-    queue = _queue_or_404(name)
     if request.method == "GET":
-        check(request.user, action)
+        queue = _page_queue(request, action, name)
         stats = selectors.get_queue_stats(name)
         return _page(request, template, {"queue": queue, "stats": stats, "form": ConfirmNameForm(), "nav": "queues"})
-    _authorize(request, action, name)
+    queue = _action_queue(request, action, name)
     form = ConfirmNameForm(request.POST)
     confirm = form.data.get("confirm", "")
     try:
@@ -416,6 +477,7 @@ def queue_create(request: HttpRequest) -> HttpResponse:
     _authorize(request, Action.CREATE_QUEUE, request.POST.get("name", ""))
     form = QueueCreateForm(request.POST)
     if not form.is_valid():
+        _refuse(request, Action.CREATE_QUEUE, request.POST.get("name", ""), _form_errors(form))
         return _page(request, "queues/queue_create.html", {"form": form, "nav": "queues"}, status=400)
     name = form.cleaned_data["name"]
     try:
@@ -431,13 +493,13 @@ def queue_create(request: HttpRequest) -> HttpResponse:
 @action_endpoint
 def queue_publish(request: HttpRequest, name: str) -> HttpResponse:
     """GET: the publish form; POST: send the message."""
-    queue = _queue_or_404(name)
     if request.method == "GET":
-        check(request.user, Action.PUBLISH_MESSAGE)
+        queue = _page_queue(request, Action.PUBLISH_MESSAGE, name)
         return _page(request, "queues/publish.html", {"queue": queue, "form": PublishForm(), "nav": "queues"})
-    _authorize(request, Action.PUBLISH_MESSAGE, name)
+    queue = _action_queue(request, Action.PUBLISH_MESSAGE, name)
     form = PublishForm(request.POST)
     if not form.is_valid():
+        _refuse(request, Action.PUBLISH_MESSAGE, name, _form_errors(form))
         return _page(request, "queues/publish.html", {"queue": queue, "form": form, "nav": "queues"}, status=400)
     try:
         message_id = services.publish_message(actor=request.user, queue=name, remote_addr=_remote_addr(request),
@@ -455,19 +517,21 @@ def queue_publish(request: HttpRequest, name: str) -> HttpResponse:
 @action_endpoint
 def queue_redrive(request: HttpRequest, name: str) -> HttpResponse:
     """GET: the redrive form for the dead-letter queue ``name`` (``?to=`` prefills the target); POST: start."""
-    queue = _queue_or_404(name)
+    if request.method == "GET":
+        queue = _page_queue(request, Action.START_REDRIVE, name)
+    else:
+        queue = _action_queue(request, Action.START_REDRIVE, name)
     stats = selectors.get_queue_stats(name)
     sources = list(Queue.objects.filter(dead_letter_queue=queue).values_list("name", flat=True))
     # Where to go afterwards: the queue the dead letters came from, as the GET's ?to= suggested.
     back = request.GET.get("to", "") if request.method == "GET" else request.POST.get("back", "")
     ctx = {"queue": queue, "stats": stats, "sources": sources, "nav": "queues", "back": back}
     if request.method == "GET":
-        check(request.user, Action.START_REDRIVE)
         initial = {"to": request.GET.get("to", "")}
         return _page(request, "queues/redrive.html", {**ctx, "form": RedriveForm(initial=initial, source=name)})
-    _authorize(request, Action.START_REDRIVE, name)
     form = RedriveForm(request.POST, source=name)
     if not form.is_valid():
+        _refuse(request, Action.START_REDRIVE, name, _form_errors(form))
         return _page(request, "queues/redrive.html", {**ctx, "form": form}, status=400)
     d = form.cleaned_data
     try:
@@ -518,32 +582,51 @@ def message_bulk(request: HttpRequest) -> HttpResponse:
         match = selectors.parse_search(bulk.q) if bulk.scope == "matching" else None
         if bulk.action == "move" and not bulk.to and request.method == "POST":
             raise BulkError("choose the queue to move the messages to")
+        if request.method == "POST" and match is not None and (bulk.count is None or bulk.max_id is None):
+            raise BulkError("an action on every matching message needs the count and highest id its confirmation "
+                            "page showed: open the confirmation page again")
     except ValueError as exc:
+        if request.method == "POST":
+            _refuse(request, action, "", str(exc))
         return _error(request, str(exc))
+    if match is not None and match.reads_bodies:
+        _authorize(request, Action.SEARCH_BODIES, match.single_queue or "", **_hidden_terms(match))
     back = _safe_next(request, bulk.next, reverse("queues:messages"))
+    context = {"bulk": bulk, "match": match, "verb": BULK_ACTIONS[bulk.action], "back": back,
+               "queue_names": selectors.queue_names(), "nav": "messages"}
     if request.method == "GET":
+        max_id = None
         try:
             if match is not None:
-                count = selectors.count_messages(match)
+                count, max_id = selectors.matching_bounds(match)
             else:
                 count = selectors.count_existing(bulk.ids)
         except selectors.SearchError as exc:
             return _error(request, str(exc))
-        return _page(request, "queues/bulk_confirm.html", {
-            "bulk": bulk, "match": match, "count": count, "verb": BULK_ACTIONS[bulk.action], "back": back,
-            "queue_names": selectors.queue_names(), "nav": "messages",
-        })
+        return _page(request, "queues/bulk_confirm.html", {**context, "count": count, "max_id": max_id})
     common: dict[str, Any] = {"actor": request.user, "remote_addr": _remote_addr(request)}
-    common.update({"match": match} if match is not None else {"ids": bulk.ids})
-    if bulk.action == "delete":
-        n = services.delete_messages(**common)
-        text = f"Deleted {n:,} messages."
-    elif bulk.action == "retry":
-        n = services.retry_messages(**common)
-        text = f"{n:,} messages are ready now."
+    if match is not None:
+        assert bulk.count is not None and bulk.max_id is not None
+        common.update(match=match, bound=services.Bound(count=bulk.count, max_id=bulk.max_id))
     else:
-        n = services.move_messages(to=bulk.to, **common)
-        text = f"Moved {n:,} messages to {bulk.to}."
+        common["ids"] = bulk.ids
+    try:
+        if bulk.action == "delete":
+            n = services.delete_messages(confirm=bulk.confirm, **common)
+            text = f"Deleted {n:,} messages."
+        elif bulk.action == "retry":
+            n = services.retry_messages(**common)
+            text = f"{n:,} messages are ready now."
+        else:
+            n = services.move_messages(to=bulk.to, **common)
+            text = f"Moved {n:,} messages to {bulk.to}."
+    except services.NotFound:
+        raise
+    except services.ActionFailed as exc:
+        if match is None:
+            raise
+        return _page(request, "queues/bulk_confirm.html",
+                     {**context, "count": bulk.count, "max_id": bulk.max_id, "error": str(exc)}, status=400)
     return _done(request, text, back)
 
 

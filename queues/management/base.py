@@ -296,10 +296,11 @@ def audit(action: str, *, queue: str = "", count: int = 0, detail: dict[str, Any
     Commands run with shell access to the database, so they check no Django permission.
     """
     from queues.models import AuditEvent
+    from queues.services import clean_json, clean_text
 
     AuditEvent.objects.create(
-        actor=None, actor_name=cli_actor()[:150], action=action, queue_name=queue, count=count,
-        detail={"via": "command line", **(detail or {})},
+        actor=None, actor_name=clean_text(cli_actor(), 150), action=action, queue_name=clean_text(queue, 80),
+        count=count, detail=clean_json({"via": "command line", **(detail or {})}),
     )
 
 

@@ -55,9 +55,28 @@ def test_admin_pause_action_confirms_on_get_and_acts_on_post(two_queues, client_
 
 def test_admin_purge_goes_through_the_service(two_queues, client_for):
     c = client_for("admin")
-    c.post(reverse("admin:queues_queue_confirm"), {"action": "purge", "name": ["orders"]})
+    c.post(reverse("admin:queues_queue_confirm"), {"action": "purge", "name": ["orders"], "confirm": "orders"})
     assert queues.queue_stats("orders").depth == 0
     assert AuditEvent.objects.get(action="purge_queue").count == 3
+
+
+def test_admin_purge_needs_each_queue_name_typed(two_queues, client_for):
+    c = client_for("admin")
+    page = c.get(reverse("admin:queues_queue_confirm"), {"action": "purge", "name": two_queues})
+    assert b'name="confirm"' in page.content
+    depths = {name: queues.queue_stats(name).depth for name in two_queues}
+    c.post(reverse("admin:queues_queue_confirm"), {"action": "purge", "name": two_queues})  # one click
+    assert {name: queues.queue_stats(name).depth for name in two_queues} == depths
+    assert set(AuditEvent.objects.values_list("outcome", flat=True)) == {"error"}
+    c.post(reverse("admin:queues_queue_confirm"), {"action": "purge", "name": two_queues, "confirm": two_queues[0]})
+    assert queues.queue_stats(two_queues[0]).depth == 0 and queues.queue_stats(two_queues[1]).depth == depths[
+        two_queues[1]]
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "x" * 500, "Bad Name"])
+def test_admin_confirm_page_refuses_a_malformed_name_with_a_400(two_queues, client_for, name):
+    response = client_for("admin").get(reverse("admin:queues_queue_confirm"), {"action": "pause", "name": [name]})
+    assert response.status_code == 400 and b"invalid queue name" in response.content.lower()
 
 
 def test_admin_actions_are_permission_gated(two_queues, make_user, client_for):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.urls import reverse
@@ -151,7 +152,7 @@ def test_invalid_settings_are_a_400_with_field_errors(orders, client_for):
 def test_settings_form_saves(orders, client_for):
     response = client_for("operator").post(reverse("queues:queue-settings", args=[orders]), {
         "kind": "fifo", "visibility_timeout": "45", "max_receives": "0", "dead_letter_queue": "",
-        "default_delay": "2", "retention": "3600", "max_message_size": "1024", "dedup_window": "60"})
+        "default_delay": "2", "retention": "345600", "max_message_size": "1024", "dedup_window": "60"})
     assert response.status_code == 302
     q = queues.get_queue(orders)
     assert (q.kind, q.visibility_timeout.total_seconds(), q.max_receives, q.dead_letter_queue) == (
@@ -194,8 +195,9 @@ def test_bulk_confirm_shows_the_count_then_acts(orders, client_for, make_queue):
     page = c.get(reverse("queues:message-bulk"), {"action": "move", "scope": "matching", "q": q, "to": "other"})
     assert page.status_code == 200 and b"Move 3 messages?" in page.content
     assert queues.queue_stats("other").depth == 0  # the GET changed nothing
+    max_id = re.search(rb'name="max_id" value="(\d+)"', page.content).group(1).decode()
     response = c.post(reverse("queues:message-bulk"), {"action": "move", "scope": "matching", "q": q, "to": "other",
-                                                      "next": "https://evil.example/"})
+                                                      "count": "3", "max_id": max_id, "next": "https://evil.example/"})
     assert response.status_code == 302 and response["Location"] == reverse("queues:messages")
     assert queues.queue_stats("other").depth == 3 and queues.queue_stats(orders).depth == 5
 

@@ -293,7 +293,8 @@ def test_action_and_audit_commit_together(env, users, monkeypatch):
 def test_delete_all_matching_a_filter(env, users):
     queues.send_batch("other", [{"n": i} for i in range(4)])
     acme = [queues.send("other", {"n": i}, headers={"tenant": "acme"}) for i in range(3)]
-    n = services.delete_messages(actor=users["purger"], match=parse_search("queue:other header.tenant:acme"))
+    n = services.delete_messages(actor=users["purger"], match=parse_search("queue:other header.tenant:acme"),
+                                 bound=services.Bound(count=3, max_id=max(acme)), confirm="3")
     assert n == 3
     assert not Message.objects.filter(id__in=acme).exists()
     assert _depth("other") == 4

@@ -137,6 +137,10 @@ class Command(MQCommand):
                                 description="Change settings of a queue; settings not given stay as they are.")
         update.add_argument("name", help="The queue to change.")
         _add_settings(update, creating=False)
+        update.add_argument("--yes", action="store_true",
+                            help="Do not ask for confirmation when the change deletes messages (a shorter "
+                                 "--retention: the next prune deletes what is older). Without a terminal to ask "
+                                 "at, such a change needs --yes.")
 
         delete = sub.add_parser("delete", help="Delete a queue and its messages.",
                                 description="Delete a queue and every message in it (audited). Its dead-letter "
@@ -195,9 +199,19 @@ class Command(MQCommand):
                 "nothing to change: pass at least one setting, for example "
                 f"`mq_queue update {name} --visibility-timeout 60` (see mq_queue update --help)"
             )
+        impact = _impact(name, settings)
+        if impact.destructive:
+            # The same weight as purging: the consequence spelled out, the name typed (or --yes).
+            confirm_by_name(self, name=name, action="shorten the retention of", yes=options["yes"],
+                            summary=impact.consequence())
         with conf.atomic():
             queues.update_queue(name, **settings)
-            audit(Action.UPDATE_QUEUE_SETTINGS, queue=name, detail={"settings": settings})
+            if impact.destructive:
+                audit(Action.SHORTEN_RETENTION, queue=name, count=impact.would_delete,
+                      detail={"settings": settings, "would_delete": impact.would_delete,
+                              "consequence": impact.consequence()})
+            else:
+                audit(Action.UPDATE_QUEUE_SETTINGS, queue=name, detail={"settings": settings})
         self.stdout.write(f"Updated queue {name!r}: {_describe(settings)}.")
 
     def _delete(self, options: dict[str, Any]) -> None:
@@ -214,6 +228,15 @@ class Command(MQCommand):
         kept = (f" Its dead-letter queue {queue.dead_letter_queue.name!r} stays."
                 if queue.dead_letter_queue_id else "")
         self.stdout.write(f"Deleted queue {name!r} and its {count} messages.{kept}")
+
+
+def _impact(name: str, settings: dict[str, Any]) -> Any:
+    """What the change would destroy (see ``queues.selectors.SettingsImpact``)."""
+    from queues import selectors
+
+    if settings.get("retention") is None or not _exists(name):
+        return selectors.SettingsImpact()  # an unknown queue is refused by update_queue, in its words
+    return selectors.get_settings_impact(queues.get_queue(name), settings)
 
 
 def _exists(name: str) -> bool:
