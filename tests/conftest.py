@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 _QUIET = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large]
 hypothesis_settings.register_profile("default", max_examples=60, deadline=None, suppress_health_check=_QUIET)
 hypothesis_settings.register_profile(
-    "fuzz", max_examples=5_000, deadline=None, suppress_health_check=_QUIET, print_blob=True
+    "fuzz", max_examples=int(os.environ.get("HYPOTHESIS_FUZZ_EXAMPLES", 5_000)), deadline=None,
+    suppress_health_check=_QUIET, print_blob=True
 )
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
