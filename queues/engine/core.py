@@ -77,6 +77,8 @@ def validate_name(name: object, what: str = "queue") -> str:
 def _seconds(value: object, setting: str, *, minimum: float = 0.0, maximum: float | None = None) -> float:
     if isinstance(value, timedelta):
         value = value.total_seconds()
+    if isinstance(value, int) and abs(value) > BIGINT_MAX:  # isfinite() and float() overflow past a double
+        raise InvalidQueueSettings(f"{setting} must be a number of seconds, got a {value.bit_length()}-bit integer")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InvalidQueueSettings(f"{setting} must be a (finite) number of seconds, got {value!r}")
     if value < minimum or (maximum is not None and value > maximum):
@@ -1055,6 +1057,8 @@ def reap_redrives(*, stale_after: float | None = None) -> int:
 
     seconds = _seconds(conf.get("REDRIVE_STALE_AFTER") if stale_after is None else stale_after,
                        "stale_after", minimum=REDRIVE_BEAT * 2)
+    if seconds > 100 * 365 * 86400:  # past PostgreSQL's interval range the UPDATE itself would fail
+        raise InvalidQueueSettings(f"stale_after must be at most 100 years, got {seconds:g} seconds")
     with conf.db().cursor() as cur:
         cur.execute(
             "UPDATE queues_redrive SET state = %(failed)s, finished_at = statement_timestamp(), "
@@ -1074,6 +1078,8 @@ def stop_redrive(redrive_id: int) -> bool:
     """Ask a running redrive to stop after its current batch. Returns False if it was not running."""
     from queues.models import Redrive, RedriveState
 
+    if isinstance(redrive_id, bool) or not isinstance(redrive_id, int) or not 0 < redrive_id <= BIGINT_MAX:
+        raise ValueError(f"redrive_id must be an integer from 1 to {BIGINT_MAX}, got {redrive_id!r}")
     return bool(
         Redrive.objects.filter(pk=redrive_id, state=RedriveState.RUNNING).update(state=RedriveState.STOPPING)
     )
@@ -1125,6 +1131,9 @@ def prune(*, batch: int = 5000) -> PruneResult:
     Works in batches of ``batch`` per queue so it never holds long locks; call it periodically
     (``mq_prune``; workers do it on their own).
     """
+    # 0 would loop forever (a batch never comes back smaller), a negative one is an SQL error.
+    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= INT_MAX:
+        raise ValueError(f"batch must be an integer from 1 to {INT_MAX}, got {batch!r}")
     expired = 0
     with conf.db().cursor() as cur:
         cur.execute("SELECT id FROM queues_queue")
@@ -1164,6 +1173,8 @@ def unsubscribe(topic: str, queue: str) -> bool:
     """Remove ``queue``'s subscription to ``topic``; False if there was none."""
     from queues.models import Subscription
 
+    validate_name(topic, "topic")
+    validate_name(queue)
     deleted, _ = Subscription.objects.filter(topic__name=topic, queue__name=queue).delete()
     return bool(deleted)
 
