@@ -1074,6 +1074,8 @@ def stop_redrive(redrive_id: int) -> bool:
     """Ask a running redrive to stop after its current batch. Returns False if it was not running."""
     from queues.models import Redrive, RedriveState
 
+    if isinstance(redrive_id, bool) or not isinstance(redrive_id, int) or not 0 < redrive_id <= BIGINT_MAX:
+        raise ValueError(f"a redrive id must be an integer from 1 to {BIGINT_MAX}, got {redrive_id!r}")
     return bool(
         Redrive.objects.filter(pk=redrive_id, state=RedriveState.RUNNING).update(state=RedriveState.STOPPING)
     )
@@ -1125,6 +1127,8 @@ def prune(*, batch: int = 5000) -> PruneResult:
     Works in batches of ``batch`` per queue so it never holds long locks; call it periodically
     (``mq_prune``; workers do it on their own).
     """
+    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= INT_MAX:
+        raise ValueError(f"batch must be an integer from 1 to {INT_MAX}, got {batch!r}")
     expired = 0
     with conf.db().cursor() as cur:
         cur.execute("SELECT id FROM queues_queue")
@@ -1164,6 +1168,8 @@ def unsubscribe(topic: str, queue: str) -> bool:
     """Remove ``queue``'s subscription to ``topic``; False if there was none."""
     from queues.models import Subscription
 
+    validate_name(topic, "topic")
+    validate_name(queue)
     deleted, _ = Subscription.objects.filter(topic__name=topic, queue__name=queue).delete()
     return bool(deleted)
 
