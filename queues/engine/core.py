@@ -170,6 +170,8 @@ def _recovers_connection(func: Callable[..., Any]) -> Callable[..., Any]:
             if db.in_atomic_block or not _connection_lost(db):
                 raise
             lost = exc
+            # None: the call could not even connect (Django keeps a connection that broke in use).
+            first = "the connection was lost" if db.connection is not None else "connecting failed"
         db.close()  # the next statement opens a new connection
         try:
             return func(*args, **kwargs)
@@ -178,10 +180,11 @@ def _recovers_connection(func: Callable[..., Any]) -> Callable[..., Any]:
         except (OperationalError, InterfaceError) as exc:
             if not _connection_lost(conf.db()):
                 raise
+            again = _first_line(exc)
+            why = again if _first_line(lost) == again else f"{first} ({_first_line(lost)}), then: {again}"
             raise DatabaseUnavailable(
-                f"the database is unavailable: the connection was lost ({_first_line(lost)}) and reconnecting "
-                f"failed ({_first_line(exc)}); retry later (a send retried with the same dedup_id is not "
-                "stored twice)"
+                f"the database is unavailable ({why}); tried twice; retry later (a send retried with the same "
+                "dedup_id is not stored twice)"
             ) from exc
 
     return call
