@@ -172,6 +172,8 @@ def _recovers_connection(func: Callable[..., Any]) -> Callable[..., Any]:
             if db.in_atomic_block or not _connection_lost(db):
                 raise
             lost = exc
+            # None: the call could not even connect (Django keeps a connection that broke in use).
+            first = "the connection was lost" if db.connection is not None else "connecting failed"
         db.close()  # the next statement opens a new connection
         try:
             return func(*args, **kwargs)
@@ -180,10 +182,11 @@ def _recovers_connection(func: Callable[..., Any]) -> Callable[..., Any]:
         except (OperationalError, InterfaceError) as exc:
             if not _connection_lost(conf.db()):
                 raise
+            again = _first_line(exc)
+            why = again if _first_line(lost) == again else f"{first} ({_first_line(lost)}), then: {again}"
             raise DatabaseUnavailable(
-                f"the database is unavailable: the connection was lost ({_first_line(lost)}) and reconnecting "
-                f"failed ({_first_line(exc)}); retry later (a send retried with the same dedup_id is not "
-                "stored twice)"
+                f"the database is unavailable ({why}); tried twice; retry later (a send retried with the same "
+                "dedup_id is not stored twice)"
             ) from exc
 
     return call
@@ -1079,7 +1082,7 @@ def stop_redrive(redrive_id: int) -> bool:
     from queues.models import Redrive, RedriveState
 
     if isinstance(redrive_id, bool) or not isinstance(redrive_id, int) or not 0 < redrive_id <= BIGINT_MAX:
-        raise ValueError(f"redrive_id must be an integer from 1 to {BIGINT_MAX}, got {redrive_id!r}")
+        raise ValueError(f"a redrive id must be an integer from 1 to {BIGINT_MAX}, got {redrive_id!r}")
     return bool(
         Redrive.objects.filter(pk=redrive_id, state=RedriveState.RUNNING).update(state=RedriveState.STOPPING)
     )
@@ -1131,7 +1134,6 @@ def prune(*, batch: int = 5000) -> PruneResult:
     Works in batches of ``batch`` per queue so it never holds long locks; call it periodically
     (``mq_prune``; workers do it on their own).
     """
-    # 0 would loop forever (a batch never comes back smaller), a negative one is an SQL error.
     if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= INT_MAX:
         raise ValueError(f"batch must be an integer from 1 to {INT_MAX}, got {batch!r}")
     expired = 0

@@ -39,10 +39,10 @@ class MQCommand(BaseCommand):
             return super().execute(*args, **options)
         except CommandError:
             raise
+        except OperationalError as exc:  # before MQError: the engine's DatabaseUnavailable is both
+            raise CommandError(f"cannot reach PostgreSQL ({first_line(exc)}): {database_hint()}") from None
         except (MQError, ValueError) as exc:
             raise CommandError(str(exc)) from None
-        except OperationalError as exc:
-            raise CommandError(f"cannot reach PostgreSQL ({first_line(exc)}): {database_hint()}") from None
         except ProgrammingError as exc:
             raise CommandError(
                 f"the database is not ready ({first_line(exc)}): run `python manage.py migrate` first"

@@ -114,6 +114,8 @@ def test_names_postgresql_cannot_store_are_invalid_names(queue, unchanged, name)
         lambda: queues.stats([name]),
         lambda: queues.publish(name, {"ok": 1}),
         lambda: queues.subscribe(name, queue),
+        lambda: queues.unsubscribe(name, queue),
+        lambda: queues.unsubscribe("events", name),
     ):
         with pytest.raises(queues.InvalidQueueName):
             call()
@@ -162,6 +164,8 @@ def test_the_text_check_names_the_problem():
         pytest.param(lambda q: queues.redrive(q + ".dlq", limit=2**31), id="redrive-limit-column"),
         pytest.param(lambda q: queues.redrive(q + ".dlq", rate=float("inf")), id="redrive-rate-infinite"),
         pytest.param(lambda q: queues.receive(q, wait=float("inf")), id="wait-infinite"),
+        pytest.param(lambda q: queues.stop_redrive(2**63), id="redrive-id-past-bigint"),
+        pytest.param(lambda q: queues.prune(batch=2**31), id="prune-batch-past-int"),
     ],
 )
 def test_numbers_past_their_column_are_refused_by_name(queue, call):
