@@ -174,10 +174,6 @@ def _action_queue(request: HttpRequest, action: Action, name: str) -> Queue:
 def _page_queue(request: HttpRequest, action: Action, name: str) -> Queue:
     """The queue of an action's GET form, after the (unaudited: nothing is attempted yet) permission check."""
     check(request.user, action)
-    try:
-        engine.validate_name(name)
-    except ValueError as exc:
-        raise services.ActionFailed(str(exc)) from None
     return _queue_or_404(name)
 
 
