@@ -137,7 +137,7 @@ class PublishForm(forms.Form):
 
     def clean_body(self) -> Any:
         try:
-            return validation.loads_json(self.cleaned_data["body"], "the body")
+            return validation.loads_json(self.cleaned_data["body"], "the body", check_strings=False)
         except validation.InvalidInput as exc:
             raise forms.ValidationError(_sentence(str(exc))) from None
 
@@ -146,7 +146,7 @@ class PublishForm(forms.Form):
         if not text:
             return {}
         try:
-            value = validation.loads_json(text, "the headers")
+            value = validation.loads_json(text, "the headers", check_strings=False)
         except validation.InvalidInput as exc:
             raise forms.ValidationError(_sentence(str(exc))) from None
         if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):

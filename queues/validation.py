@@ -138,10 +138,14 @@ def check_json_value(value: Any, what: str) -> Any:
     return value
 
 
-def parse_json(text: str, what: str) -> Any:
+def parse_json(text: str, what: str, *, check_strings: bool = True) -> Any:
     """Parse JSON ``text`` strictly: ``json.JSONDecodeError`` if it is malformed (callers word that
     themselves), :class:`InvalidInput` naming ``what`` if it is too deep, holds unusable numbers, or
-    strings PostgreSQL cannot store."""
+    (with ``check_strings``) strings PostgreSQL cannot store.
+
+    Pass ``check_strings=False`` for a message body or headers on their way to the engine: it refuses
+    NUL and lone surrogates itself (``InvalidMessage``), and the service audits that attempt with what
+    was sent. Depth and numbers are checked here because ``json.loads`` itself fails on them."""
     depth = json_depth(text)
     if depth > MAX_JSON_DEPTH:
         raise InvalidInput(f"{what} nests {depth:,} levels deep: at most {MAX_JSON_DEPTH} are accepted")
@@ -153,13 +157,13 @@ def parse_json(text: str, what: str) -> Any:
         raise InvalidInput(f"{what}: {exc}") from None
     except (ValueError, RecursionError) as exc:  # a refusal of int() past its digit limit, a stack's end
         raise InvalidInput(f"{what} cannot be read: {exc}") from None
-    return check_json_value(value, what)
+    return check_json_value(value, what) if check_strings else value
 
 
-def loads_json(text: str, what: str) -> Any:
+def loads_json(text: str, what: str, *, check_strings: bool = True) -> Any:
     """:func:`parse_json` with every refusal an :class:`InvalidInput` (syntax errors say line and column)."""
     try:
-        return parse_json(text, what)
+        return parse_json(text, what, check_strings=check_strings)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
 

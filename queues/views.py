@@ -82,7 +82,7 @@ def dashboard_page(view: View) -> View:
             raise PermissionDenied(
                 "the dashboard needs the permission 'queues.view_dashboard': ask an administrator to grant it"
             )
-        refused = _unstorable_input(request, kwargs)
+        refused = _unstorable_input(request)
         if refused is not None:
             return refused
         return view(request, *args, **kwargs)
@@ -99,7 +99,7 @@ def action_endpoint(view: View) -> View:
         if request.method == "GET":
             # A confirm page only reads; a POST's fields are checked by its form and service, after
             # the permission check, so a refused attempt is on record.
-            refused = _unstorable_input(request, kwargs)
+            refused = _unstorable_input(request)
             if refused is not None:
                 return refused
         try:
@@ -112,11 +112,12 @@ def action_endpoint(view: View) -> View:
     return wrapper
 
 
-def _unstorable_input(request: HttpRequest, kwargs: dict[str, Any]) -> HttpResponse | None:
-    """A 400 page if a path segment or query parameter holds text PostgreSQL cannot store (a NUL)."""
-    problem = validation.unstorable_parameter(
-        [*((key, [str(value)]) for key, value in kwargs.items()), *request.GET.lists()]
-    )
+def _unstorable_input(request: HttpRequest) -> HttpResponse | None:
+    """A 400 page if a query parameter holds text PostgreSQL cannot store (a NUL).
+
+    Path segments are names or ids: a malformed one names nothing, so its page is a 404 (``_queue_or_404``).
+    """
+    problem = validation.unstorable_parameter(request.GET.lists())
     if problem is None:
         return None
     return _error(request, f"{problem}: remove it and try again")
