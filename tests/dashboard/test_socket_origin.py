@@ -108,3 +108,40 @@ def test_validator_passes_other_connection_types_untouched():
 
     async_to_sync(SameOriginValidator(app))({"type": "http", "headers": []}, None, None)
     assert seen == ["http"]
+
+
+@pytest.mark.slow
+def test_real_daphne_refuses_a_foreign_port_and_serves_its_own_origin(subprocess_env, make_user, make_queue):
+    """The same rule on a real server, through a real WebSocket client, as a browser would connect."""
+    import asyncio
+
+    from websockets.exceptions import InvalidStatus
+
+    from tests.browser.servers import Daphne, WSClient
+
+    make_queue("orders")
+    client = Client()
+    client.force_login(make_user("viewer", username="wsviewer"))
+    session = f"sessionid={client.cookies['sessionid'].value}"
+    web = Daphne(subprocess_env).start()
+    url = web.url.replace("http", "ws") + "/ws/dashboard/"
+
+    async def scenario() -> tuple[int, dict]:
+        try:
+            await WSClient().connect(url, cookie=session, origin=f"http://127.0.0.1:{web.port + 1}")
+        except InvalidStatus as exc:
+            refused = exc.response.status_code
+        else:
+            refused = 101
+        ws = await WSClient().connect(url, cookie=session)  # the page's own origin
+        sample = await ws.next_sample(timeout=20)
+        await ws.close()
+        return refused, sample
+
+    try:
+        refused, sample = asyncio.run(scenario())
+    finally:
+        web.stop()
+        web.discard_log()
+    assert refused == 403
+    assert sample["type"] == "sample"
