@@ -216,17 +216,20 @@ walk AS (
           WHERE m.queue_id = %(queue_id)s AND m.group_key = g.group_key ORDER BY m.id LIMIT 1) h
     WHERE w.found < %(limit)s * 2 AND w.steps < %(max_groups)s
 ),
--- The snapshot's view of the group rows only saves locking heads of groups known to be busy.
+-- The snapshot's view of the group rows only saves locking heads of groups known to be busy. A
+-- scalar subquery, so it stays one index probe per head (an anti-join may scan all the queue's groups).
 candidates AS (
     SELECT w.head_id FROM walk w
-    WHERE w.ready AND NOT EXISTS (
-        SELECT 1 FROM queues_group g
-        WHERE g.queue_id = %(queue_id)s AND g.group_key = w.group_key AND g.until > statement_timestamp())
+    WHERE w.ready AND NOT coalesce((
+        SELECT g.until > statement_timestamp() FROM queues_group g
+        WHERE g.queue_id = %(queue_id)s AND g.group_key = w.group_key), false)
 ),
--- queue_id is re-checked on the locked row: a head moved away since the snapshot is not ours.
+-- `= ANY(ARRAY(...))` makes it a primary-key probe per head whatever the statistics say (`IN` let the
+-- planner scan the whole queue). queue_id is re-checked on the locked row: a head moved away since
+-- the snapshot is not ours.
 claimed AS (
     SELECT m.id, m.receive_count, m.group_key FROM queues_message m
-    WHERE m.id IN (SELECT head_id FROM candidates) AND m.queue_id = %(queue_id)s
+    WHERE m.id = ANY(ARRAY(SELECT head_id FROM candidates)) AND m.queue_id = %(queue_id)s
       AND m.available_at <= statement_timestamp() AND EXISTS (SELECT 1 FROM q)
     ORDER BY m.id
     LIMIT %(limit)s
@@ -234,16 +237,16 @@ claimed AS (
 ),
 taking AS (SELECT c.id, c.group_key, {_LEASE_ENDS} AS until FROM claimed c, q WHERE {_LIVES}),
 free_groups AS (
-    SELECT g.id, g.group_key FROM queues_group g
-    WHERE g.queue_id = %(queue_id)s AND g.group_key IN (SELECT group_key FROM taking)
-      AND g.until <= statement_timestamp()
-    FOR UPDATE SKIP LOCKED
+    SELECT f.id, t.id AS message_id, t.until FROM taking t
+    CROSS JOIN LATERAL (
+        SELECT g.id, g.group_key FROM queues_group g
+        WHERE g.queue_id = %(queue_id)s AND g.group_key = t.group_key AND g.until <= statement_timestamp()
+        FOR UPDATE SKIP LOCKED) f
 ),
 taken AS (
-    UPDATE queues_group g SET message_id = t.id, until = t.until
-    FROM free_groups f JOIN taking t ON t.group_key = f.group_key
-    WHERE g.id = f.id
-    RETURNING t.id
+    UPDATE queues_group g SET message_id = f.message_id, until = f.until
+    FROM free_groups f WHERE g.id = f.id
+    RETURNING f.message_id AS id
 ),
 -- A group's first claim makes its row. Rows go in key order, so two claims racing for the same new
 -- groups wait for each other (briefly) in one order and never deadlock.
