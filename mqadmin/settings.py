@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "queues",
+    "mqadmin",  # the demo site's own commands (mq_demo, mq_db); hosts never install it
 ]
 
 MIDDLEWARE = [

@@ -18,8 +18,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError, CommandParser, OutputWrapper
 from django.db import connections, transaction
 
+from mqadmin import demo
 from mqadmin.embedded_db import var_dir
-from queues import demo
 from queues.management.base import (
     MQCommand,
     audit,
@@ -144,7 +144,7 @@ class Command(MQCommand):
         "var/demo-admin-password, printed at every start), then run workers, a producer of realistic "
         "traffic (bursts, delays, priorities, fifo groups, a few poison messages) and the dashboard with "
         "daphne. Ctrl-C stops everything cleanly. The demo's processes use mqadmin.demo_settings, which "
-        "adds the demo handlers of queues/demo.py; other workers never load them."
+        "adds the demo handlers of mqadmin/demo.py; other workers never load them."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
