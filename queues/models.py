@@ -111,6 +111,32 @@ class Message(models.Model):
         return f"message {self.id} in {self.queue_id}"
 
 
+class FifoGroup(models.Model):
+    """A fifo group's lease: which message of the group is in flight, and until when.
+
+    The one authority on "this group has a message in flight". A group's head cannot tell it alone:
+    a lower id can appear after a later message of the group was delivered (a producer's
+    transaction committing late, a redrive or a move), and then looks like a ready head. A fifo
+    claim locks this row and re-reads it at its latest version (``FOR UPDATE SKIP LOCKED``), so two
+    claims never both see the group free. ``until`` follows the message's lease (claim, extend) and
+    drops to the present when the message leaves the lease (ack, nack, release, delete, purge);
+    ``until`` in the past means the group is free. A missing row means free too: claims create
+    rows, prune deletes idle ones.
+    """
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="+", db_index=False)
+    group_key = models.CharField(max_length=128)
+    message_id = models.BigIntegerField(null=True, blank=True)
+    until = models.DateTimeField()
+
+    class Meta:
+        db_table = "queues_group"
+        constraints = [models.UniqueConstraint(fields=["queue", "group_key"], name="queues_group_key")]
+
+    def __str__(self) -> str:
+        return f"{self.queue_id}/{self.group_key}: {self.message_id} until {self.until}"
+
+
 class QueueCounter(models.Model):
     """Per-queue running totals, split into slots so concurrent producers do not queue on one row.
 

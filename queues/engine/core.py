@@ -682,6 +682,8 @@ def _claim(cfg: _QueueConfig, limit: int, visibility_timeout: float | None) -> l
                 params.update(after=None, limit=limit - len(rows))
                 cur.execute(sql.RECEIVE_FIFO, params)
                 rows += cur.fetchall()
+                # Two statements' rows: put them back in the order receive() promises.
+                rows.sort(key=lambda r: (-r[3], r[0]))
             _fifo_cursor[cfg.id] = max((r[4] for r in rows), default=None)
         else:
             cur.execute(sql.RECEIVE_STANDARD, params)
@@ -1148,6 +1150,7 @@ def prune(*, batch: int = 5000) -> PruneResult:
                     break
         cur.execute(sql.PRUNE_DEDUP)
         dedup = cur.rowcount
+        cur.execute(sql.PRUNE_GROUPS)
         cur.execute(sql.COMPACT_COUNTERS, {"unused": 0})
     return PruneResult(expired_messages=expired, expired_dedup_ids=dedup)
 

@@ -126,15 +126,21 @@ SELECT dedup_id, message_id FROM queues_dedup WHERE queue_id = %(queue_id)s AND 
 NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', %(queue_id)s::text)"
 
 # -- receive ----------------------------------------------------------------------------------------
-_LEASE_AND_DEADLETTER = f"""
+# A claimed message is leased unless it has used up its receives; then it is dead-lettered instead.
+_LEASE_ENDS = "statement_timestamp() + coalesce(%(vt)s::float8 * interval '1 second', q.visibility_timeout)"
+_LIVES = "(q.max_receives = 0 OR q.dead_letter_queue_id IS NULL OR c.receive_count < q.max_receives)"
+
+
+def _lease_and_deadletter(only: str = "") -> str:
+    """The CTEs that lease (or dead-letter) the rows of ``claimed``; ``only``: a further condition on ``c``."""
+    return f"""
 leased AS (
     UPDATE queues_message m
     SET receive_count = m.receive_count + 1,
         receipt = gen_random_uuid(),
-        available_at = statement_timestamp() + coalesce(%(vt)s::float8 * interval '1 second', q.visibility_timeout)
+        available_at = {_LEASE_ENDS}
     FROM claimed c, q
-    WHERE m.id = c.id
-      AND (q.max_receives = 0 OR q.dead_letter_queue_id IS NULL OR c.receive_count < q.max_receives)
+    WHERE m.id = c.id AND {_LIVES} {only}
     RETURNING m.id, m.body, m.headers, m.priority, m.group_key, m.receive_count, m.enqueued_at,
               m.available_at, m.receipt, m.last_error
 ),
@@ -146,8 +152,7 @@ dead AS (
             'at', statement_timestamp(), 'event', 'dead-lettered',
             'reason', format('received %%s times (max receives %%s)', c.receive_count, q.max_receives)))
     FROM claimed c, q
-    WHERE m.id = c.id AND q.max_receives > 0 AND q.dead_letter_queue_id IS NOT NULL
-      AND c.receive_count >= q.max_receives
+    WHERE m.id = c.id AND NOT {_LIVES}
     RETURNING m.queue_id AS dlq_id
 ),
 deltas AS (
@@ -177,12 +182,19 @@ claimed AS (
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ),
-{_LEASE_AND_DEADLETTER}
+{_lease_and_deadletter()}
 """
 
 # Fifo: walk the distinct group keys with a loose index scan (one index probe per group, never a scan
 # of the queue), look at each group's head (its lowest id), and stop once enough heads are ready.
-# Only heads are ever claimed, so a group has at most one message in flight and never skips ahead.
+#
+# A ready head alone does not make its group free. Ids are drawn when a send runs, not when it
+# commits, so a lower id can become visible after a later message of its group was leased (a
+# producer committing late); a redrive or a move brings old ids back into a group too. The group's
+# row in queues_group says whether it has a message in flight, and a claim takes a group only by
+# locking that row (FOR UPDATE SKIP LOCKED re-checks `until` on the row's latest version, not on the
+# statement's snapshot) or by creating it. So two claims never both see a group free, whatever
+# their snapshots, and a group has at most one message in flight, always its lowest id at the time.
 RECEIVE_FIFO = f"""
 WITH RECURSIVE {_QUEUE_ROW},
 walk AS (
@@ -205,16 +217,62 @@ walk AS (
           WHERE m.queue_id = %(queue_id)s AND m.group_key = g.group_key ORDER BY m.id LIMIT 1) h
     WHERE w.found < %(limit)s * 2 AND w.steps < %(max_groups)s
 ),
+-- The snapshot's view of the group rows only saves locking heads of groups known to be busy. A
+-- scalar subquery, so it stays one index probe per head (an anti-join may scan all the queue's groups).
+candidates AS (
+    SELECT w.head_id FROM walk w
+    WHERE w.ready AND NOT coalesce((
+        SELECT g.until > statement_timestamp() FROM queues_group g
+        WHERE g.queue_id = %(queue_id)s AND g.group_key = w.group_key), false)
+),
+-- `= ANY(ARRAY(...))` makes it a primary-key probe per head whatever the statistics say (`IN` let the
+-- planner scan the whole queue). queue_id is re-checked on the locked row: a head moved away since
+-- the snapshot is not ours.
 claimed AS (
     SELECT m.id, m.receive_count, m.group_key FROM queues_message m
-    WHERE m.id IN (SELECT head_id FROM walk WHERE ready) AND m.available_at <= statement_timestamp()
-      AND EXISTS (SELECT 1 FROM q)
+    WHERE m.id = ANY(ARRAY(SELECT head_id FROM candidates)) AND m.queue_id = %(queue_id)s
+      AND m.available_at <= statement_timestamp() AND EXISTS (SELECT 1 FROM q)
     ORDER BY m.id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ),
-{_LEASE_AND_DEADLETTER}
+taking AS (SELECT c.id, c.group_key, {_LEASE_ENDS} AS until FROM claimed c, q WHERE {_LIVES}),
+free_groups AS (
+    SELECT f.id, t.id AS message_id, t.until FROM taking t
+    CROSS JOIN LATERAL (
+        SELECT g.id, g.group_key FROM queues_group g
+        WHERE g.queue_id = %(queue_id)s AND g.group_key = t.group_key AND g.until <= statement_timestamp()
+        FOR UPDATE SKIP LOCKED) f
+),
+taken AS (
+    UPDATE queues_group g SET message_id = f.message_id, until = f.until
+    FROM free_groups f WHERE g.id = f.id
+    RETURNING f.message_id AS id
+),
+-- A group's first claim makes its row. Rows go in key order, so two claims racing for the same new
+-- groups wait for each other (briefly) in one order and never deadlock.
+new_groups AS (
+    INSERT INTO queues_group AS g (queue_id, group_key, message_id, until)
+    SELECT %(queue_id)s, t.group_key, t.id, t.until FROM taking t
+    WHERE NOT EXISTS (SELECT 1 FROM queues_group x WHERE x.queue_id = %(queue_id)s AND x.group_key = t.group_key)
+    ORDER BY t.group_key
+    ON CONFLICT (queue_id, group_key) DO NOTHING
+    RETURNING g.message_id AS id
+),
+{_lease_and_deadletter("AND c.id IN (SELECT id FROM taken UNION ALL SELECT id FROM new_groups)")}
 """
+
+# A message leaving its lease (ack, nack, release, delete, purge) frees its fifo group now rather than
+# when the lease would have run out. Only the group row that names this very message: the group may
+# be someone else's by now. `source` has the message's id, queue_id and group_key.
+def _free_groups(name: str, source: str) -> str:
+    return f"""{name} AS (
+    UPDATE queues_group g SET until = statement_timestamp()
+    FROM {source} x
+    WHERE x.group_key IS NOT NULL AND g.queue_id = x.queue_id AND g.group_key = x.group_key
+      AND g.message_id = x.id AND g.until > statement_timestamp()
+)"""
+
 
 # -- ack / nack / extend ----------------------------------------------------------------------------
 _RECEIPTS = "unnest(%(ids)s::bigint[], %(receipts)s::uuid[]) AS r(id, receipt)"
@@ -225,6 +283,7 @@ WITH removed AS (
     WHERE m.id = r.id AND m.receipt = r.receipt AND m.available_at > clock_timestamp()
     RETURNING m.id, m.queue_id, m.group_key
 ),
+{_free_groups("freed", "removed")},
 deltas AS (SELECT queue_id, {_deltas(depth="-count(*)", acked="count(*)")} FROM removed GROUP BY queue_id),
 {_bump("bumped", "deltas")},
 -- Acking a fifo group's head makes the next message of the group claimable: wake idle receivers
@@ -240,12 +299,22 @@ notified AS (
 SELECT id, (SELECT count(*) FROM notified) FROM removed
 """
 
+# The group row of a fifo message follows its lease, or the group would open while it is still held.
 EXTEND = f"""
-UPDATE queues_message m
-SET available_at = statement_timestamp() + %(seconds)s::float8 * interval '1 second'
-FROM {_RECEIPTS}
-WHERE m.id = r.id AND m.receipt = r.receipt AND m.available_at > clock_timestamp()
-RETURNING m.id, m.available_at
+WITH extended AS (
+    UPDATE queues_message m
+    SET available_at = statement_timestamp() + %(seconds)s::float8 * interval '1 second'
+    FROM {_RECEIPTS}
+    WHERE m.id = r.id AND m.receipt = r.receipt AND m.available_at > clock_timestamp()
+    RETURNING m.id, m.queue_id, m.group_key, m.available_at
+),
+followed AS (
+    UPDATE queues_group g SET until = x.available_at
+    FROM extended x
+    WHERE x.group_key IS NOT NULL AND g.queue_id = x.queue_id AND g.group_key = x.group_key
+      AND g.message_id = x.id
+)
+SELECT id, available_at FROM extended
 """
 
 # A nack puts the message back (after `delay`) with the error on record; one that has used up its
@@ -279,8 +348,9 @@ changed AS (
             #- '{{-21}}'
     FROM target t
     WHERE m.id = t.id
-    RETURNING m.id, t.queue_id AS source_id, t.dead_letter_queue_id, t.dies
+    RETURNING m.id, t.queue_id AS source_id, t.dead_letter_queue_id, t.dies, m.group_key
 ),
+{_free_groups("freed", "(SELECT id, source_id AS queue_id, group_key FROM changed)")},
 deltas AS (
     SELECT source_id AS queue_id,
            {_deltas(depth="-count(*) FILTER (WHERE dies)", failed="count(*)", dead="count(*) FILTER (WHERE dies)")}
@@ -297,17 +367,22 @@ SELECT id, dies FROM changed
 # ready now, nothing on record, no failure counted. `refund` takes back the receive for deliveries
 # that never reached a handler, so they do not creep towards max receives.
 RELEASE = f"""
-UPDATE queues_message m
-SET receipt = NULL, available_at = statement_timestamp(),
-    receive_count = CASE WHEN %(refund)s::boolean THEN greatest(m.receive_count - 1, 0) ELSE m.receive_count END
-FROM {_RECEIPTS}
-WHERE m.id = r.id AND m.receipt = r.receipt AND m.available_at > clock_timestamp()
-RETURNING m.id, m.queue_id
+WITH released AS (
+    UPDATE queues_message m
+    SET receipt = NULL, available_at = statement_timestamp(),
+        receive_count = CASE WHEN %(refund)s::boolean THEN greatest(m.receive_count - 1, 0) ELSE m.receive_count END
+    FROM {_RECEIPTS}
+    WHERE m.id = r.id AND m.receipt = r.receipt AND m.available_at > clock_timestamp()
+    RETURNING m.id, m.queue_id, m.group_key
+),
+{_free_groups("freed", "released")}
+SELECT id, queue_id FROM released
 """
 
 # -- operator actions -------------------------------------------------------------------------------
 PURGE = f"""
-WITH removed AS (DELETE FROM queues_message WHERE queue_id = %(queue_id)s RETURNING queue_id),
+WITH removed AS (DELETE FROM queues_message WHERE queue_id = %(queue_id)s RETURNING id, queue_id, group_key),
+{_free_groups("freed", "removed")},
 deltas AS (SELECT queue_id, {_deltas(depth="-count(*)")} FROM removed GROUP BY queue_id),
 {_bump("bumped", "deltas")}
 SELECT count(*) FROM removed
@@ -316,8 +391,9 @@ SELECT count(*) FROM removed
 DELETE_MESSAGES = f"""
 WITH removed AS (
     DELETE FROM queues_message WHERE queue_id = %(queue_id)s AND id = ANY(%(ids)s::bigint[])
-    RETURNING queue_id
+    RETURNING id, queue_id, group_key
 ),
+{_free_groups("freed", "removed")},
 deltas AS (SELECT queue_id, {_deltas(depth="-count(*)")} FROM removed GROUP BY queue_id),
 {_bump("bumped", "deltas")}
 SELECT count(*) FROM removed
@@ -404,6 +480,10 @@ SELECT count(*) FROM removed
 """
 
 PRUNE_DEDUP = "DELETE FROM queues_dedup WHERE expires_at <= statement_timestamp()"
+
+# A free group's row can go at any time (no row means free); keeping recently used ones saves busy
+# groups an insert per message. The latest version is re-checked, so a group taken meanwhile stays.
+PRUNE_GROUPS = "DELETE FROM queues_group WHERE until < statement_timestamp() - interval '10 minutes'"
 
 # Fold a queue's counter slots into slot 0 so the table stays as small as the number of queues.
 COMPACT_COUNTERS = f"""

@@ -105,9 +105,9 @@ class Thread(threading.Thread):
 class Child:
     """A child Python process running ``_child.py`` against the test database."""
 
-    def __init__(self, env: dict[str, str], *args: str) -> None:
+    def __init__(self, env: dict[str, str], *args: str, script: Path = CHILD) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(CHILD), *args],
+            [sys.executable, str(script), *args],
             env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
 
@@ -136,11 +136,11 @@ class Child:
 
 @pytest.fixture
 def spawn(subprocess_env: dict[str, str]) -> Iterator[Callable[..., Child]]:
-    """Factory: start a child process (``_child.py`` with the given arguments); killed at teardown."""
+    """Factory: start a child process (``_child.py``, or ``script``, with the given arguments); killed at teardown."""
     children: list[Child] = []
 
-    def start(*args: str) -> Child:
-        child = Child(subprocess_env, *args)
+    def start(*args: str, script: Path = CHILD) -> Child:
+        child = Child(subprocess_env, *args, script=script)
         children.append(child)
         return child
 

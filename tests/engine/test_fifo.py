@@ -146,3 +146,14 @@ def test_fifo_expired_head_is_redelivered_before_the_rest_of_its_group(make_queu
     assert [(x.id, x.receive_count) for x in got] == [(a1, 2)]
     with pytest.raises(queues.LeaseExpired):
         queues.ack(d.receipt)
+
+
+def test_fifo_receive_that_wraps_around_the_groups_still_returns_priority_then_id_order(make_queue):
+    """Found by the model (tests/engine/test_model.py): a walk that resumed mid-way and wrapped
+    around returned the second statement's heads after the first's, whatever their ids."""
+    queue = make_queue(kind="fifo")
+    b1, a1, c1 = queues.send_batch(queue, [queues.Outgoing(body=g, group=g) for g in "bac"])
+    [first] = queues.receive(queue)
+    assert first.id == b1  # the walk now resumes after group "b"
+    got = queues.receive(queue, max_messages=2)  # c1 from the resumed walk, a1 after wrapping
+    assert [d.id for d in got] == [a1, c1]
