@@ -310,3 +310,27 @@ def test_a_whole_page_of_selected_messages_is_deleted_past_the_form_field_limit(
     finally:
         server.stop()
         server.discard_log()
+
+
+def test_admin_message_detail_and_error_pages_work_under_the_csp(login, server, make_queue):
+    """Pages with scripts of their own: the admin's, the copy button, the error page's "Go back"."""
+    make_queue("orders")
+    [mid] = queues.send_batch("orders", [{"order_id": 7}])
+    page = login("superuser", username="root")
+    for path in ("/admin/", "/admin/queues/queue/", "/admin/queues/message/", "/admin/queues/auditevent/"):
+        response = page.goto(f"{server.url}{path}")
+        assert response.status == 200, path
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+    page.goto(f"{server.url}/admin/queues/queue/")
+    page.check("input[name='_selected_action']")  # the admin's own actions.js runs
+    assert page.locator(".action-counter").inner_text().startswith("1 of ")
+
+    page.goto(f"{server.url}/messages/{mid}/")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.click("#copy-body")
+    page.wait_for_selector("#copy-body:has-text('Copied')")
+
+    page.goto(f"{server.url}/queues/orders/")
+    page.goto(f"{server.url}/queues/orders/?window=7")  # 400: unknown chart window
+    page.click("a[data-history-back]")
+    page.wait_for_url(f"{server.url}/queues/orders/")
