@@ -95,3 +95,13 @@ def _check_warnings() -> str:
     except SystemCheckError as exc:
         return str(exc)
     return err.getvalue()
+
+
+def test_every_mqadmin_setting_is_documented():
+    from pathlib import Path
+
+    from queues.conf import DEFAULTS
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "settings.md").read_text()
+    missing = [key for key in DEFAULTS if f"| `{key}` |" not in doc]
+    assert not missing, f"docs/settings.md has no row for {missing}"
