@@ -43,7 +43,8 @@ View = Callable[..., HttpResponse]
 
 # -- plumbing ---------------------------------------------------------------------------------------
 def _remote_addr(request: HttpRequest) -> str:
-    # REMOTE_ADDR only: X-Forwarded-For is whatever the client says unless a trusted proxy rewrites it.
+    # REMOTE_ADDR only: X-Forwarded-For is whatever the client says. Behind a proxy the host rewrites
+    # REMOTE_ADDR from the entries its trusted proxies appended (the demo site: mqadmin.proxy).
     return request.META.get("REMOTE_ADDR", "")
 
 
