@@ -23,6 +23,9 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+# The benchmarks name their database (DATABASE_URL), so the settings want a key: one for benchmarks only,
+# inherited by the processes they start (docs/deploy.md, "The secret key").
+os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-not-a-secret-" + "b" * 40)
 sys.path.insert(0, str(ROOT))
 BENCH_DB = "bench_dashboard"
 

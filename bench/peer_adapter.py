@@ -26,6 +26,9 @@ from typing import Any
 import common  # the harness's helpers (its folder is on sys.path when bench.py loads this file)
 
 ROOT = Path(__file__).resolve().parent.parent
+# The benchmarks name their database (DATABASE_URL), so the settings want a key: one for benchmarks only,
+# inherited by the processes they start (docs/deploy.md, "The secret key").
+os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-not-a-secret-" + "b" * 40)
 QUEUE = "bench"
 NAME = "mqadmin"
 

@@ -33,6 +33,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# The benchmarks name their database (DATABASE_URL), so the settings want a key: one for benchmarks only,
+# inherited by the processes they start (docs/deploy.md, "The secret key").
+os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-not-a-secret-" + "b" * 40)
 DB = "bench_sampler"
 
 

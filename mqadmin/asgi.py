@@ -4,7 +4,10 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from mqadmin.environment import load_settings_or_exit
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mqadmin.settings")
+load_settings_or_exit("mqadmin.asgi")  # no secret key outside development: refuse to serve
 # Django must be set up before anything that touches models is imported.
 django_asgi_app = get_asgi_application()
 

@@ -3,23 +3,41 @@
 Environment:
 - ``DATABASE_URL``: a PostgreSQL URL. Unset: an embedded PostgreSQL is started (or joined) under var/.
 - ``REDIS_URL``: use channels-redis as the channel layer (several daphne processes). Unset: in-memory.
-- ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG``, ``DJANGO_ALLOWED_HOSTS``: the usual.
+- ``DJANGO_SECRET_KEY``: required unless this is a development run (``DJANGO_DEBUG=1`` or the
+  embedded database), which keeps a generated key in ``var/secret-key``.
+- ``DJANGO_DEBUG``, ``DJANGO_ALLOWED_HOSTS``: the usual.
+- ``DJANGO_BEHIND_PROXY``, ``DJANGO_HTTPS``, ``DJANGO_CSRF_TRUSTED_ORIGINS``, ``DJANGO_HSTS_*``,
+  ``DJANGO_SSL_REDIRECT``, ``DJANGO_SECURE_PROXY_SSL_HEADER``: HTTPS and a reverse proxy in front
+  (``mqadmin/environment.py``).
+- ``DJANGO_LOGIN_FAILURE_LIMIT``, ``DJANGO_LOGIN_LOCKOUT_MINUTES``: login throttling (django-axes).
+
+``docs/deploy.md`` explains each, with a production example that ``check --deploy`` passes.
 """
 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from django.utils.csp import CSP
+
+from mqadmin import environment
+from mqadmin.embedded_db import var_dir
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me-in-production")
-DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
+DEBUG = environment.flag(os.environ, "DJANGO_DEBUG", False)
+# A development run: DEBUG, or this checkout's own embedded PostgreSQL (the demo, make test). A
+# deployment names its database, so it must name its key too: no key ships with the code.
+DEVELOPMENT = DEBUG or not os.environ.get("DATABASE_URL")
+SECRET_KEY = environment.secret_key(os.environ, development=DEVELOPMENT, key_file=var_dir() / "secret-key")
 # daphne serves /static/ itself (see asgi.py): fine for one box; behind a web server or CDN serve
 # collectstatic's output there instead.
 SERVE_STATIC = os.environ.get("DJANGO_SERVE_STATIC", "1" if DEBUG else "0") == "1"
-ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
+# The test runner adds "testserver" itself; outside tests a request for it is refused like any other host.
+ALLOWED_HOSTS = environment.comma_list(os.environ, "DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 
 INSTALLED_APPS = [
     "daphne",
@@ -30,19 +48,70 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "queues",
     "mqadmin",  # the demo site's own commands (mq_demo, mq_db); hosts never install it
 ]
 
 MIDDLEWARE = [
+    "mqadmin.proxy.ForwardedForMiddleware",  # first: everything after it sees the client's address
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: turns a lockout into its page
 ]
+
+# -- HTTPS and a reverse proxy in front (docs/deploy.md) ---------------------------------------------
+_transport = environment.transport(os.environ)
+TRUSTED_PROXY_COUNT = _transport.proxy_count  # read by mqadmin.proxy.ForwardedForMiddleware
+SECURE_PROXY_SSL_HEADER = _transport.proxy_ssl_header
+SECURE_SSL_REDIRECT = _transport.ssl_redirect
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _transport.https
+SECURE_HSTS_SECONDS = _transport.hsts_seconds
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _transport.hsts_include_subdomains
+SECURE_HSTS_PRELOAD = _transport.hsts_preload
+CSRF_TRUSTED_ORIGINS = _transport.csrf_trusted_origins
+
+# Content-Security-Policy: only this origin's own scripts, styles and sockets; no inline script or
+# style (the templates keep theirs in static/queues/), no framing, forms post only here. 'self'
+# covers ws:/wss: to the same host in CSP Level 3 browsers. DEBUG's error pages use inline styles,
+# so there the policy is only reported.
+_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+}
+SECURE_CSP = {} if DEBUG else _CSP
+SECURE_CSP_REPORT_ONLY = _CSP if DEBUG else {}
+
+# -- Login throttling: django-axes guards every authenticate() with a request, so both the site's
+# login and the admin's. A username that fails LIMIT times from one address is locked out there
+# for the cool-off; the real user elsewhere is not (locking by username alone would let anyone
+# lock out the operators).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = environment.whole_number(os.environ, "DJANGO_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(
+    minutes=environment.whole_number(os.environ, "DJANGO_LOGIN_LOCKOUT_MINUTES", 15, minimum=1)
+)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "mqadmin.proxy.client_address"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
 
 ROOT_URLCONF = "mqadmin.urls"
 

@@ -181,6 +181,9 @@ class ConfirmNameForm(forms.Form):
 
 
 BULK_ACTIONS = {"delete": "Delete", "retry": "Retry now", "move": "Move"}
+MAX_SELECTED = 10_000
+"""Most messages one "Selected…" action takes (docs/dashboard.md); more go through "all matching"."""
+_MAX_ID = 2**63 - 1  # the id column is a bigint
 
 
 class BulkError(ValueError):
@@ -202,6 +205,32 @@ class BulkRequest:
     max_id: int | None = None
     confirm: str = ""
 
+    @property
+    def ids_field(self) -> str:
+        """The ids as one comma-separated form field (what the confirm page posts back)."""
+        return ",".join(map(str, self.ids))
+
+
+def _selected_ids(data: QueryDict) -> list[int]:
+    """Ids from ``ids`` (one comma-separated field) and ``id`` (a field per ticked box), in order, once each.
+
+    One field carries any number of ids: a field per id would run into Django's
+    ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` (1,000) long before ``MAX_SELECTED``, and a host should not
+    have to raise a global limit for one form.
+    """
+    raw = data.getlist("id") + [part for field in data.getlist("ids") for part in field.split(",")]
+    raw = [part.strip() for part in raw if part.strip()]
+    if len(raw) > MAX_SELECTED:
+        raise BulkError(f"at most {MAX_SELECTED:,} selected messages at once, got {len(raw):,}: "
+                        "use 'all matching' instead")
+    ids: dict[int, None] = {}
+    for part in raw:
+        # isascii(): "²" passes isdigit() but is no number; bigint bounds: the column's own.
+        if not (part.isascii() and part.isdigit()) or not 1 <= int(part) <= _MAX_ID:
+            raise BulkError(f"message ids must be whole numbers, got {part[:40]!r}")
+        ids[int(part)] = None
+    return list(ids)
+
 
 def parse_bulk(data: QueryDict) -> BulkRequest:
     """Read a bulk action from GET (the confirm page) or POST (doing it); :class:`BulkError` if malformed."""
@@ -211,16 +240,9 @@ def parse_bulk(data: QueryDict) -> BulkRequest:
     scope = data.get("scope", "selected")
     if scope not in ("selected", "matching"):
         raise BulkError(f"unknown scope {scope!r}: use 'selected' or 'matching'")
-    ids: list[int] = []
-    for raw in data.getlist("id"):
-        try:
-            ids.append(validation.parse_int(raw, "a message id", minimum=1, maximum=validation.BIGINT_MAX))
-        except validation.InvalidInput as exc:
-            raise BulkError(f"message ids must be whole numbers: {exc}") from None
+    ids = _selected_ids(data)
     if scope == "selected" and not ids:
         raise BulkError("select at least one message (tick its box), or apply the action to all matching messages")
-    if len(ids) > 10_000:
-        raise BulkError(f"at most 10,000 selected messages at once, got {len(ids)}: use 'all matching' instead")
     to = data.get("to", "").strip()
     if to:
         try:

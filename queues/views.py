@@ -15,10 +15,11 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, TooManyFieldsSent
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
@@ -26,6 +27,7 @@ from queues import conf, selectors, services, validation
 from queues.engine import core as engine
 from queues.forms import (
     BULK_ACTIONS,
+    MAX_SELECTED,
     BulkError,
     ConfirmNameForm,
     PublishForm,
@@ -42,7 +44,8 @@ View = Callable[..., HttpResponse]
 
 # -- plumbing ---------------------------------------------------------------------------------------
 def _remote_addr(request: HttpRequest) -> str:
-    # REMOTE_ADDR only: X-Forwarded-For is whatever the client says unless a trusted proxy rewrites it.
+    # REMOTE_ADDR only: X-Forwarded-For is whatever the client says. Behind a proxy the host rewrites
+    # REMOTE_ADDR from the entries its trusted proxies appended (the demo site: mqadmin.proxy).
     return request.META.get("REMOTE_ADDR", "")
 
 
@@ -53,7 +56,11 @@ def _page(request: HttpRequest, template: str, context: dict[str, Any], *, statu
         "hide_bodies": bool(conf.get("HIDE_BODIES")),
     }
     ctx.update(context)
-    return render(request, template, ctx, status=status)
+    response = render(request, template, ctx, status=status)
+    # Every dashboard page, not only those showing bodies today: message content, queue names and
+    # errors must not stay in a browser's or a proxy's cache after the operator leaves.
+    add_never_cache_headers(response)
+    return response
 
 
 def _error(request: HttpRequest, message: str, *, status: int = 400, title: str = "That did not work") -> HttpResponse:
@@ -321,11 +328,9 @@ def message_detail(request: HttpRequest, message_id: int) -> HttpResponse:
 def message_reveal(request: HttpRequest, message_id: int) -> HttpResponse:
     """Show a hidden body once (the reveal is audited); the page is not cached as revealed."""
     detail = services.reveal_body(actor=request.user, message_id=message_id, remote_addr=_remote_addr(request))
-    response = _page(request, "queues/message_detail.html", {
+    return _page(request, "queues/message_detail.html", {
         "m": detail, "info": detail.info, "revealed": True, "nav": "messages", "queue_names": selectors.queue_names(),
     })
-    response["Cache-Control"] = "no-store"
-    return response
 
 
 @require_safe
@@ -566,24 +571,34 @@ BULK_PERMISSIONS = {"delete": Action.DELETE_MESSAGES, "retry": Action.RETRY_MESS
 @require_http_methods(["GET", "POST"])
 @action_endpoint
 def message_bulk(request: HttpRequest) -> HttpResponse:
-    """GET: how many messages the action would touch, and a confirm button; POST: do it."""
-    data = request.GET if request.method == "GET" else request.POST
+    """GET, or POST with ``preview``: how many messages the action would touch, and a confirm button.
+
+    POST without ``preview``: do it. The message browser previews by POST because a page of ticked
+    ids (up to ``MAX_SELECTED``) does not fit in a URL; the preview changes nothing.
+    """
+    try:
+        # Parsed on first access: a field per id past Django's DATA_UPLOAD_MAX_NUMBER_FIELDS fails here.
+        data = request.GET if request.method == "GET" else request.POST
+    except TooManyFieldsSent:
+        return _error(request, f"too many form fields: send the selected ids as one comma-separated 'ids' field "
+                               f"(at most {MAX_SELECTED:,}), or use 'all matching'")
+    previewing = request.method == "GET" or "preview" in data
     # Unknown actions are checked against the strictest permission so they cannot probe past a 403.
     action = BULK_PERMISSIONS.get(data.get("action", ""), Action.DELETE_MESSAGES)
-    if request.method == "GET":
+    if previewing:
         check(request.user, action)
     else:
         _authorize(request, action, "")
     try:
         bulk = parse_bulk(data)
         match = selectors.parse_search(bulk.q) if bulk.scope == "matching" else None
-        if bulk.action == "move" and not bulk.to and request.method == "POST":
+        if bulk.action == "move" and not bulk.to and not previewing:
             raise BulkError("choose the queue to move the messages to")
-        if request.method == "POST" and match is not None and (bulk.count is None or bulk.max_id is None):
+        if not previewing and match is not None and (bulk.count is None or bulk.max_id is None):
             raise BulkError("an action on every matching message needs the count and highest id its confirmation "
                             "page showed: open the confirmation page again")
     except ValueError as exc:
-        if request.method == "POST":
+        if not previewing:
             _refuse(request, action, "", str(exc))
         return _error(request, str(exc))
     if match is not None and match.reads_bodies:
@@ -591,7 +606,7 @@ def message_bulk(request: HttpRequest) -> HttpResponse:
     back = _safe_next(request, bulk.next, reverse("queues:messages"))
     context = {"bulk": bulk, "match": match, "verb": BULK_ACTIONS[bulk.action], "back": back,
                "queue_names": selectors.queue_names(), "nav": "messages"}
-    if request.method == "GET":
+    if previewing:
         max_id = None
         try:
             if match is not None:

@@ -111,11 +111,20 @@ def make_user(transactional_db) -> Callable[..., Any]:
 
 @pytest.fixture
 def context(browser: Any) -> Iterator[Any]:
-    """A fresh browser context (cookies, storage) per test."""
+    """A fresh browser context (cookies, storage) per test; it fails the test on any CSP violation.
+
+    The server sends the production Content-Security-Policy (mqadmin/settings.py). Chromium reports
+    whatever the policy blocked (an inline script, a style attribute, a socket) on the console, so
+    every browser test also proves its pages work under the policy.
+    """
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     ctx.set_default_timeout(15_000)
+    violations: list[str] = []
+    ctx.on("console", lambda message: violations.append(message.text)
+           if "Content Security Policy" in message.text else None)
     yield ctx
     ctx.close()
+    assert not violations, f"the page broke its Content-Security-Policy: {violations}"
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ def test_message_sent_from_python_appears_in_the_overview_within_two_seconds(log
     queues.send_batch("orders", [{"n": i} for i in range(3)])
     sent_at = time.monotonic()
     page.wait_for_function(
-        "document.querySelector('[data-live=\"orders.ready\"]').textContent.trim() === '3'", timeout=2_000
+        "() => document.querySelector('[data-live=\"orders.ready\"]').textContent.trim() === '3'", timeout=2_000
     )
     took = time.monotonic() - sent_at
 
@@ -60,7 +60,7 @@ def test_message_sent_from_python_appears_in_the_overview_within_two_seconds(log
     # The throughput chart drew from /api/series/ and keeps growing with the pushes.
     page.wait_for_selector(".chart[data-chart=throughput] canvas")
     n = page.evaluate("window.mqCharts[0].data[0].length")
-    page.wait_for_function(f"window.mqCharts[0].data[0].length > {n}")
+    page.wait_for_function(f"() => window.mqCharts[0].data[0].length > {n}")
     page.screenshot(path=str(artifacts / "overview.png"), full_page=True)
 
 
@@ -73,14 +73,14 @@ def test_refresh_choice_off_closes_the_socket_and_a_hidden_tab_pauses(login, con
 
     page.select_option("#live-status select", "off")
     page.wait_for_selector('#live-status[data-state="off"]')
-    page.wait_for_function("window.__sockets.every(s => s.readyState === WebSocket.CLOSED)")
+    page.wait_for_function("() => window.__sockets.every(s => s.readyState === WebSocket.CLOSED)")
     queues.send("orders", {"while": "off"})
     page.wait_for_timeout(2_500)
     assert _text(page, "orders.ready") == "0"  # nothing applied while off
 
     page.select_option("#live-status select", "5")
     _live(page)
-    page.wait_for_function("document.querySelector('[data-live=\"orders.ready\"]').textContent.trim() === '1'")
+    page.wait_for_function("() => document.querySelector('[data-live=\"orders.ready\"]').textContent.trim() === '1'")
     # 5 s: samples still arrive every second, but the page applies at most one per 5 s.
     page.evaluate("window.__applied = 0; document.addEventListener('mq:sample', () => window.__applied++)")
     page.wait_for_timeout(7_000)
@@ -94,7 +94,7 @@ def test_refresh_choice_off_closes_the_socket_and_a_hidden_tab_pauses(login, con
         document.dispatchEvent(new Event('visibilitychange'));
     }""")
     page.wait_for_selector('#live-status[data-state="paused"]')
-    page.wait_for_function("window.__sockets.every(s => s.readyState === WebSocket.CLOSED)")
+    page.wait_for_function("() => window.__sockets.every(s => s.readyState === WebSocket.CLOSED)")
     page.evaluate("""() => {
         Object.defineProperty(document, 'hidden', {value: false, configurable: true});
         document.dispatchEvent(new Event('visibilitychange'));
@@ -114,7 +114,7 @@ def test_lost_connection_is_retried_until_the_server_is_back(login, server, make
     server.start(port=port)
     _live(page, timeout=45_000)
     queues.send("orders", {"after": "restart"})
-    page.wait_for_function("document.querySelector('[data-live=\"orders.ready\"]').textContent.trim() === '1'")
+    page.wait_for_function("() => document.querySelector('[data-live=\"orders.ready\"]').textContent.trim() === '1'")
 
 
 # -- actions per role --------------------------------------------------------------------------------
@@ -146,7 +146,7 @@ def test_superuser_purges_after_typing_the_queue_name(login, server, make_queue)
     page.click("button:has-text('Purge')")
     page.wait_for_url(f"{server.url}/queues/orders/")
     assert queues.queue_stats("orders").depth == 0
-    page.wait_for_function("document.querySelector('[data-live=\"orders.ready\"]').textContent.trim() === '0'")
+    page.wait_for_function("() => document.querySelector('[data-live=\"orders.ready\"]').textContent.trim() === '0'")
 
 
 def test_operator_redrives_dead_letters_and_sees_them_come_back_live(login, server, make_queue):
@@ -169,7 +169,7 @@ def test_operator_redrives_dead_letters_and_sees_them_come_back_live(login, serv
     page.goto(f"{server.url}/queues/orders/")
     page.evaluate("window.__notReloaded = true")
     queues.send("orders", {"n": 3})  # and the live numbers keep following without a reload
-    page.wait_for_function("document.querySelector('[data-live=\"orders.ready\"]').textContent.trim() === '3'")
+    page.wait_for_function("() => document.querySelector('[data-live=\"orders.ready\"]').textContent.trim() === '3'")
     assert _text(page, "orders.dead") == "0"
     assert page.evaluate("window.__notReloaded === true")
 
@@ -217,7 +217,7 @@ def test_viewer_gets_403_on_every_action_and_its_socket_only_reads(login, server
         s.onopen = () => { s.send(JSON.stringify({type: "queue.pause", queue: "orders"})); s.send("purge orders"); };
         s.onmessage = (e) => { window.__viewerGot = (window.__viewerGot || 0) + 1; };
     }""")
-    page.wait_for_function("(window.__viewerGot || 0) >= 2")
+    page.wait_for_function("() => (window.__viewerGot || 0) >= 2")
     assert not Queue.objects.get(name="orders").paused
     assert queues.queue_stats("orders").depth == 1
 
@@ -262,7 +262,7 @@ def test_queue_detail_draws_its_history_charts(login, server, make_queue, artifa
     _live(page)
     for kind in ("depth", "rates", "age"):
         page.wait_for_selector(f".chart[data-chart={kind}] canvas")
-    page.wait_for_function("window.mqCharts.every(c => c.data && c.data[0].length >= 2)")
+    page.wait_for_function("() => window.mqCharts.every(c => c.data && c.data[0].length >= 2)")
     ready = page.evaluate("window.mqCharts.find(c => c.kind === 'depth').data[1].at(-1)")
     assert ready == 5
     page.screenshot(path=str(artifacts / "queue-detail.png"), full_page=True)
@@ -279,3 +279,58 @@ def make_queue(transactional_db):
         return name
 
     return make
+
+
+# -- production settings -----------------------------------------------------------------------------
+def test_a_whole_page_of_selected_messages_is_deleted_past_the_form_field_limit(
+    context, make_user, subprocess_env, make_queue
+):
+    """1,200 ticked boxes (more than Django's 1,000 form fields) go as one field, under the CSP."""
+    from tests.browser.servers import Daphne
+
+    make_queue("big")
+    ids = queues.send_batch("big", [{"n": i} for i in range(1_200)])
+    server = Daphne(subprocess_env, overrides={"PAGE_SIZE": 1_500}).start()
+    try:
+        make_user("superuser", username="root")
+        page = context.new_page()
+        page.goto(f"{server.url}/accounts/login/")
+        page.fill("#id_username", "root")
+        page.fill("#id_password", "pw-root")
+        page.click("button[type=submit]")
+        page.goto(f"{server.url}/queues/big/messages/")
+        page.check("#select-all")  # shown and wired by static/queues/pages.js
+        page.select_option("#id_action", "delete")
+        page.click("button:has-text('Selected…')")
+        page.wait_for_selector("h1:has-text('Delete 1,200 messages?')")
+        assert queues.queue_stats("big").depth == len(ids)  # the preview changed nothing
+        page.click("button:has-text('Delete 1,200 messages')")
+        page.wait_for_selector(".flash:has-text('Deleted 1,200 messages.')")
+        assert queues.queue_stats("big").depth == 0
+    finally:
+        server.stop()
+        server.discard_log()
+
+
+def test_admin_message_detail_and_error_pages_work_under_the_csp(login, server, make_queue):
+    """Pages with scripts of their own: the admin's, the copy button, the error page's "Go back"."""
+    make_queue("orders")
+    [mid] = queues.send_batch("orders", [{"order_id": 7}])
+    page = login("superuser", username="root")
+    for path in ("/admin/", "/admin/queues/queue/", "/admin/queues/message/", "/admin/queues/auditevent/"):
+        response = page.goto(f"{server.url}{path}")
+        assert response.status == 200, path
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+    page.goto(f"{server.url}/admin/queues/queue/")
+    page.check("input[name='_selected_action']")  # the admin's own actions.js runs
+    assert page.locator(".action-counter").inner_text().startswith("1 of ")
+
+    page.goto(f"{server.url}/messages/{mid}/")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.click("#copy-body")
+    page.wait_for_selector("#copy-body:has-text('Copied')")
+
+    page.goto(f"{server.url}/queues/orders/")
+    page.goto(f"{server.url}/queues/orders/?window=7")  # 400: unknown chart window
+    page.click("a[data-history-back]")
+    page.wait_for_url(f"{server.url}/queues/orders/")
