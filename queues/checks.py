@@ -4,7 +4,8 @@
 ``django.tasks`` check; :func:`register_checks` (called by ``QueuesConfig.ready``) adds the checks
 that look across settings.
 
-IDs: ``queues.E001``-``E005`` for ``TASKS`` entries of the backend, ``queues.E010`` for ``MQADMIN``.
+IDs: ``queues.E001``-``E005`` for ``TASKS`` entries of the backend, ``queues.E010`` for ``MQADMIN``,
+``queues.E011`` for its metrics and database-health settings.
 """
 
 from __future__ import annotations
@@ -177,7 +178,28 @@ def check_mqadmin_settings(app_configs: Any = None, **kwargs: Any) -> list[Check
     ]
 
 
+def check_observability_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``METRICS_TOKEN``, ``METRICS_PUBLIC`` and ``DB_SNAPSHOT_WARN_AFTER`` have usable values."""
+    from queues import conf
+
+    errors: list[CheckMessage] = []
+    token = conf.get("METRICS_TOKEN")
+    if token is not None and (not isinstance(token, str) or len(token) < 16 or token != token.strip()):
+        errors.append(Error(
+            "MQADMIN['METRICS_TOKEN'] must be None or a string of at least 16 characters without surrounding spaces.",
+            hint="Generate one: python -c 'import secrets; print(secrets.token_urlsafe(32))'", id="queues.E011"))
+    if not isinstance(conf.get("METRICS_PUBLIC"), bool):
+        errors.append(Error(f"MQADMIN['METRICS_PUBLIC'] = {conf.get('METRICS_PUBLIC')!r} is not True or False.",
+                            hint="Use False (the default) unless /metrics is reachable only from a private network.",
+                            id="queues.E011"))
+    if not _is_seconds(conf.get("DB_SNAPSHOT_WARN_AFTER"), allow_zero=False):
+        errors.append(Error(f"MQADMIN['DB_SNAPSHOT_WARN_AFTER'] = {conf.get('DB_SNAPSHOT_WARN_AFTER')!r} is not "
+                            "a positive number of seconds.", hint="The default is 300.", id="queues.E011"))
+    return errors
+
+
 def register_checks() -> None:
     """Register the checks that look across settings (the per-backend ones run via Django's)."""
     checks.register(check_task_queue_conflicts, checks.Tags.compatibility)
     checks.register(check_mqadmin_settings, checks.Tags.compatibility)
+    checks.register(check_observability_settings, checks.Tags.compatibility)

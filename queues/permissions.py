@@ -4,7 +4,8 @@
 |---------------------------|-------------------------------------------------------------------|
 | ``queues.view_dashboard`` | every page, revealing hidden bodies (audited)                     |
 | ``queues.operate_queues`` | pause, resume, retry, move, redrive, edit settings, create queues |
-| ``queues.purge_queues``   | purge queues, delete messages, delete queues                      |
+| ``queues.purge_queues``   | purge queues, delete messages, delete queues, end a database      |
+|                           | session that holds vacuum back (the Database page)                |
 | ``queues.publish_messages`` | publish messages                                                |
 
 Creating a queue needs ``operate_queues``: it adds capacity but destroys nothing, like editing
@@ -47,6 +48,7 @@ class Action(StrEnum):
     CREATE_QUEUE = "create_queue"
     DELETE_QUEUE = "delete_queue"
     REVEAL_BODY = "reveal_body"
+    CANCEL_BACKEND = "cancel_backend"
 
 
 # The one table of which permission each action needs.
@@ -64,6 +66,8 @@ REQUIRED: dict[Action, str] = {
     Action.DELETE_QUEUE: PURGE,
     Action.PUBLISH_MESSAGE: PUBLISH,
     Action.REVEAL_BODY: VIEW,
+    # Ending another program's database session can destroy its uncommitted work.
+    Action.CANCEL_BACKEND: PURGE,
 }
 
 # Actions that read rather than change queues: allowed even when the dashboard is read-only.
