@@ -255,6 +255,10 @@ class BackendRefused(ValueError):
     """mqadmin will not signal this backend; the message says why."""
 
 
+class BackendNotFound(BackendRefused, LookupError):
+    """No session with that pid in this database (it may have ended)."""
+
+
 def end_backend(pid: int, *, terminate: bool, backend_start: datetime | None = None) -> dict[str, object]:
     """Cancel the running query of ``pid`` (``terminate=False``) or end its session, which rolls back its
     transaction and releases its snapshot. Returns what was done, for the audit row.
@@ -269,7 +273,7 @@ def end_backend(pid: int, *, terminate: bool, backend_start: datetime | None = N
         cur.execute(BACKEND_SQL, {"pid": pid})
         row = cur.fetchone()
         if row is None:
-            raise BackendRefused(f"no session with pid {pid} in this database: it may have ended already")
+            raise BackendNotFound(f"no session with pid {pid} in this database: it may have ended already")
         _, user, superuser, own_role, started, is_self, application, state = row
         if is_self:
             raise BackendRefused(f"pid {pid} is mqadmin's own connection serving this request")

@@ -445,7 +445,10 @@ def cancel_backend(
             except ValueError:
                 raise ActionFailed(f"backend_start must be the session's start time as the page showed it, "
                                    f"got {backend_start!r}") from None
-        done = health.end_backend(pid, terminate=mode == "terminate", backend_start=started)
+        try:
+            done = health.end_backend(pid, terminate=mode == "terminate", backend_start=started)
+        except health.BackendNotFound as exc:
+            raise NotFound(str(exc)) from None
         return _Done(result=done, count=1, detail=done)
 
     return _perform(actor, Action.CANCEL_BACKEND, run, remote_addr=remote_addr,

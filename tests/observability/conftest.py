@@ -29,7 +29,7 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
 
 
 @pytest.fixture
-def scrape(client_for) -> Callable[..., Samples]:
+def scrape(client_for) -> Callable[..., Samples]:  # noqa: F811 (the fixture imported above)
     """Factory: GET /metrics as a viewer, check 200, return the parsed samples."""
     from django.urls import reverse
 

@@ -14,7 +14,7 @@ import queues
 from queues.metrics import durations
 from queues.metrics.sampler import Sampler
 from queues.models import HandlerDurationTotal, Worker
-from tests.observability.conftest import parse, value
+from tests.observability.conftest import value
 
 TOKEN = "s3cret-token-for-prometheus-0123456789"
 
