@@ -9,6 +9,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 import queues
 from queues.metrics import durations
@@ -246,3 +247,32 @@ def test_metrics_settings_checked_at_start(settings) -> None:
     settings.MQADMIN = {"METRICS_TOKEN": TOKEN}
     assert check_observability_settings() == []
 
+
+
+def test_every_metric_family_is_documented(make_queue, client_for) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.conftest import ROOT
+
+    _fill(make_queue)
+    Worker.objects.create(name="w", host="h", pid=1, queues=[], started_at=timezone.now(),
+                          last_beat_at=timezone.now(), handler_durations=_durations("orders", "h", [0.1]))
+    text = client_for("viewer").get(reverse("queues:metrics")).content.decode()
+    docs = (ROOT / "docs" / "observability.md").read_text()
+    names = {f.name + ("_total" if f.type == "counter" else "") for f in text_string_to_metric_families(text)}
+    assert len(names) >= 29
+    assert sorted(n for n in names if f"`{n}`" not in docs) == []
+
+
+def test_example_alert_rules_pass_promtool() -> None:
+    import shutil
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("!!! promtool (Debian's prometheus package) is not installed: the alert rules are NOT checked")
+    result = subprocess.run([promtool, "check", "rules", str(ROOT / "docs" / "prometheus" / "mqadmin-alerts.yml")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -17,7 +17,7 @@ import pytest
 
 import queues
 from tests.browser.servers import Daphne, free_port
-from tests.conftest import wait_for
+from tests.conftest import ROOT, wait_for
 
 TOKEN = "prometheus-scrape-token-0123456789abcdef"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -107,6 +107,12 @@ def test_prometheus_scrapes_queue_ready_with_a_bearer_token(make_queue, daphne, 
         assert [float(r["value"][1]) for r in up] == [1.0]
         sent = prom.query('mqadmin_messages_sent_total{queue="mail"}')
         assert [float(r["value"][1]) for r in sent] == [5.0]
+        # Every query of the Grafana dashboard is valid PromQL over these series.
+        dashboard = json.loads((ROOT / "docs" / "grafana" / "mqadmin.json").read_text())
+        exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+        assert exprs
+        for expr in exprs:
+            prom.query(expr.replace("$queue", ".*").replace("$__rate_interval", "1m"))
         # The token is what let Prometheus in: the same endpoint refuses a scrape without it.
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{daphne.url}/metrics", timeout=5)
