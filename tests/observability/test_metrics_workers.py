@@ -76,3 +76,30 @@ def test_counters_and_histogram_monotonic_across_worker_restarts(make_queue, han
     second.send_signal(signal.SIGTERM)
     assert second.wait(30) == 0
     _assert_grew(s3, scrape())
+
+
+def test_pruned_worker_rows_keep_their_durations(make_queue, handled, start_worker, scrape) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from queues.metrics.durations import DurationHistogram
+    from queues.models import Worker
+
+    name = make_queue("wt-record")
+    old = DurationHistogram()
+    for seconds in (0.01, 0.02, 3.0):
+        old.observe(name, HANDLER, seconds)
+    long_ago = timezone.now() - timedelta(days=2)
+    row = Worker.objects.create(name="gone:1:x", host="gone", pid=1, queues=[name], state="stopped",
+                                started_at=long_ago, last_beat_at=long_ago, handler_durations=old.snapshot())
+    labels = {"queue": name, "handler": HANDLER}
+    assert value(scrape(), "mqadmin_handler_duration_seconds_count", **labels) == 3
+
+    worker = start_worker(name, "--prune-interval", "0.5")
+    worker.wait_until(lambda: not Worker.objects.filter(pk=row.pk).exists())
+    queues.send(name, {"n": 1})
+    worker.wait_until(lambda: value(scrape(), "mqadmin_handler_duration_seconds_count", **labels) == 4)
+    s = scrape()
+    assert value(s, "mqadmin_handler_duration_seconds_bucket", le="0.025", **labels) >= 2
+    assert value(s, "mqadmin_handler_duration_seconds_sum", **labels) >= 3.03
