@@ -236,3 +236,15 @@ def test_same_figures_in_metrics_and_mq_stats(hold_snapshot, client_for, setting
     assert "queues_message" in text
     assert re.search(rf"^\s*{held.pid}\s+\S+\s+{APP}\s+idle in transaction", text, re.M), text
     assert f"pid {held.pid} ({APP})" in text
+
+
+def test_session_text_is_escaped(database_url, client_for) -> None:
+    held = Held(database_url, application="<b>app</b>")
+    try:
+        held.conn.execute("SELECT '<script>alert(1)</script>'")
+        html = client_for("viewer").get(reverse("queues:database")).content.decode()
+        assert f'data-pid="{held.pid}"' in html
+        assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
+        assert "<b>app</b>" not in html and "&lt;b&gt;app&lt;/b&gt;" in html
+    finally:
+        held.close()
