@@ -2,21 +2,21 @@
 
 ``python manage.py mq_demo`` (``make demo``) starts its workers, producer and daphne with
 ``DJANGO_SETTINGS_MODULE=mqadmin.demo_settings``, so only the demo's workers load the handlers in
-``queues/demo.py``; workers of a real deployment never do.
+``mqadmin/demo.py``; workers of a real deployment never do.
 """
 
 from mqadmin.settings import *  # noqa: F403
 from mqadmin.settings import MQADMIN
 
-# Handler specs (function and options) of queues/demo.py.
+# Handler specs (function and options) of mqadmin/demo.py.
 MQADMIN = {
     **MQADMIN,
     "HANDLERS": {
         **MQADMIN.get("HANDLERS", {}),
-        "orders": "queues.demo.ORDER_HANDLER",
-        "emails": "queues.demo.EMAIL_HANDLER",
-        "reports": "queues.demo.REPORT_HANDLER",
-        "payments.fifo": "queues.demo.PAYMENT_HANDLER",
+        "orders": "mqadmin.demo.ORDER_HANDLER",
+        "emails": "mqadmin.demo.EMAIL_HANDLER",
+        "reports": "mqadmin.demo.REPORT_HANDLER",
+        "payments.fifo": "mqadmin.demo.PAYMENT_HANDLER",
     },
 }
 

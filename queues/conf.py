@@ -8,8 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.db import connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 DEFAULTS: dict[str, Any] = {
+    # The database alias (a key of settings.DATABASES) that holds mqadmin's tables, sends, workers and
+    # dashboard. Another alias than "default" needs "queues.routers.QueuesRouter" in DATABASE_ROUTERS;
+    # sends then no longer join transactions on the default database (docs/settings.md).
+    "DATABASE": "default",
     # Dashboard
     "READ_ONLY": False,  # disable every operator action for everyone
     "HIDE_BODIES": False,  # message bodies shown only on click (and the reveal is audited)
@@ -44,6 +50,21 @@ def get(key: str) -> Any:
     if key not in DEFAULTS:
         raise KeyError(f"unknown mqadmin setting {key!r}; known: {', '.join(sorted(DEFAULTS))}")
     return getattr(settings, "MQADMIN", {}).get(key, DEFAULTS[key])
+
+
+def database_alias() -> str:
+    """The alias of the database that holds mqadmin's tables (``MQADMIN["DATABASE"]``)."""
+    return str(get("DATABASE"))
+
+
+def db() -> BaseDatabaseWrapper:
+    """The Django connection (of this thread) to mqadmin's database."""
+    return connections[database_alias()]
+
+
+def atomic(**kwargs: Any) -> transaction.Atomic:
+    """``transaction.atomic()`` on mqadmin's database."""
+    return transaction.atomic(using=database_alias(), **kwargs)
 
 
 def worker_stale_after() -> float:

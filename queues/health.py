@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.apps import apps
-from django.db import connection
 
 from queues import conf
 
@@ -178,7 +177,7 @@ def queue_tables() -> list[str]:
 
 def read(*, holders: int = 5) -> DatabaseHealth:
     """Read the queue tables' vacuum state, the oldest snapshot holders and the slots; derive warnings."""
-    with connection.cursor() as cur:
+    with conf.db().cursor() as cur:
         cur.execute(TABLES_SQL, {"tables": queue_tables()})
         tables = [
             TableHealth(table=r[0], live_tuples=int(r[1]), dead_tuples=int(r[2]), size_bytes=int(r[3]),
@@ -210,7 +209,7 @@ def _session(r: tuple) -> SnapshotHolder:
 
 def get_session(pid: int) -> SnapshotHolder | None:
     """One session of this database by pid (holding a snapshot or not), or None."""
-    with connection.cursor() as cur:
+    with conf.db().cursor() as cur:
         cur.execute(SESSION_SQL, {"pid": pid})
         row = cur.fetchone()
     return _session(row) if row is not None else None
@@ -269,7 +268,7 @@ def end_backend(pid: int, *, terminate: bool, backend_start: datetime | None = N
     """
     if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
         raise BackendRefused(f"pid must be a positive whole number, got {pid!r}")
-    with connection.cursor() as cur:
+    with conf.db().cursor() as cur:
         cur.execute(BACKEND_SQL, {"pid": pid})
         row = cur.fetchone()
         if row is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -316,7 +317,12 @@ class AuditEvent(models.Model):
     """Who did what to which queue or messages, when, from where, with what outcome."""
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
-    actor = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The host's user model. No foreign-key constraint in the database: with MQADMIN["DATABASE"] the
+    # audit log lives on another database than the users (actor_name keeps who it was either way).
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        db_constraint=False,
+    )
     actor_name = models.CharField(max_length=150, blank=True, default="")
     action = models.CharField(max_length=64, db_index=True)
     queue_name = models.CharField(max_length=80, blank=True, default="", db_index=True)

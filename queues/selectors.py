@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection
 from django.db.models import F, Q, QuerySet, TextField
 from django.db.models.functions import Cast, Left
 from django.utils import timezone
@@ -155,7 +154,7 @@ def get_rates(names: Sequence[str], *, now: datetime | None = None) -> dict[str,
         return {}
     now = now or timezone.now()
     stale_before = now - _fresh_after()
-    with connection.cursor() as cur:
+    with conf.db().cursor() as cur:
         # The lower bound on `at` matters beyond staleness: with all three columns bounded the planner
         # takes the (queue_name, resolution, at) index; without it, it may walk (resolution, at)
         # backwards through every sample for a queue that has none (a dead-letter queue).
@@ -199,7 +198,7 @@ def get_failures_since(stats: Iterable[QueueStats], since: datetime) -> int | No
     current = {s.queue: s.failed_total for s in stats}
     if not current:
         return None
-    with connection.cursor() as cur:
+    with conf.db().cursor() as cur:
         cur.execute(
             """
             SELECT n.name, (
@@ -698,7 +697,7 @@ def _priority_slices(f: MessageFilter) -> list[tuple[int, int]]:
     """The (queue id, priority) pairs present in the queues ``f`` names: a loose index scan per queue."""
     queue_ids = list(Queue.objects.filter(name__in=f.queues).values_list("id", flat=True))
     out: list[tuple[int, int]] = []
-    with connection.cursor() as cur:
+    with conf.db().cursor() as cur:
         for queue_id in queue_ids:
             cur.execute(
                 """

@@ -24,9 +24,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections, transaction
 
-from queues import health, selectors
+from queues import conf, health, selectors
 from queues.engine import core as engine
 from queues.engine.errors import QueueNotFound
 from queues.models import AuditEvent, Message, Queue, Redrive, RedriveState
@@ -97,7 +97,7 @@ def _perform(
                detail=detail, message_ids=message_ids, error=reason)
         raise PermissionDenied(reason)
     try:
-        with transaction.atomic():
+        with conf.atomic():
             done = fn()
             _audit(
                 actor, action, queue_name=done.queue_name if done.queue_name is not None else queue_name,
@@ -342,7 +342,7 @@ def _run_redrive_thread(redrive_id: int) -> None:
     finally:
         _redrive_threads.pop(redrive_id, None)
         close_old_connections()
-        connection.close()
+        conf.db().close()
 
 
 def start_redrive(

@@ -39,7 +39,7 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.tasks import DEFAULT_TASK_QUEUE_NAME, Task, TaskContext, TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import TaskError
@@ -49,6 +49,7 @@ from django.utils import timezone
 from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
+from queues import conf
 from queues.worker.errors import Reject
 
 logger = logging.getLogger("queues.tasks")
@@ -235,7 +236,7 @@ class QueuesBackend(BaseTaskBackend):
         if task.run_after is not None:
             delay = max(0.0, _seconds_until(task.run_after))
         result_id = uuid.uuid4()
-        with transaction.atomic():
+        with conf.atomic():
             message_id = self._send(queue, {"task_result_id": str(result_id)}, delay, int(task.priority))
             row = TaskResultRow.objects.create(
                 id=result_id,
@@ -278,7 +279,7 @@ class QueuesBackend(BaseTaskBackend):
                 raise
         queue_settings = dict(self.settings["QUEUE_SETTINGS"] or {})
         try:
-            with transaction.atomic():
+            with conf.atomic():
                 queues.ensure_queue(queue, **queue_settings)
         except IntegrityError:
             # Another process created it (or its dead-letter queue) at the same moment.
@@ -478,7 +479,7 @@ def _locked_update(result_id: Any, change: Callable[[Any], None]) -> Any:
     """
     from queues.models import TaskResult as TaskResultRow
 
-    with transaction.atomic():
+    with conf.atomic():
         row = TaskResultRow.objects.select_for_update().filter(pk=result_id).first()
         if row is None or row.status in FINAL_STATUSES:
             return None

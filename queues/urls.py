@@ -34,5 +34,7 @@ urlpatterns = [
     path("metrics", metrics_views.metrics, name="metrics"),
     # --- live layer: "live" adds the /api/series/ route (queues/api.py) on the line below -----------
     path("api/series/", api.series, name="api-series"),
+    # The dashboard's WebSocket (queues.routing): named here so pages and the ASGI routes follow the mount.
+    path("ws/dashboard/", views.websocket_endpoint, name="ws-dashboard"),
     # --- end of live layer ------------------------------------------------------------------------
 ]

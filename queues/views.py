@@ -549,3 +549,16 @@ def message_bulk(request: HttpRequest) -> HttpResponse:
         n = services.move_messages(to=bulk.to, **common)
         text = f"Moved {n:,} messages to {bulk.to}."
     return _done(request, text, back)
+
+
+def websocket_endpoint(request: HttpRequest) -> HttpResponse:
+    """Plain HTTP to the dashboard socket's address (a WebSocket-only route, see ``queues/routing.py``).
+
+    The URL exists in the HTTP URLconf so that pages can reverse it: the socket then follows the
+    dashboard's mount prefix and ``SCRIPT_NAME``, and the ASGI routes are derived from the same name.
+    """
+    response = HttpResponse("This address serves the dashboard's live updates over a WebSocket.\n",
+                            status=426, content_type="text/plain; charset=utf-8")
+    response["Upgrade"] = "websocket"
+    return response
+

@@ -45,21 +45,10 @@ def _close_listener_at_end(django_db_setup, django_db_blocker) -> Iterator[None]
     fail with "database is being accessed by other users".
     """
     yield
-    from django.db import connection
+    from queues.engine.notify import stop_listener
 
-    from queues.engine import notify
-
-    listener = notify._listener
-    if listener is None:
-        return
-    listener._stop = True
-    with django_db_blocker.unblock(), connection.cursor() as cur:
-        # Wakes the thread out of its wait at once instead of after its 5 s notifies() timeout.
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-    listener.stop()
+    with django_db_blocker.unblock():
+        stop_listener()
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """The queue engine's Python API (sync). ``queues.engine.aio`` has the async twins.
 
-Every function runs on Django's default connection, so it joins the caller's ``transaction.atomic()``
-when there is one: a send inside a rolled-back transaction never happened. Each state change of a
-message is one SQL statement (see ``sql.py``), so it is atomic even outside a transaction.
+Every function runs on the Django connection of mqadmin's database (``MQADMIN["DATABASE"]``, by
+default ``"default"``), so it joins the caller's ``transaction.atomic()`` on that database when there is
+one: a send inside a rolled-back transaction never happened. Each state change of a message is one SQL
+statement (see ``sql.py``), so it is atomic even outside a transaction.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
+from django.db import IntegrityError
 
+from queues import conf, tracing
 from queues.engine import sql
 from queues.engine.errors import (
     InvalidMessage,
@@ -191,7 +193,7 @@ def _cursor():
     ``DISABLE_SERVER_SIDE_CURSORS`` is True, as Django asks for pgbouncer) a statement may land on
     another server connection, so there the engine uses plain Django cursors.
     """
-    db = connections[DEFAULT_DB_ALIAS]
+    db = conf.db()
     if db.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS"):
         return db.cursor()
     # What connection.cursor() does, minus building a client-side cursor first.
@@ -240,7 +242,7 @@ def _config(name: str) -> _QueueConfig:
     if hit is not None and time.monotonic() - hit.loaded < CONFIG_TTL:
         return hit
     validate_name(name)
-    with connection.cursor() as cur:
+    with conf.db().cursor() as cur:
         cur.execute(
             "SELECT id, kind, max_message_size, extract(epoch FROM default_delay) FROM queues_queue WHERE name = %s",
             [name],
@@ -267,7 +269,7 @@ def _forget(name: str | None = None) -> None:
 def _queue_name(queue_id: int) -> str:
     name = _names.get(queue_id)
     if name is None:
-        with connection.cursor() as cur:
+        with conf.db().cursor() as cur:
             cur.execute("SELECT name FROM queues_queue WHERE id = %s", [queue_id])
             row = cur.fetchone()
         name = row[0] if row else str(queue_id)
@@ -351,12 +353,12 @@ def create_queue(name: str, *, dead_letter_queue: str | None = _UNSET, **setting
     validate_name(name)
     fields = _clean_settings(settings)
     Queue = _queue_model()
-    with transaction.atomic():
+    with conf.atomic():
         if Queue.objects.filter(name=name).exists():
             raise QueueExists(f"queue {name!r} exists already: use update_queue to change it")
         dlq = _resolve_dlq(name, dead_letter_queue, create=True)
         try:
-            with transaction.atomic():
+            with conf.atomic():
                 queue = Queue.objects.create(name=name, dead_letter_queue=dlq, **fields)
         except IntegrityError:
             raise QueueExists(f"queue {name!r} exists already: use update_queue to change it") from None
@@ -394,7 +396,7 @@ def update_queue(name: str, **settings: Any):
     """Change settings of the queue ``name`` (same keywords as :func:`create_queue`); return it."""
     fields = _clean_settings(settings)
     Queue = _queue_model()
-    with transaction.atomic():
+    with conf.atomic():
         queue = Queue.objects.select_for_update().filter(name=validate_name(name)).first()
         if queue is None:
             raise QueueNotFound(f"queue {name!r} does not exist: create it first")
@@ -417,7 +419,7 @@ def delete_queue(name: str) -> int:
     Its dead-letter queue stays. A queue that is another queue's dead-letter queue is detached first.
     """
     Queue = _queue_model()
-    with transaction.atomic():
+    with conf.atomic():
         queue = Queue.objects.select_for_update().filter(name=validate_name(name)).first()
         if queue is None:
             raise QueueNotFound(f"queue {name!r} does not exist")
@@ -460,6 +462,7 @@ def _prepare_fields(
     return (body, headers, _check_priority(priority), group, _check_key(dedup_id, "dedup_id"), _check_delay(delay))
 
 
+@tracing.traced_send_batch
 def send_batch(queue: str, messages: Iterable[Any]) -> list[int]:
     """Send many messages in one statement; return their ids in input order.
 
@@ -537,6 +540,7 @@ def _send_fast(queue: str, cfg: _QueueConfig, rows: list[tuple]) -> list[int]:
     return [r[0] for r in result]
 
 
+@tracing.traced_send
 def send(
     queue: str,
     body: Any,
@@ -654,7 +658,7 @@ def receive(
     """
     limit, vt, w = _receive_args(max_messages, visibility_timeout, wait)
     cfg = _config(queue)
-    if w <= 0 or connection.in_atomic_block:
+    if w <= 0 or conf.db().in_atomic_block:
         # Waiting inside a transaction would hold it open; a caller's transaction gets one try.
         return _claim(cfg, limit, vt)
     from queues.engine.notify import get_listener
@@ -752,7 +756,7 @@ def release_batch(receipts: Sequence[str], *, refund: bool = False) -> list[str]
     if not receipts:
         return []
     ids, tokens = _split(receipts)
-    with connection.cursor() as cur:
+    with conf.db().cursor() as cur:
         cur.execute(sql.RELEASE, {"ids": ids, "receipts": tokens, "refund": bool(refund)})
         rows = cur.fetchall()
         for queue_id in sorted({row[1] for row in rows}):
@@ -793,7 +797,7 @@ def _ids(ids: Iterable[object]) -> list[int]:
 def purge(queue: str) -> int:
     """Delete every message of ``queue`` (ready, delayed and in flight); return how many."""
     cfg = _config(queue)
-    with connection.cursor() as cur:
+    with conf.db().cursor() as cur:
         cur.execute(sql.PURGE, {"queue_id": cfg.id})
         return cur.fetchone()[0]
 
@@ -801,7 +805,7 @@ def purge(queue: str) -> int:
 def delete_messages(queue: str, ids: Iterable[int]) -> int:
     """Delete the given messages of ``queue``; return how many existed."""
     cfg = _config(queue)
-    with connection.cursor() as cur:
+    with conf.db().cursor() as cur:
         cur.execute(sql.DELETE_MESSAGES, {"queue_id": cfg.id, "ids": _ids(ids)})
         return cur.fetchone()[0]
 
@@ -815,7 +819,7 @@ def move_messages(queue: str, ids: Iterable[int], *, to: str) -> int:
     target = _config(to)
     if source.id == target.id:
         raise ValueError(f"cannot move messages from {queue!r} to itself")
-    with connection.cursor() as cur:
+    with conf.db().cursor() as cur:
         cur.execute(
             sql.MOVE_MESSAGES,
             {"queue_id": source.id, "ids": _ids(ids), "to_id": target.id, "to_fifo": target.kind == "fifo",
@@ -830,7 +834,7 @@ def move_messages(queue: str, ids: Iterable[int], *, to: str) -> int:
 def retry_now(queue: str, ids: Iterable[int]) -> int:
     """Make the given delayed (or backing-off) messages ready now; return how many changed."""
     cfg = _config(queue)
-    with connection.cursor() as cur:
+    with conf.db().cursor() as cur:
         cur.execute(sql.RETRY_NOW, {"queue_id": cfg.id, "ids": _ids(ids)})
         changed = cur.rowcount
         if changed:
@@ -845,7 +849,7 @@ def redrive_batch(queue: str, *, to: str | None = None, limit: int = 100) -> dic
     """
     cfg = _config(queue)
     to_id = _config(to).id if to is not None else None
-    with connection.cursor() as cur:
+    with conf.db().cursor() as cur:
         cur.execute(
             sql.REDRIVE_BATCH,
             {"queue_id": cfg.id, "to_id": to_id, "limit": limit, "queue_name": queue},
@@ -969,7 +973,7 @@ def reap_redrives(*, stale_after: float | None = None) -> int:
 
     seconds = _seconds(conf.get("REDRIVE_STALE_AFTER") if stale_after is None else stale_after,
                        "stale_after", minimum=REDRIVE_BEAT * 2)
-    with connection.cursor() as cur:
+    with conf.db().cursor() as cur:
         cur.execute(
             "UPDATE queues_redrive SET state = %(failed)s, finished_at = statement_timestamp(), "
             "error = 'abandoned: the process running it stopped without finishing (no sign of life since ' "
@@ -999,7 +1003,7 @@ def peek(
     cfg = _config(queue)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
         raise ValueError(f"limit must be an integer from 1 to 1000, got {limit!r}")
-    with connection.cursor() as cur:
+    with conf.db().cursor() as cur:
         cur.execute(
             sql.PEEK,
             {"queue_id": cfg.id, "after": after_id, "limit": limit, "ids": None if ids is None else _ids(ids)},
@@ -1034,7 +1038,7 @@ def prune(*, batch: int = 5000) -> PruneResult:
     (``mq_prune``; workers do it on their own).
     """
     expired = 0
-    with connection.cursor() as cur:
+    with conf.db().cursor() as cur:
         cur.execute("SELECT id FROM queues_queue")
         for (queue_id,) in cur.fetchall():
             while True:
@@ -1060,7 +1064,7 @@ def subscribe(topic: str, queue: str, *, filter: Mapping[str, str] | None = None
         _encode_headers(filter)
         filter = dict(filter)
     target = get_queue(queue)
-    with transaction.atomic():
+    with conf.atomic():
         t, _ = Topic.objects.get_or_create(name=topic)
         sub, _ = Subscription.objects.update_or_create(topic=t, queue=target, defaults={"filter": filter})
     return sub
@@ -1107,21 +1111,23 @@ def publish(
         "topic": topic, "body": encoded, "headers": encoded_headers, "priority": _check_priority(priority),
         "group": _check_key(group, "group"), "delay": _check_delay(delay),
     }
-    with connection.cursor() as cur:
+    with conf.db().cursor() as cur:
         cur.execute(sql.PUBLISH, params)
         rows = cur.fetchall()
     return {_queue_name(queue_id): message_id for message_id, queue_id, _ in rows}
 
 
 # -- reads ------------------------------------------------------------------------------------------
-def stats(queues: Iterable[str] | None = None) -> list[QueueStats]:
+def stats(queues: str | Iterable[str] | None = None) -> list[QueueStats]:
     """Live counts of every queue (or of the named ones), exact as of one snapshot.
 
     Reads a few counter rows and index ranges per queue, never ``count(*)`` of the backlog: cheap
     enough to call every second with millions of messages queued.
     """
+    if isinstance(queues, str):  # one name, not its characters
+        queues = [queues]
     names = None if queues is None else [validate_name(q) for q in queues]
-    with connection.cursor() as cur:
+    with conf.db().cursor() as cur:
         cur.execute(sql.STATS, {"names": names})
         rows = cur.fetchall()
         if names is not None:

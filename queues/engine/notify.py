@@ -21,6 +21,7 @@ from collections import defaultdict
 
 import psycopg
 
+from queues import conf
 from queues.engine.sql import NOTIFY_CHANNEL
 
 log = logging.getLogger("queues.engine")
@@ -76,8 +77,17 @@ class Listener:
                 self._async_waiters[queue_id].discard(entry)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the thread and close its connection (within one notifies() timeout)."""
+        """Stop the thread and close its connection.
+
+        A notification on the channel wakes the thread out of its wait at once; without the database
+        it stops within one ``notifies()`` timeout.
+        """
         self._stop = True
+        try:
+            with psycopg.Connection.connect(**self._conninfo, autocommit=True, connect_timeout=2) as conn:
+                conn.execute("SELECT pg_notify(%s, 'stop')", [NOTIFY_CHANNEL])
+        except Exception as exc:  # the thread still stops at its next timeout
+            log.debug("listener wake-up on stop failed (%s)", exc)
         self._thread.join(timeout)
 
     def wait_connected(self, timeout: float) -> bool:
@@ -113,6 +123,8 @@ class Listener:
                     backoff = 0.1
                     while not self._stop:
                         for note in conn.notifies(timeout=5.0):
+                            if self._stop:
+                                break
                             try:
                                 self._wake(int(note.payload))
                             except ValueError:
@@ -140,9 +152,7 @@ def get_listener() -> Listener:
     global _listener, _listener_pid
     with _lock:
         if _listener is None or _listener_pid != os.getpid():
-            from django.db import connections
-
-            params = connections["default"].get_connection_params()
+            params = conf.db().get_connection_params()
             params.pop("cursor_factory", None)
             params.pop("context", None)
             params.pop("server_side_binding", None)
@@ -150,3 +160,18 @@ def get_listener() -> Listener:
             _listener = Listener(params)
             _listener_pid = os.getpid()
         return _listener
+
+
+def stop_listener(timeout: float = 10.0) -> None:
+    """Stop this process's LISTEN thread and close its connection; the next wait starts a new one.
+
+    A worker calls it when it stops, and ``queues.testing`` after a drain, so that a test run can drop
+    its database ("database is being accessed by other users" otherwise).
+    """
+    global _listener
+    with _lock:
+        listener, _listener = _listener, None
+        mine = _listener_pid == os.getpid()
+    if listener is not None and mine:
+        listener.stop(timeout)
+

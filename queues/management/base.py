@@ -41,10 +41,7 @@ class MQCommand(BaseCommand):
         except (MQError, ValueError) as exc:
             raise CommandError(str(exc)) from None
         except OperationalError as exc:
-            raise CommandError(
-                f"cannot reach PostgreSQL ({first_line(exc)}): check DATABASE_URL, or unset it to use the "
-                "embedded server (python manage.py mq_db status)"
-            ) from None
+            raise CommandError(f"cannot reach PostgreSQL ({first_line(exc)}): {database_hint()}") from None
         except ProgrammingError as exc:
             raise CommandError(
                 f"the database is not ready ({first_line(exc)}): run `python manage.py migrate` first"
@@ -59,6 +56,18 @@ class MQCommand(BaseCommand):
         """Write to stderr without the red error styling Django applies on a terminal."""
         self.stderr.write(text, style_func=_identity, ending=ending)
         self.stderr.flush()
+
+
+def database_hint() -> str:
+    """What to check when mqadmin's database does not answer, in this project's own terms."""
+    from django.apps import apps
+
+    from queues import conf
+
+    alias = conf.database_alias()
+    if apps.is_installed("mqadmin"):  # this repository's demo site: DATABASE_URL or its embedded server
+        return "check DATABASE_URL, or unset it to use the embedded server (python manage.py mq_db status)"
+    return f"check settings.DATABASES[{alias!r}] (HOST, PORT, NAME, USER) and that the server is running"
 
 
 def _identity(text: str) -> str:

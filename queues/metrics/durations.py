@@ -119,14 +119,13 @@ def fold_and_delete(worker_ids: Sequence[int]) -> int:
 
     Returns the rows deleted. Rows are locked first, so two pruners never fold the same row twice.
     """
-    from django.db import transaction
-
     # Deferred: this module is imported by the worker runtime before it touches any model.
+    from queues import conf
     from queues.models import HandlerDurationTotal, Worker
 
     if not worker_ids:
         return 0
-    with transaction.atomic():
+    with conf.atomic():
         rows = list(Worker.objects.select_for_update(skip_locked=True).filter(pk__in=list(worker_ids))
                     .values_list("pk", "handler_durations"))
         folded = merge(value for _, value in rows)

@@ -18,7 +18,9 @@ import os
 import socket
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import connections
+
+from queues import conf
 
 logger = logging.getLogger("queues.metrics")
 
@@ -29,9 +31,9 @@ LOCK_KEY = int.from_bytes(b"mqsample", "big")
 class Election:
     """Leadership of one candidate. Call its methods from one thread only (the sampler's)."""
 
-    def __init__(self, *, key: int = LOCK_KEY, using: str = DEFAULT_DB_ALIAS, name: str | None = None) -> None:
+    def __init__(self, *, key: int = LOCK_KEY, using: str | None = None, name: str | None = None) -> None:
         self.key = key
-        self.using = using
+        self.using = using or conf.database_alias()
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._held_on: Any = None
 

@@ -24,7 +24,6 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from django.db import connection
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -93,7 +92,7 @@ class MqadminCollector(Collector):
         yield from self._database()
 
     def _queues(self) -> Iterator[Any]:
-        with connection.cursor() as cur:
+        with conf.db().cursor() as cur:
             cur.execute(QUEUES_SQL)
             rows = cur.fetchall()
         limit = fresh_limit()
@@ -157,7 +156,7 @@ class MqadminCollector(Collector):
         yield freshness
 
     def _workers(self) -> Iterator[Any]:
-        with connection.cursor() as cur:
+        with conf.db().cursor() as cur:
             cur.execute(WORKERS_SQL, {"keep": STOPPED_WORKERS_SHOWN})
             rows = cur.fetchall()
         stale_after = conf.worker_stale_after()
@@ -205,7 +204,7 @@ class MqadminCollector(Collector):
         yield family
 
     def _redrives(self) -> Iterator[Any]:
-        with connection.cursor() as cur:
+        with conf.db().cursor() as cur:
             cur.execute(REDRIVES_SQL)
             rows = cur.fetchall()
         running = GaugeMetricFamily("mqadmin_redrives_in_progress", "Redrives running (or stopping) from the queue.",

@@ -25,8 +25,6 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
-from django.db import connection, transaction
-
 from queues import conf
 from queues.engine import core as engine
 from queues.engine.types import QueueStats
@@ -198,7 +196,7 @@ class Sampler:
             "failed": [s.failed_total for s in stats],
             "stale": conf.worker_stale_after(),
         }
-        with connection.cursor() as cur:
+        with conf.db().cursor() as cur:
             cur.execute(RECORD, params)
             rows = cur.fetchall()
         at = rows[0][0]
@@ -256,7 +254,7 @@ class Sampler:
         keep = retention()
         resolutions = list(keep)
         done: dict[str, int] = {}
-        with transaction.atomic(), connection.cursor() as cur:
+        with conf.atomic(), conf.db().cursor() as cur:
             for src, res in pairwise(resolutions):
                 cur.execute(DOWNSAMPLE, {"src": src, "res": res, "step": timedelta(seconds=res), "now": now})
                 done[f"made_{res}"] = cur.rowcount

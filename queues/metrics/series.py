@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import connection
 from django.utils import timezone
 
+from queues import conf
 from queues.metrics.sampler import retention
 
 SERIES_FIELDS = (
@@ -107,7 +107,7 @@ def check_window(value: object) -> int:
 
 
 def _queue_count() -> int:
-    with connection.cursor() as cur:
+    with conf.db().cursor() as cur:
         cur.execute("SELECT count(*) FROM queues_queue")
         return int(cur.fetchone()[0])
 
@@ -151,7 +151,7 @@ def get_series(*, queue: str, window: int) -> Series:
         "queue": queue, "res": res, "start": start, "lookback": start - timedelta(seconds=3 * res),
         "max_gap": _GAP_FACTOR * res,
     }
-    with connection.cursor() as cur:
+    with conf.db().cursor() as cur:
         cur.execute(ONE_QUEUE if queue else TOTALS, params)
         rows = cur.fetchall()
     t = [float(r[0]) for r in rows]

@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import DatabaseError, close_old_connections, connection, connections, transaction
+from django.db import DatabaseError, close_old_connections, connections
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from queues import conf
+from queues import conf, tracing
 from queues.engine import core as engine
 from queues.engine.errors import LeaseExpired, QueueNotFound
 from queues.engine.types import Delivery
@@ -536,6 +536,7 @@ class Worker:
             claimed_at = time.monotonic()
             try:
                 got = engine.receive(q.name, max_messages=share, visibility_timeout=q.vt)
+                tracing.record_receive(q.name, got)
             except QueueNotFound:
                 log.error("event=queue_missing queue=%s note=deleted while the worker runs; retrying later", q.name)
                 got = []
@@ -664,15 +665,17 @@ class Worker:
         acking = False
         try:
             if spec.atomic:
-                with transaction.atomic():
-                    self._timed(item, spec.func, delivery)
+                with conf.atomic():
+                    with tracing.process_span(item.queue.name, delivery, spec.name):
+                        self._timed(item, spec.func, delivery)
                     with self._lock:
                         if item.state is not RUNNING:
                             raise _Abandoned  # timed out meanwhile: its nack is on the way; roll back
                     acking = True
                     engine.ack(delivery.receipt)
             else:
-                self._timed(item, spec.func, delivery)
+                with tracing.process_span(item.queue.name, delivery, spec.name):
+                    self._timed(item, spec.func, delivery)
         except _Abandoned:
             log.warning("event=late_finish queue=%s message=%d note=finished after its timeout; rolled back",
                         item.queue.name, delivery.id)
@@ -727,10 +730,11 @@ class Worker:
             started = time.monotonic()
             try:
                 async with asyncio.timeout(spec.timeout) as scope:
-                    try:
-                        await spec.func(delivery)
-                    finally:
-                        self.durations.observe(item.queue.name, spec.name, time.monotonic() - started)
+                    with tracing.process_span(item.queue.name, delivery, spec.name):
+                        try:
+                            await spec.func(delivery)
+                        finally:
+                            self.durations.observe(item.queue.name, spec.name, time.monotonic() - started)
             except asyncio.CancelledError:
                 return  # shutdown past its grace: the message is being released
             except TimeoutError as exc:
@@ -1045,7 +1049,7 @@ class Worker:
         from queues.models import Worker as WorkerRow
 
         cutoff = Now() - timedelta(seconds=self.dead_after)
-        with transaction.atomic():
+        with conf.atomic():
             dead = list(
                 WorkerRow.objects.select_for_update(skip_locked=True)
                 .filter(state__in=["live", "stopping"], last_beat_at__lt=cutoff)
@@ -1063,7 +1067,7 @@ class Worker:
         from queues.models import Worker as WorkerRow
         from queues.tasks import prune_results
 
-        with connection.cursor() as cur:
+        with conf.db().cursor() as cur:
             cur.execute("SELECT pg_try_advisory_lock(%s)", [PRUNE_LOCK_KEY])
             if not cur.fetchone()[0]:
                 return
@@ -1147,6 +1151,14 @@ class Worker:
         for thread in self._threads:
             if thread.name == "mq-beat":
                 thread.join(timeout=5.0)
+        # Handler and watch threads close their own connections on the way out; waiting for them (and
+        # stopping the LISTEN thread) leaves no connection open behind a worker that ran inside another
+        # program, such as a test run that drops its database next.
+        for thread in self._threads:
+            thread.join(timeout=2.0)
+        from queues.engine.notify import stop_listener
+
+        stop_listener()
         self._state = "stopped"
         try:
             close_old_connections()

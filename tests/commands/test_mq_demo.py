@@ -16,7 +16,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 import queues
-from queues import demo
+from mqadmin import demo
 from queues.engine.types import Delivery
 from queues.models import Queue, Subscription
 from tests.conftest import ROOT, wait_for
@@ -119,7 +119,7 @@ def test_importing_the_demo_registers_no_handlers():
     """Other workers in the same process (and other tests) must never get the demo's handlers."""
     from queues.worker import registry
 
-    assert not any(spec.func.__module__ == "queues.demo" for spec in registry.all_handlers().values())
+    assert not any(spec.func.__module__ == "mqadmin.demo" for spec in registry.all_handlers().values())
     assert "orders" not in registry.all_handlers()
 
 
@@ -136,16 +136,16 @@ def test_demo_settings_give_the_demo_workers_its_handlers(subprocess_env):
                             timeout=60)
     assert result.returncode == 0, result.stderr
     specs = json.loads(result.stdout.strip().splitlines()[-1])
-    assert specs["orders"] == ["queues.demo.handle_order", 0.5, 10]
-    assert specs["payments.fifo"] == ["queues.demo.handle_payment", 0.5, 10]
-    assert specs["reports"][0] == "queues.demo.handle_report"
-    assert specs["emails"][0] == "queues.demo.handle_email"
+    assert specs["orders"] == ["mqadmin.demo.handle_order", 0.5, 10]
+    assert specs["payments.fifo"] == ["mqadmin.demo.handle_payment", 0.5, 10]
+    assert specs["reports"][0] == "mqadmin.demo.handle_report"
+    assert specs["emails"][0] == "mqadmin.demo.handle_email"
 
     # Without the demo's settings a worker never sees the demo's handlers.
     plain = subprocess.run([sys.executable, "-c", code], env=subprocess_env, cwd=ROOT, capture_output=True,
                            text=True, timeout=60)
     assert plain.returncode == 0, plain.stderr
-    assert not any(v[0].startswith("queues.demo.") for v in json.loads(plain.stdout.splitlines()[-1]).values())
+    assert not any(v[0].startswith("mqadmin.demo.") for v in json.loads(plain.stdout.splitlines()[-1]).values())
 
 
 def test_producer_sends_a_realistic_mix(db):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import CommandParser
-from django.db import transaction
 
 import queues
+from queues import conf
 from queues.management.base import MQCommand, audit, confirm_by_name
 from queues.permissions import Action
 
@@ -33,7 +33,7 @@ class Command(MQCommand):
             summary=(f"Queue {name!r} holds {stats.depth} messages "
                      f"({stats.ready} ready, {stats.delayed} delayed, {stats.in_flight} in flight)."),
         )
-        with transaction.atomic():
+        with conf.atomic():
             count = queues.purge(name)
             audit(Action.PURGE_QUEUE, queue=name, count=count)
         self.stdout.write(f"Purged {count} messages from {name!r}.")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
-from django.db import transaction
 
 import queues
+from queues import conf
 from queues.management.base import (
     MQCommand,
     audit,
@@ -157,7 +157,7 @@ class Command(MQCommand):
             self.stdout.write(f"Queue {name!r} exists already; left unchanged.")
             return
         try:
-            with transaction.atomic():
+            with conf.atomic():
                 queue = queues.create_queue(name, **settings)
                 audit(Action.CREATE_QUEUE, queue=name, detail={"settings": settings})
         except queues.QueueExists:
@@ -195,7 +195,7 @@ class Command(MQCommand):
                 "nothing to change: pass at least one setting, for example "
                 f"`mq_queue update {name} --visibility-timeout 60` (see mq_queue update --help)"
             )
-        with transaction.atomic():
+        with conf.atomic():
             queues.update_queue(name, **settings)
             audit(Action.UPDATE_QUEUE_SETTINGS, queue=name, detail={"settings": settings})
         self.stdout.write(f"Updated queue {name!r}: {_describe(settings)}.")
@@ -208,7 +208,7 @@ class Command(MQCommand):
             self, name=name, action="delete", yes=options["yes"],
             summary=f"Queue {name!r} holds {stats.depth} messages; deleting it deletes them too.",
         )
-        with transaction.atomic():
+        with conf.atomic():
             count = queues.delete_queue(name)
             audit(Action.DELETE_QUEUE, queue=name, count=count)
         kept = (f" Its dead-letter queue {queue.dead_letter_queue.name!r} stays."

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from django.core.management.base import CommandError, CommandParser
-from django.db import transaction
 
 import queues
+from queues import conf
 from queues.engine.errors import MQError
 from queues.engine.types import Outgoing
 from queues.management.base import (
@@ -136,7 +136,7 @@ class Command(MQCommand):
         started = time.monotonic()
         sent = 0
         # One transaction: a bad line anywhere (bad JSON, or a value the engine refuses) sends nothing.
-        with _open(path, "--file") as handle, transaction.atomic():
+        with _open(path, "--file") as handle, conf.atomic():
             batch: list[tuple[int, Outgoing]] = []
             for lineno, item in _read_lines(handle, label, template, options["envelope"]):
                 batch.append((lineno, item))
@@ -256,7 +256,7 @@ def _read_lines(handle: TextIO, label: str, template: Outgoing, envelope: bool) 
 
 def _send_file_batch(queue: str, batch: list[tuple[int, Outgoing]], label: str) -> int:
     try:
-        with transaction.atomic():
+        with conf.atomic():
             queues.send_batch(queue, [item for _, item in batch])
     except MQError as exc:
         if isinstance(exc, queues.QueueNotFound):
@@ -264,7 +264,7 @@ def _send_file_batch(queue: str, batch: list[tuple[int, Outgoing]], label: str) 
         # The engine refused something in this batch; find the line so the user can fix it.
         for lineno, item in batch:
             try:
-                with transaction.atomic():
+                with conf.atomic():
                     queues.send_batch(queue, [item])
             except MQError as line_exc:
                 raise CommandError(f"{label}, line {lineno}: {line_exc}") from None

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
-from django.db import close_old_connections, connection
+from django.db import close_old_connections
 
 import queues
-from queues import health
+from queues import conf, health
 from queues.management.base import (
     MQCommand,
     format_age,
@@ -64,7 +64,7 @@ class Command(MQCommand):
                 previous, last = rows, now
                 sleep_unless(stopped, interval)
                 # A watch runs for hours: do not hold a connection the server has dropped.
-                if not connection.in_atomic_block:
+                if not conf.db().in_atomic_block:
                     close_old_connections()
 
     def _read(self, names: list[str] | None) -> list[Any]:

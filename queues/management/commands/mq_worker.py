@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Any
 
 from django.core.management.base import CommandParser
@@ -27,6 +28,21 @@ def _seconds_at_least(minimum: float) -> Any:
         return value
 
     return parse
+
+
+def _log_to_console_unless_configured() -> None:
+    """A worker says what it does: the ``queues`` loggers print to stderr unless the project routes them.
+
+    A project that configured a handler for ``queues`` (or the root logger) keeps its own setup.
+    """
+    logger = logging.getLogger("queues")
+    if logger.hasHandlers():
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
 
 
 class Command(MQCommand):
@@ -95,6 +111,7 @@ class Command(MQCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        _log_to_console_unless_configured()
         try:
             config = WorkerConfig(
                 queues=options["queues"], concurrency=options["concurrency"], prefetch=options["prefetch"],
