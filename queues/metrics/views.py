@@ -18,10 +18,8 @@ import logging
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
-from prometheus_client.exposition import choose_encoder
 
 from queues import conf
-from queues.metrics.prometheus import registry
 from queues.permissions import can_view
 
 logger = logging.getLogger("queues.metrics")
@@ -67,5 +65,14 @@ def metrics(request: HttpRequest) -> HttpResponse:
     refusal = _refusal(request)
     if refusal is not None:
         return refusal
+    try:
+        # Deferred: prometheus-client is the optional extra "prometheus"; without it only this URL fails,
+        # not the URLconf that includes it.
+        from prometheus_client.exposition import choose_encoder
+
+        from queues.metrics.prometheus import registry
+    except ImportError:
+        return HttpResponse("/metrics needs the prometheus-client package: pip install 'django-mqadmin[prometheus]'\n",
+                            status=501, content_type="text/plain; charset=utf-8")
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     return HttpResponse(encoder(registry()), content_type=content_type)

@@ -227,6 +227,25 @@ def test_public_flag_opens_the_endpoint(db, settings) -> None:
     assert _get(Client()).status_code == 200
 
 
+def test_without_prometheus_client_only_the_endpoint_says_what_to_install(client_for, monkeypatch) -> None:
+    import importlib
+    import sys
+
+    from queues.metrics import views
+
+    # As if the optional extra "prometheus" were not installed.
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    monkeypatch.setitem(sys.modules, "prometheus_client.exposition", None)
+    monkeypatch.setitem(sys.modules, "queues.metrics.prometheus", None)
+    importlib.reload(views)  # the module that queues.urls imports does not need it
+    viewer = client_for("viewer")
+    response = _get(viewer)
+    assert response.status_code == 501
+    assert b"django-mqadmin[prometheus]" in response.content
+    assert viewer.get(reverse("queues:database")).status_code == 200
+    assert _get(Client()).status_code == 401  # still refused before anything else
+
+
 def test_post_not_allowed(client_for) -> None:
     assert client_for("viewer").post(reverse("queues:metrics")).status_code == 405
 
