@@ -13,8 +13,9 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CHROMIUM ?= /usr/bin/chromium
+PROMETHEUS ?= /usr/bin/prometheus
 
-.PHONY: help demo test fuzz lint db-url db-stop clean python-check venv frontend browser
+.PHONY: help demo test fuzz lint db-url db-stop clean python-check venv frontend browser prometheus
 
 help:
 	@echo "make demo   - set up everything and run the demo on http://127.0.0.1:8000"
@@ -58,10 +59,21 @@ browser:
 		else echo "!!! no $(CHROMIUM) and no way to install it: browser tests will be SKIPPED"; fi; \
 	fi
 
+# The real-scrape test (tests/observability/test_prometheus_scrape.py) starts Debian's Prometheus.
+# Installed the same way as chromium; without it that test skips with a loud message.
+prometheus:
+	@if [ ! -x "$(PROMETHEUS)" ]; then \
+		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "Installing Debian's prometheus for the real-scrape test..."; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
+				|| echo "!!! could not install prometheus: the real-scrape test will be SKIPPED"; \
+		else echo "!!! no $(PROMETHEUS) and no way to install it: the real-scrape test will be SKIPPED"; fi; \
+	fi
+
 demo: $(STAMP) $(NODE_STAMP)
 	$(VPY) manage.py mq_demo
 
-test: $(STAMP) $(NODE_STAMP) browser
+test: $(STAMP) $(NODE_STAMP) browser prometheus
 	$(VPY) -m pytest
 
 fuzz: $(STAMP) $(NODE_STAMP)

@@ -193,17 +193,22 @@ def _value_errors(value: Mapping[str, Any]) -> list[CheckMessage]:
         errors.append(Error(f"settings.MQADMIN[{key!r}] = {value[key]!r} is not valid.",
                             hint=f"Use {want} (see docs/settings.md).", id="queues.E011"))
 
-    for key in ("READ_ONLY", "HIDE_BODIES", "SAMPLER_ENABLED"):
+    for key in ("READ_ONLY", "HIDE_BODIES", "SAMPLER_ENABLED", "METRICS_PUBLIC"):
         if key in value and not isinstance(value[key], bool):
             bad(key, "True or False")
     if "PAGE_SIZE" in value and not (_is_int(value["PAGE_SIZE"]) and 1 <= value["PAGE_SIZE"] <= 1000):
         bad("PAGE_SIZE", "an integer from 1 to 1000")
-    for key in ("SAMPLE_INTERVAL", "HEARTBEAT_INTERVAL", "WORKER_DEAD_AFTER", "REDRIVE_STALE_AFTER"):
+    for key in ("SAMPLE_INTERVAL", "HEARTBEAT_INTERVAL", "WORKER_DEAD_AFTER", "REDRIVE_STALE_AFTER",
+                "DB_SNAPSHOT_WARN_AFTER"):
         if key in value and not (_is_seconds(value[key], allow_zero=False) and value[key] <= 86_400):
             bad(key, "a number of seconds above 0 (at most 86400)")
     if "SOCKET_RECHECK_INTERVAL" in value and not (_is_seconds(value["SOCKET_RECHECK_INTERVAL"])
                                                     and value["SOCKET_RECHECK_INTERVAL"] <= 86_400):
         bad("SOCKET_RECHECK_INTERVAL", "a number of seconds from 0 to 86400")
+    token = value.get("METRICS_TOKEN")
+    if token is not None and (not isinstance(token, str) or len(token) < 16 or token != token.strip()):
+        bad("METRICS_TOKEN", "None or a string of at least 16 characters without surrounding spaces, e.g. "
+                             "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
     if "SAMPLE_RETENTION" in value:
         retention = value["SAMPLE_RETENTION"]
         if not (isinstance(retention, Mapping) and retention

@@ -27,6 +27,15 @@ DEFAULTS: dict[str, Any] = {
     "SAMPLE_INTERVAL": 1.0,  # seconds between samples of the live counts
     "SAMPLE_RETENTION": {1: 2 * 3600, 60: 2 * 24 * 3600, 3600: 30 * 24 * 3600},  # resolution -> seconds kept
     "SAMPLER_ENABLED": True,  # run the elected sampler inside web processes
+    # Prometheus (/metrics, see docs/observability.md)
+    # A scraper sending "Authorization: Bearer <this>" may read /metrics (compared in constant time).
+    # None: only logged-in users with queues.view_dashboard (or everyone, with METRICS_PUBLIC).
+    "METRICS_TOKEN": None,
+    # True: anyone who can reach /metrics may read it, no token, no login. Only behind a private network.
+    "METRICS_PUBLIC": False,
+    # Database health (the Database page, mq_stats --database, mqadmin_db_* metrics)
+    # A snapshot (open transaction) older than this many seconds that holds back vacuum gets a warning.
+    "DB_SNAPSHOT_WARN_AFTER": 300.0,
     # Workers
     "HANDLERS": {},  # {"queue name": "dotted.path.to.handler"}
     "HEARTBEAT_INTERVAL": 5.0,  # seconds between worker heartbeats

@@ -281,6 +281,11 @@ class Worker(models.Model):
     in_flight_ids = models.JSONField(
         default=list, help_text="Receipts (id:token) of the leases it holds, released early if it dies."
     )
+    handler_durations = models.JSONField(
+        default=list, blank=True,
+        help_text="Cumulative handler-duration histograms per queue and handler, written with each beat "
+                  "(queues.metrics.durations); /metrics adds up every row.",
+    )
 
     class Meta:
         db_table = "queues_worker"
@@ -289,6 +294,25 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class HandlerDurationTotal(models.Model):
+    """Handler-duration histograms of worker rows that were pruned, folded per queue and handler.
+
+    Pruning a stopped worker's row must not make the ``/metrics`` histogram shrink: its totals land
+    here in the same transaction as the delete (see ``queues.metrics.durations``).
+    """
+
+    queue_name = models.CharField(max_length=80)
+    handler = models.CharField(max_length=255)
+    series = models.JSONField(default=dict, help_text="Bounds, per-bucket counts, sum and count.")
+
+    class Meta:
+        db_table = "queues_handler_durations"
+        constraints = [models.UniqueConstraint(fields=["queue_name", "handler"], name="queues_handler_durations_key")]
+
+    def __str__(self) -> str:
+        return f"{self.queue_name} {self.handler}"
 
 
 class QueueSample(models.Model):

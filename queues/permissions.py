@@ -4,7 +4,8 @@
 |---------------------------|-------------------------------------------------------------------|
 | ``queues.view_dashboard`` | every page, revealing hidden bodies (audited)                     |
 | ``queues.operate_queues`` | pause, resume, retry, move, redrive, edit settings, create queues |
-| ``queues.purge_queues``   | purge queues, delete messages, delete queues, shorten retention   |
+| ``queues.purge_queues``   | purge queues, delete messages, delete queues, shorten retention,  |
+|                           | end a database session that holds vacuum back (Database page)     |
 | ``queues.publish_messages`` | publish messages                                                |
 
 Creating a queue needs ``operate_queues``: it adds capacity but destroys nothing, like editing
@@ -54,6 +55,7 @@ class Action(StrEnum):
     REVEAL_BODY = "reveal_body"
     SHORTEN_RETENTION = "shorten_retention"
     SEARCH_BODIES = "search_bodies"
+    CANCEL_BACKEND = "cancel_backend"
 
 
 # The one table of which permission each action needs.
@@ -73,6 +75,8 @@ REQUIRED: dict[Action, str] = {
     Action.REVEAL_BODY: VIEW,
     Action.SHORTEN_RETENTION: PURGE,
     Action.SEARCH_BODIES: VIEW,
+    # Ending another program's database session can destroy its uncommitted work.
+    Action.CANCEL_BACKEND: PURGE,
 }
 
 # Actions that read rather than change queues: allowed even when the dashboard is read-only.

@@ -23,7 +23,7 @@ from django.db.models.functions import Cast, Left
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from queues import conf, validation
+from queues import conf, health, validation
 from queues.engine import core as engine
 from queues.engine.types import MessageInfo, QueueStats
 from queues.models import AuditEvent, Message, Queue, Redrive, RedriveState, Worker, WorkerState
@@ -910,3 +910,14 @@ def list_audit_events(
 def audit_actor_names() -> list[str]:
     """Names that appear in the audit log, for the filter picker."""
     return list(AuditEvent.objects.order_by("actor_name").values_list("actor_name", flat=True).distinct()[:500])
+
+
+# -- database health --------------------------------------------------------------------------------
+def get_database_health(*, holders: int = 5) -> health.DatabaseHealth:
+    """Queue tables' vacuum state, the oldest snapshot holders, replication slots (catalog views only)."""
+    return health.read(holders=holders)
+
+
+def get_database_session(pid: int) -> health.SnapshotHolder | None:
+    """One session of the queues' database by pid, for the confirm page of ending it."""
+    return health.get_session(pid)

@@ -20,13 +20,13 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import close_old_connections, transaction
 
-from queues import conf, selectors
+from queues import conf, health, selectors
 from queues.engine import core as engine
 from queues.engine.errors import QueueNotFound
 from queues.models import AuditEvent, Message, Queue, Redrive, RedriveState
@@ -603,3 +603,35 @@ def stop_redrive(*, actor: Any, redrive_id: int, remote_addr: str = "") -> bool:
 
     return _perform(actor, Action.STOP_REDRIVE, run, queue_name=row.source.name if row else "",
                     remote_addr=remote_addr).result
+
+
+# -- database health --------------------------------------------------------------------------------
+def cancel_backend(
+    *, actor: Any, pid: int, mode: str = "terminate", backend_start: datetime | str | None = None,
+    remote_addr: str = "",
+) -> dict[str, object]:
+    """End a session that holds the xmin horizon back (``mode="terminate"``: its transaction rolls back and
+    its snapshot is released) or cancel its running query (``mode="cancel"``); see
+    :func:`queues.health.end_backend` for what is refused. ``backend_start`` (the session's start as the
+    operator saw it, ISO text from a form) guards against a reused pid. Needs ``purge_queues``: it can
+    destroy another program's uncommitted work. Bad input is refused with :class:`ActionFailed`, audited."""
+
+    def run() -> _Done:
+        if mode not in ("terminate", "cancel"):
+            raise ActionFailed(f"mode must be 'terminate' (end the session) or 'cancel' (its running query), "
+                               f"got {mode!r}")
+        started = backend_start
+        if isinstance(started, str):
+            try:
+                started = datetime.fromisoformat(started) if started else None
+            except ValueError:
+                raise ActionFailed(f"backend_start must be the session's start time as the page showed it, "
+                                   f"got {backend_start!r}") from None
+        try:
+            done = health.end_backend(pid, terminate=mode == "terminate", backend_start=started)
+        except health.BackendNotFound as exc:
+            raise NotFound(str(exc)) from None
+        return _Done(result=done, count=1, detail=done)
+
+    return _perform(actor, Action.CANCEL_BACKEND, run, remote_addr=remote_addr,
+                    detail={"pid": pid, "mode": mode[:20]}).result

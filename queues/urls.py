@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.urls import path
 
 from queues import api, views
+from queues.metrics import views as metrics_views
 
 app_name = "queues"
 urlpatterns = [
@@ -28,6 +29,9 @@ urlpatterns = [
     path("redrives/<int:redrive_id>/stop/", views.redrive_stop, name="redrive-stop"),
     path("workers/", views.worker_list, name="workers"),
     path("audit/", views.audit_log, name="audit"),
+    path("database/", views.database, name="database"),
+    path("database/sessions/<int:pid>/end/", views.database_session_end, name="database-session-end"),
+    path("metrics", metrics_views.metrics, name="metrics"),
     # --- live layer: "live" adds the /api/series/ route (queues/api.py) on the line below -----------
     path("api/series/", api.series, name="api-series"),
     # The dashboard's WebSocket (queues.routing): named here so pages and the ASGI routes follow the mount.

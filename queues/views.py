@@ -204,7 +204,8 @@ def _safe_next(request: HttpRequest, candidate: str, fallback: str) -> str:
 @dashboard_page
 def overview(request: HttpRequest) -> HttpResponse:
     """Totals, throughput, the backlog of every queue."""
-    return _page(request, "queues/overview.html", {"overview": selectors.get_overview(), "nav": "overview"})
+    return _page(request, "queues/overview.html", {
+        "overview": selectors.get_overview(), "db": selectors.get_database_health(holders=1), "nav": "overview"})
 
 
 @require_safe
@@ -341,6 +342,30 @@ def worker_list(request: HttpRequest) -> HttpResponse:
         "workers": selectors.list_workers(), "nav": "workers",
         "stale_after": conf.worker_stale_after(),
     })
+
+
+@require_safe
+@dashboard_page
+def database(request: HttpRequest) -> HttpResponse:
+    """The queue tables' dead rows and size, the oldest open snapshot and who holds it, replication slots."""
+    return _page(request, "queues/database.html", {"health": selectors.get_database_health(), "nav": "database"})
+
+
+@require_http_methods(["GET", "POST"])
+@action_endpoint
+def database_session_end(request: HttpRequest, pid: int) -> HttpResponse:
+    """GET: confirm page for ending (or cancelling the query of) a database session; POST: do it."""
+    if request.method == "GET":
+        check(request.user, Action.CANCEL_BACKEND)
+        session = selectors.get_database_session(pid)
+        if session is None:
+            raise Http404(f"no session with pid {pid} in this database: it may have ended already")
+        return _page(request, "queues/database_end_session.html", {"session": session, "nav": "database"})
+    mode = request.POST.get("mode", "terminate")
+    services.cancel_backend(actor=request.user, pid=pid, mode=mode, backend_start=request.POST.get("backend_start"),
+                            remote_addr=_remote_addr(request))
+    done = "Ended session" if mode == "terminate" else "Cancelled the running query of session"
+    return _done(request, f"{done} {pid}.", reverse("queues:database"))
 
 
 @require_safe

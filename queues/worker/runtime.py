@@ -48,6 +48,7 @@ from queues.engine import core as engine
 from queues.engine.errors import LeaseExpired, QueueNotFound
 from queues.engine.text import safe_text
 from queues.engine.types import Delivery
+from queues.metrics.durations import DurationHistogram, fold_and_delete
 from queues.worker import registry
 from queues.worker.errors import Reject, WorkerConfigError
 from queues.worker.registry import HandlerSpec
@@ -361,6 +362,8 @@ class Worker:
         self.dead_lettered = 0
         self.lost = 0  # lease lost before the outcome could be recorded: the message comes back
         self.settled = 0  # processed + failed, for --max-messages
+        # Written with each heartbeat; /metrics adds up every worker's (queues.metrics.durations).
+        self.durations = DurationHistogram()
 
     # -- setup --------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -696,7 +699,7 @@ class Worker:
             if spec.atomic:
                 with conf.atomic():
                     with tracing.process_span(item.queue.name, delivery, spec.name):
-                        spec.func(delivery)
+                        self._timed(item, spec.func, delivery)
                     with self._lock:
                         if item.state is not RUNNING:
                             raise _Abandoned  # timed out meanwhile: its nack is on the way; roll back
@@ -704,7 +707,7 @@ class Worker:
                     engine.ack(delivery.receipt)
             else:
                 with tracing.process_span(item.queue.name, delivery, spec.name):
-                    spec.func(delivery)
+                    self._timed(item, spec.func, delivery)
         except _Abandoned:
             log.warning("event=late_finish queue=%s message=%d note=finished after its timeout; rolled back",
                         item.queue.name, delivery.id)
@@ -723,6 +726,14 @@ class Worker:
         else:
             self._succeed(item)
         return True
+
+    def _timed(self, item: _Item, func: Callable[[Delivery], Any], delivery: Delivery) -> None:
+        """Run a sync handler, counting its duration (returned or raised) into the histogram."""
+        started = time.monotonic()
+        try:
+            func(delivery)
+        finally:
+            self.durations.observe(item.queue.name, item.queue.spec.name, time.monotonic() - started)
 
     def _loop_thread(self) -> None:
         assert self._loop is not None
@@ -750,10 +761,14 @@ class Worker:
             if delivery is None:
                 return
             spec = item.queue.spec
+            started = time.monotonic()
             try:
                 async with asyncio.timeout(spec.timeout) as scope:
                     with tracing.process_span(item.queue.name, delivery, spec.name):
-                        await spec.func(delivery)
+                        try:
+                            await spec.func(delivery)
+                        finally:
+                            self.durations.observe(item.queue.name, spec.name, time.monotonic() - started)
             except asyncio.CancelledError:
                 return  # shutdown past its grace: the message is being released
             except TimeoutError as exc:
@@ -1116,6 +1131,7 @@ class Worker:
         fields: dict[str, Any] = {
             "last_beat_at": Now(), "processed": self.processed, "failed": self.failed,
             "in_flight": len(receipts), "in_flight_ids": receipts, "state": self._state,
+            "handler_durations": self.durations.snapshot(),
         }
         if final:
             fields.update(state="stopped", stopped_at=Now(), in_flight=0, in_flight_ids=[])
@@ -1154,9 +1170,10 @@ class Worker:
                 return
             try:
                 result = engine.prune()
-                gone, _ = WorkerRow.objects.filter(
+                # Their duration histograms are folded into the totals, so /metrics' sums never shrink.
+                gone = fold_and_delete(list(WorkerRow.objects.filter(
                     state__in=["stopped", "dead"], last_beat_at__lt=Now() - WORKER_ROW_RETENTION
-                ).delete()
+                ).values_list("pk", flat=True)))
                 results = prune_results()
                 abandoned = engine.reap_redrives()
                 if result.expired_messages or result.expired_dedup_ids or gone or results or abandoned:

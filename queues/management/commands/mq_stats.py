@@ -1,7 +1,9 @@
-"""``mq_stats``: live counts of every queue, once or refreshed with --watch."""
+"""``mq_stats``: live counts of every queue, once or refreshed with --watch; ``--database`` adds the
+database's health (dead rows, vacuum, the oldest snapshot holding vacuum back)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -10,7 +12,7 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import close_old_connections
 
 import queues
-from queues import conf
+from queues import conf, health
 from queues.management.base import (
     MQCommand,
     format_age,
@@ -38,9 +40,15 @@ class Command(MQCommand):
                                  "rates; clears the screen on a terminal.")
         parser.add_argument("--json", action="store_true",
                             help="Print JSON (with --watch: one JSON document per line per refresh).")
+        parser.add_argument("--database", action="store_true",
+                            help="Also show the database's health: live and dead rows, size and last vacuum of each "
+                                 "queue table, the oldest open transaction holding vacuum back (pid, application, "
+                                 "state, age) and replication slots, with a warning and the fix when a held "
+                                 "snapshot makes the queue tables grow. Reads catalog views only.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         names = options["queues"] or None
+        self.database = options["database"]
         if options["watch"] is None:
             self._show(self._read(names), None, 0.0, as_json=options["json"], watching=False, clear=False)
             return
@@ -87,7 +95,10 @@ class Command(MQCommand):
                 if watching:
                     item["sent_per_second"], item["acked_per_second"] = rates(row)
                 out.append(item)
-            self.stdout.write(to_json({"at": now, "queues": out}) if watching else to_json(out))
+            if self.database:
+                self.stdout.write(to_json({"at": now, "queues": out, "database": self._health_json()}))
+            else:
+                self.stdout.write(to_json({"at": now, "queues": out}) if watching else to_json(out))
             self.stdout.flush()
             return
         headers = ["QUEUE", "KIND", "STATE", "READY", "DELAYED", "IN FLIGHT", "DEAD", "OLDEST", "SENT", "ACKED",
@@ -111,5 +122,36 @@ class Command(MQCommand):
             self.stdout.write(CLEAR + f"mq_stats  {now:%Y-%m-%d %H:%M:%S} UTC  (Ctrl-C to stop)\n", ending="")
         elif watching:
             self.stdout.write(f"{now:%Y-%m-%d %H:%M:%S} UTC")
+        if self.database:
+            text += "\n\n" + self._health_text()
         self.stdout.write(text + ("\n" if watching and not clear else ""))
         self.stdout.flush()
+
+    def _health_json(self) -> dict[str, Any]:
+        h = health.read()
+        return {"tables": [dataclasses.asdict(t) for t in h.tables],
+                "holders": [dataclasses.asdict(x) for x in h.holders],
+                "slots": [dataclasses.asdict(x) for x in h.slots], "warnings": h.warnings}
+
+    def _health_text(self) -> str:
+        h = health.read()
+        lines = ["DATABASE", format_table(
+            ["TABLE", "LIVE", "DEAD", "SIZE", "LAST VACUUM"],
+            [[t.table, t.live_tuples, t.dead_tuples, f"{t.size_bytes / 1024:,.0f} KiB", t.vacuumed_ago_text]
+             for t in h.tables], right=range(1, 4))]
+        if h.holders:
+            lines += ["", "OLDEST OPEN SNAPSHOTS (the first pins the xmin horizon)", format_table(
+                ["PID", "USER", "APPLICATION", "STATE", "AGE", "XIDS HELD", "QUERY START"],
+                [[x.pid, x.user or "-", x.application or "-", x.state or x.backend_type, format_age(x.age_seconds),
+                  "-" if x.xid_age is None else x.xid_age,
+                  f"{x.query_start:%Y-%m-%d %H:%M:%S}" if x.query_start else "-"] for x in h.holders],
+                right=(0, 4, 5))]
+        else:
+            lines += ["", "No other session holds a snapshot."]
+        if h.slots:
+            lines += ["", "REPLICATION SLOTS HOLDING THE HORIZON", format_table(
+                ["SLOT", "TYPE", "ACTIVE", "XMIN AGE"],
+                [[x.name, x.slot_type, "yes" if x.active else "no", "-" if x.xmin_age is None else x.xmin_age]
+                 for x in h.slots], right=(3,))]
+        lines += [f"\nWARNING: {w}" for w in h.warnings]
+        return "\n".join(lines)
