@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -63,7 +64,7 @@ class Dists:
 
 
 @pytest.fixture(scope="session")
-def dists(tmp_path_factory: pytest.TempPathFactory) -> Dists:
+def dists(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dists]:
     """``python -m build`` (sdist, then the wheel from the unpacked sdist) and ``python -m build --wheel``."""
     out = tmp_path_factory.mktemp("dist")
     # The default build makes the wheel from the sdist, in a directory without node_modules: the proof
@@ -87,7 +88,8 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> Dists:
     (sdist,) = (out / "sdist").glob("*.tar.gz")
     (wheel,) = (out / "sdist").glob("*.whl")
     (tree_wheel,) = (out / "tree").glob("*.whl")
-    return Dists(sdist, wheel, tree_wheel, logs["sdist"] + logs["tree"])
+    yield Dists(sdist, wheel, tree_wheel, logs["sdist"] + logs["tree"])
+    shutil.rmtree(out, ignore_errors=True)
 
 
 @dataclass
@@ -137,24 +139,27 @@ def _install_requirement(wheel: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def host_venv(dists: Dists, tmp_path_factory: pytest.TempPathFactory) -> HostVenv:
+def host_venv(dists: Dists, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostVenv]:
     """A fresh virtualenv (the suite's Python) with the wheel and its dependencies, sizes measured on the way."""
     venv = HostVenv(tmp_path_factory.mktemp("host-venv") / "venv")
-    run([sys.executable, "-m", "venv", venv.path])
-    pip = [venv.python, "-m", "pip", "--disable-pip-version-check", "--no-input"]
-    # Measured without extras: what every host pays.
-    before = tree_size(venv.path)
-    run([*pip, "install", "--quiet", dists.wheel], env=venv.env())
-    venv.sizes = {
-        "wheel_bytes": dists.wheel.stat().st_size,
-        "queues_package_bytes": tree_size(venv.site_packages / "queues"),
-        "venv_growth_bytes": tree_size(venv.path) - before,
-    }
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "packaging-sizes.json").write_text(json.dumps(venv.sizes, indent=2) + "\n")
-    print(f"\ninstalled sizes: {venv.sizes}")
-    run([*pip, "install", "--quiet", _install_requirement(dists.wheel), "-r", HOST_REQUIREMENTS], env=venv.env())
-    return venv
+    try:
+        run([sys.executable, "-m", "venv", venv.path])
+        pip = [venv.python, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+        # Measured without extras: what every host pays.
+        before = tree_size(venv.path)
+        run([*pip, "install", "--quiet", dists.wheel], env=venv.env())
+        venv.sizes = {
+            "wheel_bytes": dists.wheel.stat().st_size,
+            "queues_package_bytes": tree_size(venv.site_packages / "queues"),
+            "venv_growth_bytes": tree_size(venv.path) - before,
+        }
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "packaging-sizes.json").write_text(json.dumps(venv.sizes, indent=2) + "\n")
+        print(f"\ninstalled sizes: {venv.sizes}")
+        run([*pip, "install", "--quiet", _install_requirement(dists.wheel), "-r", HOST_REQUIREMENTS], env=venv.env())
+        yield venv
+    finally:
+        shutil.rmtree(venv.path.parent, ignore_errors=True)  # a few hundred MB, kept by pytest for three runs
 
 
 class PgServer:

@@ -125,14 +125,18 @@ def _is_long_running(argv: list[str]) -> bool:
     return Path(argv[0]).name == "daphne" or (len(argv) > 2 and argv[1:3] == ["manage.py", "mq_worker"])
 
 
-def build_host(venv: HostVenv, base: Path, pg: PgServer, mode: str) -> HostProject:
-    """startproject + startapp + the host's own set-up + every quickstart step (``dedicated-*`` in that mode)."""
+def build_host(venv: HostVenv, base: Path, pg: PgServer, mode: str, created: list[str]) -> HostProject:
+    """startproject + startapp + the host's own set-up + every quickstart step (``dedicated-*`` in that mode).
+
+    The databases it creates are added to ``created`` as soon as they exist, for the caller to drop.
+    """
     tag = uuid.uuid4().hex[:10]
     databases = {"default": f"hostproj_{tag}"}
     if mode == "dedicated":
         databases["queues"] = f"hostq_{tag}"
     for name in databases.values():
         pg.create(name)
+        created.append(name)
     run([venv.bin / "django-admin", "startproject", "mysite"], cwd=base, env=venv.env())
     host = HostProject(venv, base / "mysite", mode, databases)
     host.manage("startapp", "orders")

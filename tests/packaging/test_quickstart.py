@@ -8,7 +8,7 @@ commands the doc leaves running (workers, daphne) are started here: workers in t
 from __future__ import annotations
 
 import json
-import re
+import shutil
 import subprocess
 import urllib.error
 import urllib.request
@@ -31,21 +31,13 @@ def host(request: pytest.FixtureRequest, host_venv: HostVenv, pg_server: PgServe
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostProject]:
     """The quickstart's project; its databases are dropped at the end (after ending their sessions)."""
     base = tmp_path_factory.mktemp(f"host-{request.param}")
-    project: HostProject | None = None
+    created: list[str] = []
     try:
-        project = build_host(host_venv, base, pg_server, request.param)
-        yield project
+        yield build_host(host_venv, base, pg_server, request.param, created)
     finally:
-        names = project.databases.values() if project else _databases_named_in(base)
-        for name in names:
+        for name in created:
             pg_server.drop(name)
-
-
-def _databases_named_in(base: Path) -> list[str]:
-    """The databases a half-built project created (build_host failed before returning it)."""
-    settings = base / "mysite" / "mysite" / "settings.py"
-    text = settings.read_text() if settings.exists() else ""
-    return sorted(set(re.findall(r"'NAME': '(host(?:proj|q)_[0-9a-f]+)'", text)))
+        shutil.rmtree(base, ignore_errors=True)
 
 
 class Server:
@@ -223,6 +215,8 @@ def test_dashboard_goes_live_under_the_prefix_in_a_browser(host: HostProject, se
             urls: list[str] = page.eval_on_selector_all(
                 "a[href], form[action]", "els => els.map(e => e.getAttribute('href') || e.getAttribute('action'))")
             ws_path = page.get_attribute("#live-status", "data-ws-path")
+            api_urls: list[str] = page.eval_on_selector_all(
+                "[data-series-url]", "els => els.map(e => e.getAttribute('data-series-url'))")
 
             page.goto(f"{server.url}{PREFIX}queues/")
             queue_names = page.locator("table").inner_text()
@@ -231,6 +225,7 @@ def test_dashboard_goes_live_under_the_prefix_in_a_browser(host: HostProject, se
 
     assert HOST_BASE not in html, "the dashboard rendered the host's base.html"
     assert ws_path == f"{PREFIX}ws/dashboard/"
+    assert api_urls == [f"{PREFIX}api/series/"], api_urls
     assert sockets and all(u.startswith(f"ws://127.0.0.1:{server.port}{PREFIX}") for u in sockets), sockets
     local = [u for u in urls if u.startswith("/")]
     host_urls = {"/admin/", "/accounts/logout/"}  # the optional links, there because this host has them
