@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+__version__ = "0.2.0"
+
 
 def __getattr__(name: str) -> Any:
     if name.startswith("__") or name in ("engine", "worker", "models"):

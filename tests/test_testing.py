@@ -57,3 +57,12 @@ def test_drain_leaves_no_database_connection_open(paid):
 def test_drain_inside_a_transaction_says_what_to_do(paid):
     with transaction.atomic(), pytest.raises(DrainError, match=r"django_db\(transaction=True\)"):
         drain("orders-t")
+
+
+def test_a_burst_worker_run_from_a_test_leaves_no_connection_open(paid):
+    from django.core.management import call_command
+
+    queues.send("orders-t", {"order": 2})
+    call_command("mq_worker", "orders-t", "--burst", "--log-interval", "0")
+    assert paid == [2]
+    assert _other_backends() == 0

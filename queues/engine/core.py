@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from django.db import IntegrityError
 
-from queues import conf
+from queues import conf, tracing
 from queues.engine import sql
 from queues.engine.errors import (
     InvalidMessage,
@@ -462,6 +462,7 @@ def _prepare_fields(
     return (body, headers, _check_priority(priority), group, _check_key(dedup_id, "dedup_id"), _check_delay(delay))
 
 
+@tracing.traced_send_batch
 def send_batch(queue: str, messages: Iterable[Any]) -> list[int]:
     """Send many messages in one statement; return their ids in input order.
 
@@ -539,6 +540,7 @@ def _send_fast(queue: str, cfg: _QueueConfig, rows: list[tuple]) -> list[int]:
     return [r[0] for r in result]
 
 
+@tracing.traced_send
 def send(
     queue: str,
     body: Any,

@@ -43,7 +43,7 @@ from django.db import DatabaseError, close_old_connections, connections
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from queues import conf
+from queues import conf, tracing
 from queues.engine import core as engine
 from queues.engine.errors import LeaseExpired, QueueNotFound
 from queues.engine.types import Delivery
@@ -533,6 +533,7 @@ class Worker:
             claimed_at = time.monotonic()
             try:
                 got = engine.receive(q.name, max_messages=share, visibility_timeout=q.vt)
+                tracing.record_receive(q.name, got)
             except QueueNotFound:
                 log.error("event=queue_missing queue=%s note=deleted while the worker runs; retrying later", q.name)
                 got = []
@@ -662,14 +663,16 @@ class Worker:
         try:
             if spec.atomic:
                 with conf.atomic():
-                    spec.func(delivery)
+                    with tracing.process_span(item.queue.name, delivery, spec.name):
+                        spec.func(delivery)
                     with self._lock:
                         if item.state is not RUNNING:
                             raise _Abandoned  # timed out meanwhile: its nack is on the way; roll back
                     acking = True
                     engine.ack(delivery.receipt)
             else:
-                spec.func(delivery)
+                with tracing.process_span(item.queue.name, delivery, spec.name):
+                    spec.func(delivery)
         except _Abandoned:
             log.warning("event=late_finish queue=%s message=%d note=finished after its timeout; rolled back",
                         item.queue.name, delivery.id)
@@ -715,7 +718,8 @@ class Worker:
             spec = item.queue.spec
             try:
                 async with asyncio.timeout(spec.timeout) as scope:
-                    await spec.func(delivery)
+                    with tracing.process_span(item.queue.name, delivery, spec.name):
+                        await spec.func(delivery)
             except asyncio.CancelledError:
                 return  # shutdown past its grace: the message is being released
             except TimeoutError as exc:
