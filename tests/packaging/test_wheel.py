@@ -61,7 +61,12 @@ def test_wheel_metadata_names_the_distribution_dependencies_and_extras(dists: Di
     requires = meta.get_all("Requires-Dist")
     base = sorted(r.split(">=")[0].lower() for r in requires if "extra ==" not in r)
     assert base == ["channels", "django", "psycopg"], requires
-    assert {"daphne", "redis", "binary"} <= set(meta.get_all("Provides-Extra"))
+    # The quickstart lists every extra there is, and no other.
+    doc = quickstart.DOC.read_text()
+    listed = re.search(r"^Extras: (.*?)\. Without extras", doc, re.S | re.M)
+    assert listed, "docs/quickstart.md should list the extras in a paragraph starting 'Extras:'"
+    named = set(re.findall(r"(?:^|, )`(\w+)`", listed[1].replace("\n", " ")))
+    assert named == set(meta.get_all("Provides-Extra")), (named, meta.get_all("Provides-Extra"))
 
 
 def test_wheel_built_from_the_sdist_equals_the_wheel_built_from_the_tree(dists: Dists) -> None:
