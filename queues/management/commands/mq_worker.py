@@ -30,19 +30,38 @@ def _seconds_at_least(minimum: float) -> Any:
     return parse
 
 
-def _log_to_console_unless_configured() -> None:
-    """A worker says what it does: the ``queues`` loggers print to stderr unless the project routes them.
+class _NotLoggedYet(logging.Filter):
+    """Passes records that no handler of the project's own logging set-up has printed on their way up."""
 
-    A project that configured a handler for ``queues`` (or the root logger) keeps its own setup.
+    def filter(self, record: logging.LogRecord) -> bool:
+        logger: logging.Logger | None = logging.getLogger(record.name)
+        root = logging.getLogger()
+        while logger is not None and logger is not root:
+            if logger.handlers:
+                return False
+            if not logger.propagate:
+                break
+            logger = logger.parent
+        return True
+
+
+def _log_to_console_unless_configured() -> None:
+    """A worker says what it and its handlers do: INFO and up print to stderr unless the project routes them.
+
+    Handlers log through their own modules' loggers (``orders.handlers``), not only ``queues``: a host
+    without a ``LOGGING`` set-up for them would otherwise see nothing below WARNING. A project that
+    configured the root logger keeps its own set-up; a logger the project gave a handler of its own
+    (``queues`` in many projects) is printed by that handler only, never twice.
     """
-    logger = logging.getLogger("queues")
-    if logger.hasHandlers():
+    root = logging.getLogger()
+    if root.handlers:
         return
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logger.addHandler(handler)
-    if logger.level == logging.NOTSET:
-        logger.setLevel(logging.INFO)
+    handler.addFilter(_NotLoggedYet())
+    root.addHandler(handler)
+    if root.level > logging.INFO:
+        root.setLevel(logging.INFO)
 
 
 class Command(MQCommand):
