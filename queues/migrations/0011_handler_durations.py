@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('queues', '0008_audit_actor_any_database'),
+        ('queues', '0010_fifo_group'),
     ]
 
     operations = [
