@@ -13,6 +13,7 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, TooManyFieldsSent
@@ -124,7 +125,11 @@ def _unstorable_input(request: HttpRequest) -> HttpResponse | None:
 
     Path segments are names or ids: a malformed one names nothing, so its page is a 404 (``_queue_or_404``).
     """
-    problem = validation.unstorable_parameter(request.GET.lists())
+    try:
+        problem = validation.unstorable_parameter(request.GET.lists())
+    except TooManyFieldsSent:
+        return _error(request, f"too many query parameters (Django allows {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS:,}): "
+                               "send many message ids as one comma-separated 'ids' field")
     if problem is None:
         return None
     return _error(request, f"{problem}: remove it and try again")
