@@ -19,6 +19,7 @@ import queues
 from mqadmin import demo
 from queues.engine.types import Delivery
 from queues.models import Queue, Subscription
+from tests.browser.servers import free_port
 from tests.conftest import ROOT, wait_for
 
 
@@ -31,12 +32,6 @@ def demo_env(subprocess_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
 def manage(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def login_password(out: str) -> str:

@@ -17,7 +17,7 @@ import pytest
 
 import queues
 from tests.browser.servers import Daphne, free_port
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, stop_process, wait_for
 
 TOKEN = "prometheus-scrape-token-0123456789abcdef"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -68,13 +68,7 @@ class Prometheus:
         return body["data"]["result"]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

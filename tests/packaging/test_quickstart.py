@@ -20,6 +20,7 @@ import pytest
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, _why_no_browser
 from tests.browser.servers import free_port
+from tests.conftest import stop_process
 from tests.packaging.conftest import HostVenv, PgServer, wait_until_serving
 from tests.packaging.host import HOST_404, HOST_BASE, HOST_LOGIN, PASSWORD, USERNAME, HostProject, build_host
 
@@ -55,13 +56,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(15)
+        stop_process(self.proc)
 
 
 @pytest.fixture(scope="module")
