@@ -83,10 +83,10 @@ def _django(dsn: str) -> None:
         _dsn = dsn
     from django.db import connection
 
-    from queues.engine import core
+    from queues import engine
 
     connection.close()
-    core._forget()
+    engine.clear_cache()
 
 
 def _server_facts(dsn: str) -> dict[str, str]:

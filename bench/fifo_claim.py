@@ -74,9 +74,9 @@ def main() -> None:
     args = parser.parse_args()
     dsn = _fresh_database(args.admin_dsn or _default_admin_dsn(), "bench_fifo")
     _django(dsn)
-    from queues.engine import core
+    from queues.engine import delivery
 
-    current, baseline = core.sql, _baseline_sql(args.baseline)
+    current, baseline = delivery.sql, _baseline_sql(args.baseline)
     runs = iter(range(1_000_000))
     print(f"| groups x per | batch | {args.baseline}: msg/s, receive ms, ack ms | now: msg/s, receive ms, ack ms |")
     print("|---|---|---|---|")
@@ -84,9 +84,9 @@ def main() -> None:
         results: dict[str, list[tuple[float, float, float]]] = {"base": [], "now": []}
         for _ in range(args.repeat):
             for side, module in (("base", baseline), ("now", current)):
-                core.sql = module
+                delivery.sql = module
                 results[side].append(_run(next(runs), groups, per, batch))
-        core.sql = current
+        delivery.sql = current
         cells = []
         for side in ("base", "now"):
             rate, rec, ack = (statistics.median(x[i] for x in results[side]) for i in range(3))

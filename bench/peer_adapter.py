@@ -63,10 +63,10 @@ def _django(dsn: str) -> None:
         raise RuntimeError(f"this process is set up for {_configured_dsn}, not {dsn}")
     from django.db import connection
 
-    from queues.engine import core
+    from queues import engine
 
     connection.close()
-    core._forget()  # the queue's id may differ in the fresh database
+    engine.clear_cache()  # the queue's id may differ in the fresh database
 
 
 def _version() -> str:

@@ -99,7 +99,7 @@ def measure_tick(ticks: int) -> dict[str, Any]:
     """Time ``ticks`` ticks, and their two statements apart; then one maintenance pass."""
     from django.db import connection
 
-    from queues.engine import core
+    from queues import engine
     from queues.metrics.election import Election
     from queues.metrics.sampler import Sampler
 
@@ -115,7 +115,7 @@ def measure_tick(ticks: int) -> dict[str, Any]:
         sampler.tick()
         whole.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        core.stats()
+        engine.stats()
         stats_part.append(time.perf_counter() - t0)
         time.sleep(0.02)
     t0 = time.perf_counter()

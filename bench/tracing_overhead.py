@@ -26,7 +26,7 @@ import django
 django.setup()
 
 import queues  # noqa: E402
-from queues.engine import core  # noqa: E402
+from queues import engine  # noqa: E402
 
 
 def _per_send(func, queue: str, n: int) -> float:
@@ -46,7 +46,7 @@ def main() -> None:
         queues.create_queue(queue)
     except queues.QueueExists:
         pass
-    traced, bare = core.send, core.send.__wrapped__
+    traced, bare = engine.send, engine.send.__wrapped__
     _per_send(traced, queue, 200)  # warm up: prepared statements, caches
     rows: dict[str, list[float]] = {"traced wrapper, tracing off": [], "bare send": []}
     for _ in range(args.rounds):

@@ -6,6 +6,7 @@ The public API is loaded lazily so that ``import queues`` works before Django's 
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 __version__ = "0.2.0"
@@ -19,9 +20,13 @@ def __getattr__(name: str) -> Any:
     engine = importlib.import_module("queues.engine")
 
     try:
-        return getattr(engine, name)
+        value = getattr(engine, name)
     except AttributeError:
         pass
+    else:
+        # The engine's submodules are not the API: `from queues import validation` means queues/validation.py.
+        if not isinstance(value, ModuleType):
+            return value
     if name in ("handler", "register"):
         return getattr(importlib.import_module("queues.worker.registry"), name)
     if name in ("Reject",):

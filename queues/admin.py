@@ -21,8 +21,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.functional import cached_property
 
-from queues import conf, services, validation
-from queues.engine import core as engine
+from queues import conf, engine, services, validation
 from queues.models import (
     AuditEvent,
     Message,

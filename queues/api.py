@@ -10,8 +10,8 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 
-from queues.engine.core import validate_name
 from queues.engine.errors import InvalidQueueName
+from queues.engine.validation import validate_name
 from queues.metrics.series import SeriesError, check_window, get_series
 from queues.models import Queue
 from queues.permissions import can_view

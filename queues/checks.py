@@ -18,6 +18,9 @@ from typing import Any
 from django.core import checks
 from django.core.checks import CheckMessage, Error, Warning
 
+from queues.engine.errors import InvalidQueueName, InvalidQueueSettings
+from queues.engine.validation import clean_settings, validate_name
+
 # The keywords of queues.create_queue that QUEUE_SETTINGS may hold.
 QUEUE_SETTING_KEYS = frozenset({
     "kind", "visibility_timeout", "max_receives", "dead_letter_queue", "default_delay", "retention",
@@ -67,9 +70,6 @@ def _options_errors(backend: Any, where: str) -> list[CheckMessage]:
 
 
 def _queue_settings_errors(backend: Any, where: str) -> list[CheckMessage]:
-    from queues.engine import core
-    from queues.engine.errors import InvalidQueueName, InvalidQueueSettings
-
     value = backend.settings["QUEUE_SETTINGS"]
     label = f"{where}['OPTIONS']['QUEUE_SETTINGS']"
     if not isinstance(value, Mapping):
@@ -83,13 +83,13 @@ def _queue_settings_errors(backend: Any, where: str) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
     plain = {k: v for k, v in value.items() if k != "dead_letter_queue"}
     try:
-        core._clean_settings(plain)  # the engine's own validation, so the two never disagree
+        clean_settings(plain)  # the engine's own validation, so the two never disagree
     except InvalidQueueSettings as exc:
         errors.append(Error(f"{label} is not valid: {exc}.", obj=backend, id="queues.E004"))
     dlq = value.get("dead_letter_queue", "")
     if dlq not in ("", None):
         try:
-            core.validate_name(dlq, "dead-letter queue")
+            validate_name(dlq, "dead-letter queue")
         except InvalidQueueName as exc:
             errors.append(Error(f"{label} is not valid: {exc}.", obj=backend, id="queues.E004"))
     return errors

@@ -10,10 +10,9 @@ from django import forms
 from django.http import QueryDict
 
 from queues import validation
-from queues.engine import core as engine
+from queues.engine import validation as limits
+from queues.engine.validation import validate_name
 from queues.models import Queue, QueueKind
-
-SECONDS_HELP = "seconds"
 
 
 class StrictIntegerField(forms.IntegerField):
@@ -51,17 +50,20 @@ class QueueSettingsForm(forms.Form):
     """A queue's editable settings, durations in seconds."""
 
     kind = forms.ChoiceField(choices=QueueKind.choices, help_text="Can change only while the queue is empty.")
-    visibility_timeout = forms.FloatField(min_value=0.1, max_value=engine.MAX_VISIBILITY_TIMEOUT,
-                                          help_text="Seconds a received message stays leased.")
-    max_receives = StrictIntegerField(min_value=0, help_text="Receives before dead-lettering; 0 means never.")
+    visibility_timeout = forms.FloatField(
+        min_value=limits.MIN_VISIBILITY_TIMEOUT, max_value=limits.MAX_VISIBILITY_TIMEOUT,
+        help_text="Seconds a received message stays leased.",
+    )
+    max_receives = StrictIntegerField(min_value=0, max_value=limits.INT_MAX,
+                                      help_text="Receives before dead-lettering; 0 means never.")
     dead_letter_queue = forms.ChoiceField(required=False, help_text="Empty: none (messages are redelivered forever).")
-    default_delay = forms.FloatField(min_value=0, max_value=engine.MAX_DELAY, help_text="Seconds.")
-    retention = forms.FloatField(min_value=60, max_value=365 * 24 * 3600,
+    default_delay = forms.FloatField(min_value=0, max_value=limits.MAX_DELAY, help_text="Seconds.")
+    retention = forms.FloatField(min_value=limits.MIN_RETENTION, max_value=limits.MAX_RETENTION,
                                  help_text="Seconds an unreceived message is kept (345600 = 4 days). Shortening it "
                                            "deletes older messages: it needs the purge permission and a confirmation.")
-    max_message_size = StrictIntegerField(min_value=16, max_value=16 * 1024 * 1024,
+    max_message_size = StrictIntegerField(min_value=limits.MIN_MESSAGE_SIZE, max_value=limits.MAX_MESSAGE_SIZE,
                                           help_text="Bytes of body + headers.")
-    dedup_window = forms.FloatField(min_value=0, max_value=7 * 24 * 3600, help_text="Seconds.")
+    dedup_window = forms.FloatField(min_value=0, max_value=limits.MAX_DEDUP_WINDOW, help_text="Seconds.")
 
     def __init__(self, *args: Any, queue: Queue | None = None, **kwargs: Any) -> None:
         if queue is not None and "initial" not in kwargs:
@@ -90,19 +92,22 @@ class QueueSettingsForm(forms.Form):
 class QueueCreateForm(forms.Form):
     """A new queue: its name and the settings that differ from the defaults."""
 
-    name = forms.CharField(max_length=80, help_text="a-z, 0-9, '.', '_' or '-', starting with a letter or digit.")
+    name = forms.CharField(max_length=limits.MAX_NAME_LENGTH,
+                           help_text="a-z, 0-9, '.', '_' or '-', starting with a letter or digit.")
     kind = forms.ChoiceField(choices=QueueKind.choices, initial=QueueKind.STANDARD)
-    visibility_timeout = forms.FloatField(min_value=0.1, max_value=engine.MAX_VISIBILITY_TIMEOUT, initial=30)
-    max_receives = StrictIntegerField(min_value=0, initial=5)
+    visibility_timeout = forms.FloatField(
+        min_value=limits.MIN_VISIBILITY_TIMEOUT, max_value=limits.MAX_VISIBILITY_TIMEOUT, initial=30
+    )
+    max_receives = StrictIntegerField(min_value=0, max_value=limits.INT_MAX, initial=5)
     dead_letter_queue = forms.CharField(
-        max_length=80, required=False, help_text="Empty: <name>.dlq, created with the queue."
+        max_length=limits.MAX_NAME_LENGTH, required=False, help_text="Empty: <name>.dlq, created with the queue."
     )
     no_dead_letter_queue = forms.BooleanField(required=False, label="No dead-letter queue")
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
         try:
-            return engine.validate_name(name)
+            return validate_name(name)
         except ValueError as exc:
             raise forms.ValidationError(str(exc))
 
@@ -128,11 +133,11 @@ class PublishForm(forms.Form):
                            help_text='JSON, for example {"order_id": 42}.')
     headers = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}), required=False,
                               help_text='A JSON object of strings, for example {"tenant": "acme"}.')
-    delay = forms.FloatField(required=False, min_value=0, max_value=engine.MAX_DELAY,
+    delay = forms.FloatField(required=False, min_value=0, max_value=limits.MAX_DELAY,
                              help_text="Seconds; empty for the queue's default delay.")
-    priority = StrictIntegerField(min_value=engine.PRIORITY_MIN, max_value=engine.PRIORITY_MAX, initial=0)
-    group = forms.CharField(max_length=engine.MAX_KEY_LENGTH, required=False, help_text="Group key (fifo queues).")
-    dedup_id = forms.CharField(max_length=engine.MAX_KEY_LENGTH, required=False,
+    priority = StrictIntegerField(min_value=limits.PRIORITY_MIN, max_value=limits.PRIORITY_MAX, initial=0)
+    group = forms.CharField(max_length=limits.MAX_KEY_LENGTH, required=False, help_text="Group key (fifo queues).")
+    dedup_id = forms.CharField(max_length=limits.MAX_KEY_LENGTH, required=False,
                                help_text="A repeat inside the dedup window stores nothing new.")
 
     def clean_body(self) -> Any:
@@ -166,7 +171,8 @@ class RedriveForm(forms.Form):
     """Dead letters back: where, how fast, how many."""
 
     to = forms.ChoiceField(required=False, label="Send to")
-    rate = forms.FloatField(required=False, min_value=0.1, help_text="Messages per second; empty for full speed.")
+    rate = forms.FloatField(required=False, min_value=limits.MIN_REDRIVE_RATE,
+                            help_text="Messages per second; empty for full speed.")
     limit = StrictIntegerField(required=False, min_value=1, help_text="At most this many; empty for all.")
 
     def __init__(self, *args: Any, source: str, **kwargs: Any) -> None:
@@ -177,13 +183,13 @@ class RedriveForm(forms.Form):
 class ConfirmNameForm(forms.Form):
     """Type the queue's name to confirm a destructive action."""
 
-    confirm = forms.CharField(max_length=80, required=False, label="Type the queue's name to confirm")
+    confirm = forms.CharField(max_length=limits.MAX_NAME_LENGTH, required=False,
+                              label="Type the queue's name to confirm")
 
 
 BULK_ACTIONS = {"delete": "Delete", "retry": "Retry now", "move": "Move"}
 MAX_SELECTED = 10_000
 """Most messages one "Selected…" action takes (docs/dashboard.md); more go through "all matching"."""
-_MAX_ID = 2**63 - 1  # the id column is a bigint
 
 
 class BulkError(ValueError):
@@ -226,7 +232,7 @@ def _selected_ids(data: QueryDict) -> list[int]:
     ids: dict[int, None] = {}
     for part in raw:
         # isascii(): "²" passes isdigit() but is no number; bigint bounds: the column's own.
-        if not (part.isascii() and part.isdigit()) or not 1 <= int(part) <= _MAX_ID:
+        if not (part.isascii() and part.isdigit()) or not 1 <= int(part) <= limits.BIGINT_MAX:
             raise BulkError(f"message ids must be whole numbers, got {part[:40]!r}")
         ids[int(part)] = None
     return list(ids)
@@ -246,7 +252,7 @@ def parse_bulk(data: QueryDict) -> BulkRequest:
     to = data.get("to", "").strip()
     if to:
         try:
-            engine.validate_name(to)
+            validate_name(to)
         except ValueError as exc:
             raise BulkError(f"cannot move messages there: {exc}") from None
     bounds: dict[str, int | None] = {}

@@ -245,6 +245,13 @@ class Redrive(models.Model):
     class Meta:
         db_table = "queues_redrive"
         ordering = ["-id"]
+        constraints = [
+            # One running redrive per source queue, whatever the timing: the engine's start_redrive
+            # turns a violation into RedriveRunning (queues/engine/redrive.py).
+            models.UniqueConstraint(
+                fields=["source"], condition=models.Q(state="running"), name="queues_redrive_one_running"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"redrive {self.pk} ({self.state})"

@@ -23,8 +23,7 @@ from django.db.models.functions import Cast, Left
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from queues import conf, health, validation
-from queues.engine import core as engine
+from queues import conf, engine, health, validation
 from queues.engine.types import MessageInfo, QueueStats
 from queues.models import AuditEvent, Message, Queue, Redrive, RedriveState, Worker, WorkerState
 

@@ -26,10 +26,9 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import close_old_connections, transaction
 
-from queues import conf, health, selectors
-from queues.engine import core as engine
+from queues import conf, engine, health, selectors
 from queues.engine.errors import QueueNotFound
-from queues.models import AuditEvent, Message, Queue, Redrive, RedriveState
+from queues.models import AuditEvent, Message, Queue, Redrive
 from queues.permissions import Action, denial_reason
 
 logger = logging.getLogger("queues.services")
@@ -537,38 +536,9 @@ def start_redrive(
     """
 
     def run() -> _Done:
-        _check_name(queue)
-        if to:
-            _check_name(to, "target queue")
-        source = Queue.objects.filter(name=queue).first()
-        if source is None:
-            raise NotFound(f"queue {queue!r} does not exist")
-        dest = None
-        if to:
-            dest = Queue.objects.filter(name=to).first()
-            if dest is None:
-                raise ActionFailed(f"target queue {to!r} does not exist: pick an existing queue or leave it empty")
-            if dest.pk == source.pk:
-                raise ActionFailed(f"cannot redrive {queue!r} into itself: pick another target")
-        elif not Queue.objects.filter(dead_letter_queue=source).exists():
-            raise ActionFailed(
-                f"queue {queue!r} is not a dead-letter queue, so its messages have no queue to go back to: "
-                "pick a target queue"
-            )
-        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or not rate >= 0.1):
-            raise ActionFailed(f"rate must be at least 0.1 messages per second (or empty for full speed), got {rate!r}")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ActionFailed(f"limit must be a whole number of at least 1 (or empty for all), got {limit!r}")
-        # Only a running one blocks (once asked to stop it must not block a fresh start), and one whose
-        # process died is given up first, so it cannot block either.
-        engine.reap_redrives()
-        if Redrive.objects.filter(source=source, state=RedriveState.RUNNING).exists():
-            raise ActionFailed(f"a redrive of {queue!r} is already running: stop it first or wait for it")
-        waiting = engine.queue_stats(queue).depth
-        job = Redrive.objects.create(
-            source=source, destination=dest, rate=float(rate) if rate is not None else None, limit=limit,
-            total=min(waiting, limit) if limit else waiting, requested_by=_actor_fields(actor)["actor_name"],
-        )
+        # The engine checks the request, refuses a second running redrive of the queue and sizes it.
+        job = engine.start_redrive(queue, to=to or None, rate=rate, limit=limit,
+                                   requested_by=_actor_fields(actor)["actor_name"])
         if background:
             transaction.on_commit(lambda: _start_thread(job.pk))
         return _Done(result=job, count=job.total, detail={"redrive": job.pk, "to": to, "rate": rate,

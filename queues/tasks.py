@@ -73,7 +73,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "RESULT_RETENTION": 7 * 24 * 3600.0,
 }
 
-# A message's delay is capped by the engine (queues.engine.core.MAX_DELAY): 15 days.
+# A message's delay is capped by the engine (queues.engine.validation.MAX_DELAY): 15 days.
 MAX_DEFER_SECONDS = 15 * 24 * 3600.0
 
 FINAL_STATUSES = frozenset({TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED})
@@ -173,8 +173,8 @@ class QueuesBackend(BaseTaskBackend):
     # -- names --------------------------------------------------------------------------------------
     def queue_for(self, queue_name: str) -> str:
         """The mqadmin queue that carries tasks of ``queue_name`` (``InvalidTask`` if it is not valid)."""
-        from queues.engine.core import validate_name
         from queues.engine.errors import InvalidQueueName
+        from queues.engine.validation import validate_name
 
         prefix = self.settings["QUEUE_PREFIX"]
         if not isinstance(prefix, str):

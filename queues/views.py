@@ -24,8 +24,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from queues import conf, selectors, services, validation
-from queues.engine import core as engine
+from queues import conf, engine, selectors, services, validation
 from queues.forms import (
     BULK_ACTIONS,
     MAX_SELECTED,

@@ -32,12 +32,12 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default")
 @pytest.fixture(autouse=True)
 def _fresh_engine_cache() -> Iterator[None]:
     """Queue ids change when tables are flushed between tests; drop the engine's config cache."""
-    from queues.engine import core
+    # deferred: importing the engine needs Django configured, which pytest-django does after this import
+    from queues import engine
 
-    core._forget()
-    core._fifo_cursor.clear()
+    engine.clear_cache()
     yield
-    core._forget()
+    engine.clear_cache()
 
 
 @pytest.fixture(scope="session", autouse=True)

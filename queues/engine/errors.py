@@ -50,6 +50,18 @@ class LeaseExpired(InvalidReceipt):
     """The receipt's lease ran out or was replaced by a newer delivery; nothing was changed."""
 
 
+class InvalidRedrive(MQError, ValueError):
+    """A redrive cannot start as asked: its target, rate or limit is not acceptable."""
+
+
+class RedriveRunning(InvalidRedrive):
+    """A redrive of that dead-letter queue is running already (its id is ``redrive_id``): stop it or wait."""
+
+    def __init__(self, message: str, *, redrive_id: int | None = None) -> None:
+        super().__init__(message)
+        self.redrive_id = redrive_id
+
+
 class DatabaseUnavailable(MQError, OperationalError):
     """The connection to the database was lost and one reconnection failed too (the server is down or
     unreachable). Nothing was stored by the failed attempt unless it committed just as the connection
@@ -58,5 +70,6 @@ class DatabaseUnavailable(MQError, OperationalError):
 
 __all__ = [
     "DatabaseUnavailable", "InvalidMessage", "InvalidQueueName", "InvalidQueueSettings", "InvalidReceipt",
-    "LeaseExpired", "MQError", "MessageTooLarge", "QueueExists", "QueueNotFound", "TopicNotFound",
+    "InvalidRedrive", "LeaseExpired", "MQError", "MessageTooLarge", "QueueExists", "QueueNotFound", "RedriveRunning",
+    "TopicNotFound",
 ]

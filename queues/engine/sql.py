@@ -560,3 +560,23 @@ WHERE m.queue_id = %(queue_id)s AND (%(after)s::bigint IS NULL OR m.id > %(after
 ORDER BY m.id
 LIMIT %(limit)s
 """
+
+# -- small reads and upkeep (not on the hot path, or cached) ------------------------------------------
+# What the per-queue config cache holds (connection.config).
+QUEUE_CONFIG = (
+    "SELECT id, kind, max_message_size, extract(epoch FROM default_delay) FROM queues_queue WHERE name = %s"
+)
+QUEUE_NAME = "SELECT name FROM queues_queue WHERE id = %s"
+QUEUE_NAMES_BY_ID = "SELECT name FROM queues_queue WHERE id = ANY(%s::bigint[])"
+QUEUE_IDS = "SELECT id FROM queues_queue"
+IS_DEAD_LETTER_QUEUE = "SELECT 1 FROM queues_queue WHERE dead_letter_queue_id = %s LIMIT 1"
+
+# A redrive whose process went silent is failed; the error says since when (redrive.reap_redrives).
+REAP_REDRIVES = (
+    "UPDATE queues_redrive SET state = %(failed)s, finished_at = statement_timestamp(), "
+    "error = 'abandoned: the process running it stopped without finishing (no sign of life since ' "
+    "  || to_char(coalesce(heartbeat_at, created_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') "
+    "  || ' UTC); the messages it did not move are still in the queue: start a new redrive' "
+    "WHERE state IN (%(running)s, %(stopping)s) "
+    "  AND coalesce(heartbeat_at, created_at) < statement_timestamp() - make_interval(secs => %(secs)s)"
+)

@@ -146,3 +146,8 @@ def parse_json_text(text: object, what: str, *, error: type[ValueError] = Invali
     # Escapes decode to the characters PostgreSQL refuses (\u0000, a lone \ud800): look at the result.
     encode_json(value, what, error=error)
     return value
+
+
+def loads_column(value: Any) -> Any:
+    """A JSON column's value as Python: psycopg hands text (``body::text``) as a string, jsonb parsed."""
+    return json.loads(value) if isinstance(value, (str, bytes)) else value

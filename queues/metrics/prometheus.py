@@ -27,8 +27,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from queues import conf, health
-from queues.engine import core as engine
+from queues import conf, engine, health
 from queues.metrics import durations
 from queues.metrics.sampler import sample_interval
 

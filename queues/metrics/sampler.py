@@ -25,8 +25,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
-from queues import conf
-from queues.engine import core as engine
+from queues import conf, engine
 from queues.engine.types import QueueStats
 
 logger = logging.getLogger("queues.metrics")

@@ -43,8 +43,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, close_old
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from queues import conf, tracing
-from queues.engine import core as engine
+from queues import conf, engine, tracing
 from queues.engine.errors import LeaseExpired, QueueNotFound
 from queues.engine.text import safe_text
 from queues.engine.types import Delivery

@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 
 import queues
-from queues.engine.core import MAX_BATCH
+from queues.engine.validation import MAX_BATCH
 from queues.forms import MAX_SELECTED
 from tests.conftest import ROOT
 

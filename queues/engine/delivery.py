@@ -1,0 +1,383 @@
+"""The hot path: send, receive, ack, nack, extend and release, and the receipts that tie them together.
+
+Each call is one prepared statement on the connection's hot cursor (``connection.hot_cursor``); the
+work around it is kept to what the statement needs (see ``docs/benchmarks.md`` before adding any).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from queues import conf, tracing
+from queues.engine import sql, text
+from queues.engine.connection import QueueConfig, clear_cache, config, fifo_positions, hot_cursor, recovers_connection
+from queues.engine.errors import InvalidMessage, InvalidReceipt, LeaseExpired, MessageTooLarge
+from queues.engine.notify import get_listener
+from queues.engine.text import loads_column
+from queues.engine.types import AckResult, Delivery, Outgoing
+from queues.engine.validation import (
+    FIFO_MAX_GROUPS,
+    MAX_BATCH,
+    MAX_ERROR_LENGTH,
+    MAX_VISIBILITY_TIMEOUT,
+    MIN_VISIBILITY_TIMEOUT,
+    check_delay,
+    check_key,
+    check_priority,
+    check_seconds,
+    encode_body,
+    encode_headers,
+    receive_args,
+)
+
+
+# -- send -------------------------------------------------------------------------------------------
+def _prepare(cfg: QueueConfig, item: Outgoing) -> tuple[str, str, int, str | None, str | None, float | None]:
+    return _prepare_fields(cfg, item.body, item.headers, item.priority, item.group, item.dedup_id, item.delay)
+
+
+def _prepare_fields(
+    cfg: QueueConfig, body: Any, headers: Any, priority: Any, group: Any, dedup_id: Any, delay: Any
+) -> tuple[str, str, int, str | None, str | None, float | None]:
+    body = encode_body(body)
+    headers = encode_headers(headers)
+    size = len(body.encode()) + len(headers.encode())
+    if size > cfg.max_message_size:
+        raise MessageTooLarge(
+            f"message of {size} bytes exceeds queue {cfg.name!r}'s max message size of {cfg.max_message_size} "
+            "bytes: send a smaller body (store large payloads elsewhere and send a reference) "
+            "or raise the queue's max_message_size"
+        )
+    group = check_key(group, "group")
+    if cfg.kind == "fifo" and group is None:
+        group = ""
+    return (body, headers, check_priority(priority), group, check_key(dedup_id, "dedup_id"), check_delay(delay))
+
+
+@tracing.traced_send_batch
+@recovers_connection
+def send_batch(queue: str, messages: Iterable[Any]) -> list[int]:
+    """Send many messages in one statement; return their ids in input order.
+
+    Each item is an :class:`Outgoing` or a bare body. A dedup id already used inside the queue's dedup
+    window (or twice in the batch) stores nothing and yields the first message's id.
+    """
+    cfg = config(queue)
+    items = [m if isinstance(m, Outgoing) else Outgoing(body=m) for m in messages]
+    if not items:
+        return []
+    if len(items) > MAX_BATCH:
+        raise InvalidMessage(f"a batch holds at most {MAX_BATCH} messages, got {len(items)}: split it")
+    rows = [_prepare(cfg, item) for item in items]
+    if all(row[4] is None for row in rows):
+        return _send_fast(queue, cfg, rows)
+    # The same dedup id twice in one batch: only the first is sent, the rest get its id.
+    first_of: dict[str, int] = {}
+    repeats: dict[int, str] = {}
+    send_rows = []
+    for index, row in enumerate(rows):
+        dedup = row[4]
+        if dedup is not None:
+            if dedup in first_of:
+                repeats[index] = dedup
+                continue
+            first_of[dedup] = index
+        send_rows.append(row)
+    params = {
+        "queue_id": cfg.id,
+        "bodies": [r[0] for r in send_rows],
+        "headers": [r[1] for r in send_rows],
+        "priorities": [r[2] for r in send_rows],
+        "groups": [r[3] for r in send_rows],
+        "dedup_ids": [r[4] for r in send_rows],
+        "delays": [r[5] for r in send_rows],
+    }
+    with hot_cursor() as cur:
+        cur.execute(sql.SEND, params)
+        result = cur.fetchall()
+        if result and not result[0][4]:
+            # The cached id is gone: the queue was deleted (and maybe made again) by another process.
+            clear_cache(queue)
+            params["queue_id"] = cfg.id = config(queue).id
+            cur.execute(sql.SEND, params)
+            result = cur.fetchall()
+        ids: dict[str, int] = {}
+        by_dedup_missing = [r[2] for r in result if not r[3]]
+        if by_dedup_missing:
+            cur.execute(sql.DEDUP_LOOKUP, {"queue_id": cfg.id, "dedup_ids": by_dedup_missing})
+            ids.update({d: m for d, m in cur.fetchall()})
+    sent = iter([r[1] if r[3] else ids[r[2]] for r in result])
+    out = [0 if index in repeats else next(sent) for index in range(len(rows))]
+    return [out[first_of[repeats[i]]] if i in repeats else v for i, v in enumerate(out)]
+
+
+def _send_fast(queue: str, cfg: QueueConfig, rows: list[tuple]) -> list[int]:
+    """Send messages without dedup ids (``sql.SEND_FAST``): columns that only hold defaults go as NULL."""
+    params = {
+        "queue_id": cfg.id,
+        "bodies": "[" + ",".join([r[0] for r in rows]) + "]",
+        "headers": None if all(r[1] == "{}" for r in rows) else "[" + ",".join([r[1] for r in rows]) + "]",
+        "priorities": None if all(r[2] == 0 for r in rows) else [r[2] for r in rows],
+        "groups": None if all(r[3] is None for r in rows) else [r[3] for r in rows],
+        "delays": None if all(r[5] is None for r in rows) else [r[5] for r in rows],
+    }
+    with hot_cursor() as cur:
+        cur.execute(sql.SEND_FAST, params)
+        result = cur.fetchall()
+        if not result:
+            # The cached id is gone: the queue was deleted (and maybe made again) by another process.
+            clear_cache(queue)
+            params["queue_id"] = cfg.id = config(queue).id
+            cur.execute(sql.SEND_FAST, params)
+            result = cur.fetchall()
+    return [r[0] for r in result]
+
+
+@tracing.traced_send
+@recovers_connection
+def send(
+    queue: str,
+    body: Any,
+    *,
+    headers: Mapping[str, str] | None = None,
+    delay: float | timedelta | None = None,
+    priority: int = 0,
+    group: str | None = None,
+    dedup_id: str | None = None,
+) -> int:
+    """Send one message to ``queue`` and return its id.
+
+    ``delay`` (seconds) defaults to the queue's default delay; ``priority`` is -100..100, larger
+    first; ``group`` orders fifo queues; ``dedup_id`` makes a repeat inside the dedup window a no-op
+    that returns the first message's id.
+    """
+    if dedup_id is None:
+        # The common case, without the batch bookkeeping.
+        cfg = config(queue)
+        return _send_fast(queue, cfg, [_prepare_fields(cfg, body, headers, priority, group, None, delay)])[0]
+    return send_batch(
+        queue, [Outgoing(body=body, headers=headers, delay=delay, priority=priority, group=group, dedup_id=dedup_id)]
+    )[0]
+
+
+# -- receive --------------------------------------------------------------------------------------
+def _make_receipt(message_id: int, token_hex: str) -> str:
+    return f"{message_id}:{token_hex}"
+
+
+# The form receive() hands out: a positive bigint (18 digits always fit), a colon, 32 lowercase hex
+# digits. Anything else goes through parse_receipt, which also takes the other spellings of a uuid.
+_CANONICAL_RECEIPT = re.compile(r"([1-9][0-9]{0,17}):([0-9a-f]{32})")
+
+
+def parse_receipt(receipt: object) -> tuple[int, uuid.UUID]:
+    """Split a receipt into message id and lease token; :class:`InvalidReceipt` if malformed."""
+    if isinstance(receipt, str):
+        head, _, tail = receipt.partition(":")
+        try:
+            message_id, token = int(head), uuid.UUID(hex=tail)
+        except ValueError:
+            pass
+        else:
+            # Message ids are bigints: a larger number would fail in SQL as a DataError instead.
+            if 0 < message_id < 2**63:
+                return message_id, token
+    raise InvalidReceipt(f"malformed receipt {receipt!r}: pass the receipt of a Delivery from receive()")
+
+
+def claim(cfg: QueueConfig, limit: int, visibility_timeout: float | None) -> list[Delivery]:
+    """One claim of up to ``limit`` ready messages of the queue ``cfg`` (no waiting): what receive repeats."""
+    params = {"queue_id": cfg.id, "limit": limit, "vt": visibility_timeout}
+    with hot_cursor() as cur:
+        if cfg.kind == "fifo":
+            after = fifo_positions.get(cfg.id)
+            params.update(after=after, max_groups=FIFO_MAX_GROUPS)
+            cur.execute(sql.RECEIVE_FIFO, params)
+            rows = cur.fetchall()
+            if len(rows) < limit and after is not None:
+                # Wrap around: the walk started mid-way through the groups.
+                params.update(after=None, limit=limit - len(rows))
+                cur.execute(sql.RECEIVE_FIFO, params)
+                rows += cur.fetchall()
+                # Two statements' rows: put them back in the order receive() promises.
+                rows.sort(key=lambda r: (-r[3], r[0]))
+            fifo_positions[cfg.id] = max((r[4] for r in rows), default=None)
+        else:
+            cur.execute(sql.RECEIVE_STANDARD, params)
+            rows = cur.fetchall()
+    return [
+        Delivery(
+            id=r[0], queue=cfg.name, body=loads_column(r[1]), headers={} if r[2] == "{}" else loads_column(r[2]),
+            priority=r[3], group=r[4],
+            receive_count=r[5], enqueued_at=r[6], lease_expires_at=r[7], receipt=_make_receipt(r[0], r[8]),
+            last_error=r[9], body_text=r[1],
+        )
+        for r in rows
+    ]
+
+
+# How often a waiting receive polls even without a notification (delayed messages becoming ready,
+# leases running out, or a lost LISTEN connection).
+POLL_INTERVAL = 1.0
+
+
+@recovers_connection
+def receive(
+    queue: str,
+    *,
+    max_messages: int = 1,
+    visibility_timeout: float | None = None,
+    wait: float = 0.0,
+) -> list[Delivery]:
+    """Lease up to ``max_messages`` ready messages of ``queue``, highest priority then oldest first.
+
+    Each :class:`Delivery` carries a receipt for :func:`ack`, :func:`nack` and :func:`extend`; the
+    lease lasts ``visibility_timeout`` seconds (default: the queue's). With ``wait`` > 0 the call
+    blocks up to that long until a message arrives (woken by NOTIFY, polling as a fallback).
+    Messages past the queue's max receives go to its dead-letter queue instead of being returned.
+    A paused queue returns nothing.
+    """
+    limit, vt, w = receive_args(max_messages, visibility_timeout, wait)
+    cfg = config(queue)
+    if w <= 0 or conf.db().in_atomic_block:
+        # Waiting inside a transaction would hold it open; a caller's transaction gets one try.
+        return claim(cfg, limit, vt)
+    listener = get_listener()
+    deadline = time.monotonic() + w
+    while True:
+        seen = listener.seq(cfg.id)
+        got = claim(cfg, limit, vt)
+        left = deadline - time.monotonic()
+        if got or left <= 0:
+            return got
+        listener.wait(cfg.id, seen, min(left, POLL_INTERVAL))
+
+
+# -- ack / nack / extend ----------------------------------------------------------------------------
+def _split(receipts: Sequence[str]) -> tuple[list[int], list[str]]:
+    ids, tokens = [], []
+    for receipt in receipts:
+        match = _CANONICAL_RECEIPT.fullmatch(receipt) if isinstance(receipt, str) else None
+        if match is not None:
+            ids.append(int(match[1]))
+            tokens.append(match[2])  # PostgreSQL reads 32 hex digits as a uuid
+        else:
+            message_id, token = parse_receipt(receipt)
+            ids.append(message_id)
+            tokens.append(str(token))
+    return ids, tokens
+
+
+def _stale_message(receipt: str) -> str:
+    return (
+        f"receipt {receipt!r} is no longer valid: its lease ran out or the message was received again, "
+        "acked or moved; the message may be with another consumer now (extend leases that need longer)"
+    )
+
+
+@recovers_connection
+def ack_batch(receipts: Sequence[str]) -> AckResult:
+    """Acknowledge many deliveries in one statement. Stale receipts are reported, not raised."""
+    receipts = list(receipts)
+    if not receipts:
+        return AckResult()
+    ids, tokens = _split(receipts)
+    with hot_cursor() as cur:
+        cur.execute(sql.ACK, {"ids": ids, "receipts": tokens})
+        done = {row[0] for row in cur.fetchall()}
+    acked = [r for r, i in zip(receipts, ids, strict=True) if i in done]
+    stale = [r for r, i in zip(receipts, ids, strict=True) if i not in done]
+    return AckResult(acked=acked, stale=stale)
+
+
+@recovers_connection
+def ack(receipt: str) -> None:
+    """Acknowledge one delivery: the message is done and leaves the queue.
+
+    :class:`LeaseExpired` if the lease ran out (nothing changes; the message will be redelivered).
+    """
+    result = ack_batch([receipt])
+    if result.stale:
+        raise LeaseExpired(_stale_message(receipt))
+
+
+@recovers_connection
+def nack(receipt: str, *, delay: float | timedelta = 0.0, error: str = "", dead_letter: bool = False) -> bool:
+    """Give a delivery back: ready again after ``delay`` seconds, with ``error`` on record.
+
+    ``dead_letter=True`` sends it to the dead-letter queue now, whatever its receive count (a
+    handler's own retry limit, or a message that can never succeed); a queue without a dead-letter
+    queue takes it back as usual. Returns True if the message went to the dead-letter queue.
+    :class:`LeaseExpired` if the lease ran out.
+    """
+    seconds = check_delay(delay) or 0.0
+    if not isinstance(error, str):
+        raise InvalidMessage(f"error must be a string, got {error!r}")
+    if not isinstance(dead_letter, bool):
+        raise InvalidMessage(f"dead_letter must be True or False, got {dead_letter!r}")
+    ids, tokens = _split([receipt])
+    with hot_cursor() as cur:
+        cur.execute(
+            sql.NACK,
+            {"ids": ids, "receipts": tokens, "delay": seconds, "dead_letter": dead_letter,
+             "error": text.safe_text(error, max_length=MAX_ERROR_LENGTH)},
+        )
+        row = cur.fetchone()
+    if row is None:
+        raise LeaseExpired(_stale_message(receipt))
+    return bool(row[1])
+
+
+@recovers_connection
+def release_batch(receipts: Sequence[str], *, refund: bool = False) -> list[str]:
+    """Give leases back early: the messages are ready again at once, with no error and no failure counted.
+
+    For a consumer that stops before handling what it holds, or for a dead consumer's leases (released
+    by another process). ``refund=True`` also takes back the receive, for deliveries that never reached
+    a handler. Wakes waiting receivers. Returns the stale receipts (their messages are left alone).
+    """
+    receipts = list(receipts)
+    if not receipts:
+        return []
+    ids, tokens = _split(receipts)
+    with conf.db().cursor() as cur:
+        cur.execute(sql.RELEASE, {"ids": ids, "receipts": tokens, "refund": bool(refund)})
+        rows = cur.fetchall()
+        for queue_id in sorted({row[1] for row in rows}):
+            cur.execute(sql.NOTIFY, {"queue_id": queue_id})
+    done = {row[0] for row in rows}
+    return [r for r, i in zip(receipts, ids, strict=True) if i not in done]
+
+
+@recovers_connection
+def extend_batch(receipts: Sequence[str], *, visibility_timeout: float) -> list[str]:
+    """Renew many leases to ``visibility_timeout`` seconds from now in one statement; return the stale ones."""
+    seconds = check_seconds(
+        visibility_timeout, "visibility_timeout", minimum=MIN_VISIBILITY_TIMEOUT, maximum=MAX_VISIBILITY_TIMEOUT
+    )
+    receipts = list(receipts)
+    if not receipts:
+        return []
+    ids, tokens = _split(receipts)
+    with hot_cursor() as cur:
+        cur.execute(sql.EXTEND, {"ids": ids, "receipts": tokens, "seconds": seconds})
+        done = {row[0] for row in cur.fetchall()}
+    return [r for r, i in zip(receipts, ids, strict=True) if i not in done]
+
+
+@recovers_connection
+def extend(receipt: str, *, visibility_timeout: float) -> None:
+    """Renew a lease: it now ends ``visibility_timeout`` seconds from now. :class:`LeaseExpired` if it ran out."""
+    if extend_batch([receipt], visibility_timeout=visibility_timeout):
+        raise LeaseExpired(_stale_message(receipt))
+
+
+__all__ = [
+    "ack", "ack_batch", "extend", "extend_batch", "nack", "parse_receipt", "receive", "release_batch", "send",
+    "send_batch",
+]
