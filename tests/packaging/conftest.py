@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from django.db import connection
 from packaging.requirements import Requirement
 from psycopg import sql
 
@@ -209,16 +212,11 @@ class PgServer:
 @pytest.fixture(scope="session")
 def pg_server() -> PgServer:
     """The server the suite's own test database lives on (embedded or ``DATABASE_URL``)."""
-    from django.db import connection
-
     return PgServer(dict(connection.settings_dict))
 
 
 def wait_until_serving(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
     """Poll ``url`` until it answers (any HTTP status), failing early if ``proc`` died."""
-    import urllib.error
-    import urllib.request
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
