@@ -70,17 +70,22 @@ def check_mqadmin_settings(app_configs: Any = None, **kwargs: Any) -> list[Check
     """``settings.MQADMIN`` holds only known keys (a typo would otherwise be ignored silently)."""
     value = getattr(settings, "MQADMIN", {})
     if not isinstance(value, Mapping):
-        return [Error(f"settings.MQADMIN must be a dict, got {value!r}.", hint="See docs/settings.md.",
-                      id="queues.E010")]
+        return [
+            Error(f"settings.MQADMIN must be a dict, got {value!r}.", hint="See docs/settings.md.", id="queues.E010")
+        ]
     errors: list[CheckMessage] = []
     for key in value:
         if key in DEFAULTS:
             continue
         close = difflib.get_close_matches(str(key), DEFAULTS, n=1)
         hint = f"Did you mean {close[0]!r}? " if close else ""
-        errors.append(Error(f"settings.MQADMIN has the unknown key {key!r}.",
-                            hint=f"{hint}Known keys: {', '.join(sorted(DEFAULTS))} (see docs/settings.md).",
-                            id="queues.E010"))
+        errors.append(
+            Error(
+                f"settings.MQADMIN has the unknown key {key!r}.",
+                hint=f"{hint}Known keys: {', '.join(sorted(DEFAULTS))} (see docs/settings.md).",
+                id="queues.E010",
+            )
+        )
     return errors + _value_errors(value)
 
 
@@ -89,28 +94,40 @@ def _value_errors(value: Mapping[str, Any]) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
 
     def bad(key: str, want: str, why: str = "") -> None:
-        errors.append(Error(f"settings.MQADMIN[{key!r}] = {value[key]!r} is not valid{why}.",
-                            hint=f"Use {want} (see docs/settings.md).", id="queues.E011"))
+        errors.append(
+            Error(
+                f"settings.MQADMIN[{key!r}] = {value[key]!r} is not valid{why}.",
+                hint=f"Use {want} (see docs/settings.md).",
+                id="queues.E011",
+            )
+        )
 
     for key in ("READ_ONLY", "HIDE_BODIES", "SAMPLER_ENABLED", "METRICS_PUBLIC"):
         if key in value and not isinstance(value[key], bool):
             bad(key, "True or False")
     if "PAGE_SIZE" in value and not (_is_int(value["PAGE_SIZE"]) and 1 <= value["PAGE_SIZE"] <= 1000):
         bad("PAGE_SIZE", "an integer from 1 to 1000")
-    if "DB_SNAPSHOT_WARN_AFTER" in value and not _seconds_between(value["DB_SNAPSHOT_WARN_AFTER"], 0, MAX_SECONDS,
-                                                                  low_included=False):
+    if "DB_SNAPSHOT_WARN_AFTER" in value and not _seconds_between(
+        value["DB_SNAPSHOT_WARN_AFTER"], 0, MAX_SECONDS, low_included=False
+    ):
         bad("DB_SNAPSHOT_WARN_AFTER", "a number of seconds above 0 (at most 86400)")
     # The minimums are the worker's own (WorkerConfig refuses a shorter heartbeat or dead-after).
-    for key, low in (("HEARTBEAT_INTERVAL", 0.1), ("WORKER_DEAD_AFTER", 0.5),
-                     ("REDRIVE_STALE_AFTER", MIN_REDRIVE_STALE_AFTER)):
+    for key, low in (
+        ("HEARTBEAT_INTERVAL", 0.1),
+        ("WORKER_DEAD_AFTER", 0.5),
+        ("REDRIVE_STALE_AFTER", MIN_REDRIVE_STALE_AFTER),
+    ):
         if key in value and not _seconds_between(value[key], low, MAX_SECONDS):
             bad(key, f"a number of seconds from {low:g} to 86400")
     if "SOCKET_RECHECK_INTERVAL" in value and not _seconds_between(value["SOCKET_RECHECK_INTERVAL"], 0, MAX_SECONDS):
         bad("SOCKET_RECHECK_INTERVAL", "a number of seconds from 0 to 86400")
     token = value.get("METRICS_TOKEN")
     if token is not None and (not isinstance(token, str) or len(token) < 16 or token != token.strip()):
-        bad("METRICS_TOKEN", "None or a string of at least 16 characters without surrounding spaces, e.g. "
-                             "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+        bad(
+            "METRICS_TOKEN",
+            "None or a string of at least 16 characters without surrounding spaces, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+        )
     if "SAMPLE_INTERVAL" in value and (why := _reader_error(sampler.sample_interval)):
         bad("SAMPLE_INTERVAL", "a number of seconds from 0.1 to 60", f": {why}")
     if "SAMPLE_RETENTION" in value:
@@ -128,19 +145,27 @@ def _sample_retention_errors(retention: Any) -> list[CheckMessage]:
     if why is None and not all(
         r <= MAX_SAMPLE_RESOLUTION and _seconds_between(keep, 0, MAX_SAMPLE_KEPT) for r, keep in retention.items()
     ):
-        why = (f"resolutions are at most {MAX_SAMPLE_RESOLUTION} seconds and samples are kept at most "
-               f"{MAX_SAMPLE_KEPT:.0f} seconds (a finite number)")
+        why = (
+            f"resolutions are at most {MAX_SAMPLE_RESOLUTION} seconds and samples are kept at most "
+            f"{MAX_SAMPLE_KEPT:.0f} seconds (a finite number)"
+        )
     if why is None:
         return []
-    return [Error(f"settings.MQADMIN['SAMPLE_RETENTION'] = {retention!r} is not valid: {why}.",
-                  hint="Use a dict of resolution seconds (whole, 1 first, each a multiple of the one before) "
-                       "to seconds kept (> 0), e.g. {1: 7200, 60: 172800} (see docs/settings.md).",
-                  id="queues.E011")]
+    return [
+        Error(
+            f"settings.MQADMIN['SAMPLE_RETENTION'] = {retention!r} is not valid: {why}.",
+            hint="Use a dict of resolution seconds (whole, 1 first, each a multiple of the one before) "
+            "to seconds kept (> 0), e.g. {1: 7200, 60: 172800} (see docs/settings.md).",
+            id="queues.E011",
+        )
+    ]
 
 
 def _handlers_errors(handlers: Any) -> list[CheckMessage]:
-    hint = ('Use a dict of queue names to dotted paths of handlers, e.g. {"orders": "shop.handlers.handle_order"} '
-            "(see docs/settings.md).")
+    hint = (
+        'Use a dict of queue names to dotted paths of handlers, e.g. {"orders": "shop.handlers.handle_order"} '
+        "(see docs/settings.md)."
+    )
     if not isinstance(handlers, Mapping):
         return [Error(f"settings.MQADMIN['HANDLERS'] = {handlers!r} is not valid.", hint=hint, id="queues.E011")]
     errors: list[CheckMessage] = []
@@ -148,25 +173,45 @@ def _handlers_errors(handlers: Any) -> list[CheckMessage]:
         try:
             validate_name(queue)
         except InvalidQueueName as exc:
-            errors.append(Error(f"settings.MQADMIN['HANDLERS'] has the key {queue!r}, which is no queue name: {exc}.",
-                                hint=hint, id="queues.E011"))
+            errors.append(
+                Error(
+                    f"settings.MQADMIN['HANDLERS'] has the key {queue!r}, which is no queue name: {exc}.",
+                    hint=hint,
+                    id="queues.E011",
+                )
+            )
         if not isinstance(path, str) or "." not in path.strip("."):
-            errors.append(Error(f"settings.MQADMIN['HANDLERS'][{queue!r}] = {path!r} is not a dotted path.",
-                                hint=hint, id="queues.E011"))
+            errors.append(
+                Error(
+                    f"settings.MQADMIN['HANDLERS'][{queue!r}] = {path!r} is not a dotted path.",
+                    hint=hint,
+                    id="queues.E011",
+                )
+            )
     return errors
 
 
 def _database_errors(alias: Any) -> list[CheckMessage]:
     if not isinstance(alias, str) or alias not in settings.DATABASES:
-        return [Error(f"settings.MQADMIN['DATABASE'] = {alias!r} is not an alias of settings.DATABASES.",
-                      hint=f"Use one of {', '.join(map(repr, settings.DATABASES))}.", id="queues.E012")]
+        return [
+            Error(
+                f"settings.MQADMIN['DATABASE'] = {alias!r} is not an alias of settings.DATABASES.",
+                hint=f"Use one of {', '.join(map(repr, settings.DATABASES))}.",
+                id="queues.E012",
+            )
+        ]
     if alias != "default" and "queues.routers.QueuesRouter" not in [
         r if isinstance(r, str) else f"{type(r).__module__}.{type(r).__qualname__}"
         for r in getattr(settings, "DATABASE_ROUTERS", [])
     ]:
-        return [Error(f"settings.MQADMIN['DATABASE'] = {alias!r} needs mqadmin's router.",
-                      hint='Add "queues.routers.QueuesRouter" to DATABASE_ROUTERS, so the dashboard and the '
-                           "admin read the same database as the engine.", id="queues.E013")]
+        return [
+            Error(
+                f"settings.MQADMIN['DATABASE'] = {alias!r} needs mqadmin's router.",
+                hint='Add "queues.routers.QueuesRouter" to DATABASE_ROUTERS, so the dashboard and the '
+                "admin read the same database as the engine.",
+                id="queues.E013",
+            )
+        ]
     return []
 
 
@@ -175,37 +220,50 @@ def check_live_updates(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
     messages: list[CheckMessage] = []
     layers = getattr(settings, "CHANNEL_LAYERS", None)
     if not isinstance(layers, Mapping) or "default" not in layers:
-        messages.append(Warning(
-            "settings.CHANNEL_LAYERS has no 'default' layer: the dashboard's pages work, but they never go live.",
-            hint='Add CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}} for one '
-                 "web process, or channels_redis.core.RedisChannelLayer for several (docs/quickstart.md).",
-            id="queues.W020",
-        ))
+        messages.append(
+            Warning(
+                "settings.CHANNEL_LAYERS has no 'default' layer: the dashboard's pages work, but they never go live.",
+                hint='Add CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}} for one '
+                "web process, or channels_redis.core.RedisChannelLayer for several (docs/quickstart.md).",
+                id="queues.W020",
+            )
+        )
     else:
         try:
             get_channel_layer()
         except Exception as exc:  # the layer's own import or config error, reported here instead of by daphne
-            messages.append(Error(
-                f"settings.CHANNEL_LAYERS['default'] cannot be loaded: {exc}",
-                hint="Check its BACKEND path and CONFIG (channels-redis needs `pip install django-mqadmin[redis]`).",
-                id="queues.E020",
-            ))
+            messages.append(
+                Error(
+                    f"settings.CHANNEL_LAYERS['default'] cannot be loaded: {exc}",
+                    hint="Check its BACKEND path and CONFIG "
+                    "(channels-redis needs `pip install django-mqadmin[redis]`).",
+                    id="queues.E020",
+                )
+            )
     apps = list(settings.INSTALLED_APPS)
-    if "daphne" in apps and "django.contrib.staticfiles" in apps and (
-        apps.index("daphne") > apps.index("django.contrib.staticfiles")
+    if (
+        "daphne" in apps
+        and "django.contrib.staticfiles" in apps
+        and (apps.index("daphne") > apps.index("django.contrib.staticfiles"))
     ):
-        messages.append(Warning(
-            "'daphne' comes after 'django.contrib.staticfiles' in INSTALLED_APPS, so `runserver` is not "
-            "daphne's: the dashboard's socket answers 404 in development.",
-            hint="Put 'daphne' first in INSTALLED_APPS.", id="queues.W021",
-        ))
+        messages.append(
+            Warning(
+                "'daphne' comes after 'django.contrib.staticfiles' in INSTALLED_APPS, so `runserver` is not "
+                "daphne's: the dashboard's socket answers 404 in development.",
+                hint="Put 'daphne' first in INSTALLED_APPS.",
+                id="queues.W021",
+            )
+        )
     if not getattr(settings, "ASGI_APPLICATION", None):
-        messages.append(Warning(
-            "settings.ASGI_APPLICATION is not set: the dashboard's live updates need an ASGI server and the "
-            "socket route.",
-            hint="Set ASGI_APPLICATION to your asgi.py's application and build it with "
-                 "queues.asgi.dashboard_application (docs/quickstart.md).", id="queues.W022",
-        ))
+        messages.append(
+            Warning(
+                "settings.ASGI_APPLICATION is not set: the dashboard's live updates need an ASGI server and the "
+                "socket route.",
+                hint="Set ASGI_APPLICATION to your asgi.py's application and build it with "
+                "queues.asgi.dashboard_application (docs/quickstart.md).",
+                id="queues.W022",
+            )
+        )
     return messages
 
 

@@ -37,28 +37,60 @@ NAN, INF = float("nan"), float("inf")
 # At least one bad value for every key of queues.conf.DEFAULTS: wrong type, negative or zero, NaN or
 # infinity, out of range, and values the setting's reader refuses although they look plausible.
 BAD_VALUES: list[tuple[str, object]] = [
-    ("DATABASE", "nope"), ("DATABASE", 3),
-    ("READ_ONLY", "yes"), ("HIDE_BODIES", 1), ("SAMPLER_ENABLED", None), ("METRICS_PUBLIC", "false"),
-    ("PAGE_SIZE", 0), ("PAGE_SIZE", 1001), ("PAGE_SIZE", "50"), ("PAGE_SIZE", 2.5), ("PAGE_SIZE", True),
-    ("SOCKET_RECHECK_INTERVAL", -1), ("SOCKET_RECHECK_INTERVAL", NAN), ("SOCKET_RECHECK_INTERVAL", INF),
+    ("DATABASE", "nope"),
+    ("DATABASE", 3),
+    ("READ_ONLY", "yes"),
+    ("HIDE_BODIES", 1),
+    ("SAMPLER_ENABLED", None),
+    ("METRICS_PUBLIC", "false"),
+    ("PAGE_SIZE", 0),
+    ("PAGE_SIZE", 1001),
+    ("PAGE_SIZE", "50"),
+    ("PAGE_SIZE", 2.5),
+    ("PAGE_SIZE", True),
+    ("SOCKET_RECHECK_INTERVAL", -1),
+    ("SOCKET_RECHECK_INTERVAL", NAN),
+    ("SOCKET_RECHECK_INTERVAL", INF),
     ("SOCKET_RECHECK_INTERVAL", "30"),
-    ("SAMPLE_INTERVAL", NAN), ("SAMPLE_INTERVAL", INF), ("SAMPLE_INTERVAL", 0.01), ("SAMPLE_INTERVAL", 120),
+    ("SAMPLE_INTERVAL", NAN),
+    ("SAMPLE_INTERVAL", INF),
+    ("SAMPLE_INTERVAL", 0.01),
+    ("SAMPLE_INTERVAL", 120),
     ("SAMPLE_INTERVAL", "1"),
-    ("SAMPLE_RETENTION", {"1": "two hours"}), ("SAMPLE_RETENTION", {60: 7200}),
-    ("SAMPLE_RETENTION", {1: 100, 90: 10, 120: 10}), ("SAMPLE_RETENTION", {1: INF}),
-    ("SAMPLE_RETENTION", {1: NAN}), ("SAMPLE_RETENTION", {1: -5}), ("SAMPLE_RETENTION", {1: 7200, 10**12: 60}),
-    ("SAMPLE_RETENTION", {}), ("SAMPLE_RETENTION", [1, 7200]),
-    ("METRICS_TOKEN", "short"), ("METRICS_TOKEN", 12345678901234567890), ("METRICS_TOKEN", " padded-token-0123456 "),
+    ("SAMPLE_RETENTION", {"1": "two hours"}),
+    ("SAMPLE_RETENTION", {60: 7200}),
+    ("SAMPLE_RETENTION", {1: 100, 90: 10, 120: 10}),
+    ("SAMPLE_RETENTION", {1: INF}),
+    ("SAMPLE_RETENTION", {1: NAN}),
+    ("SAMPLE_RETENTION", {1: -5}),
+    ("SAMPLE_RETENTION", {1: 7200, 10**12: 60}),
+    ("SAMPLE_RETENTION", {}),
+    ("SAMPLE_RETENTION", [1, 7200]),
+    ("METRICS_TOKEN", "short"),
+    ("METRICS_TOKEN", 12345678901234567890),
+    ("METRICS_TOKEN", " padded-token-0123456 "),
     ("METRICS_TOKEN", ""),
-    ("DB_SNAPSHOT_WARN_AFTER", 0), ("DB_SNAPSHOT_WARN_AFTER", -1), ("DB_SNAPSHOT_WARN_AFTER", NAN),
+    ("DB_SNAPSHOT_WARN_AFTER", 0),
+    ("DB_SNAPSHOT_WARN_AFTER", -1),
+    ("DB_SNAPSHOT_WARN_AFTER", NAN),
     ("DB_SNAPSHOT_WARN_AFTER", INF),
-    ("HANDLERS", ["orders"]), ("HANDLERS", {"orders": 3}), ("HANDLERS", {"orders": "handle"}),
+    ("HANDLERS", ["orders"]),
+    ("HANDLERS", {"orders": 3}),
+    ("HANDLERS", {"orders": "handle"}),
     ("HANDLERS", {"Bad Name": "shop.handlers.handle"}),
-    ("HEARTBEAT_INTERVAL", 0), ("HEARTBEAT_INTERVAL", 0.01), ("HEARTBEAT_INTERVAL", NAN),
-    ("HEARTBEAT_INTERVAL", INF), ("HEARTBEAT_INTERVAL", "5"),
-    ("WORKER_DEAD_AFTER", -1), ("WORKER_DEAD_AFTER", 0.1), ("WORKER_DEAD_AFTER", INF),
-    ("REDRIVE_STALE_AFTER", 0), ("REDRIVE_STALE_AFTER", 1.0), ("REDRIVE_STALE_AFTER", NAN),
-    ("REDRIVE_STALE_AFTER", INF), ("REDRIVE_STALE_AFTER", "30"),
+    ("HEARTBEAT_INTERVAL", 0),
+    ("HEARTBEAT_INTERVAL", 0.01),
+    ("HEARTBEAT_INTERVAL", NAN),
+    ("HEARTBEAT_INTERVAL", INF),
+    ("HEARTBEAT_INTERVAL", "5"),
+    ("WORKER_DEAD_AFTER", -1),
+    ("WORKER_DEAD_AFTER", 0.1),
+    ("WORKER_DEAD_AFTER", INF),
+    ("REDRIVE_STALE_AFTER", 0),
+    ("REDRIVE_STALE_AFTER", 1.0),
+    ("REDRIVE_STALE_AFTER", NAN),
+    ("REDRIVE_STALE_AFTER", INF),
+    ("REDRIVE_STALE_AFTER", "30"),
 ]
 
 
@@ -91,16 +123,25 @@ def test_a_sample_retention_that_breaks_the_series_api_fails_the_checks_instead(
 
 
 def test_task_backend_options_are_checked_by_manage_py_check(settings):
-    settings.TASKS = {"default": {"BACKEND": "queues.tasks.QueuesBackend", "QUEUES": ["default"],
-                                  "OPTIONS": {"QUEUE_PREFIXX": "jobs."}}}
+    settings.TASKS = {
+        "default": {
+            "BACKEND": "queues.tasks.QueuesBackend",
+            "QUEUES": ["default"],
+            "OPTIONS": {"QUEUE_PREFIXX": "jobs."},
+        }
+    }
     out = _check()
     assert "queues.E001" in out and "QUEUE_PREFIXX" in out
 
 
 def test_check_runs_the_task_checks_in_a_fresh_process(run_manage, subprocess_env, monkeypatch):
     # A host process that never imported django.tasks: the backend's own checks must still run.
-    monkeypatch.setitem(subprocess_env, "MQADMIN_TASKS", '{"default": {"BACKEND": "queues.tasks.QueuesBackend", '
-                        '"QUEUES": ["default"], "OPTIONS": {"QUEUE_PREFIXX": "x"}}}')
+    monkeypatch.setitem(
+        subprocess_env,
+        "MQADMIN_TASKS",
+        '{"default": {"BACKEND": "queues.tasks.QueuesBackend", '
+        '"QUEUES": ["default"], "OPTIONS": {"QUEUE_PREFIXX": "x"}}}',
+    )
     result = run_manage("check")
     assert result.returncode == 1
     assert "queues.E001" in result.stderr

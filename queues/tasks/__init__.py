@@ -37,6 +37,15 @@ from queues.tasks.options import MAX_DEFER_SECONDS, OPTION_DEFAULTS
 from queues.tasks.results import FINAL_STATUSES, InvalidTaskArguments, TaskLost
 
 __all__ = [
-    "FINAL_STATUSES", "MAX_DEFER_SECONDS", "OPTION_DEFAULTS", "InvalidTaskArguments", "QueuesBackend", "TaskLost",
-    "prune_results", "queues_backends", "register_handlers", "run_task_message", "worker_id",
+    "FINAL_STATUSES",
+    "MAX_DEFER_SECONDS",
+    "OPTION_DEFAULTS",
+    "InvalidTaskArguments",
+    "QueuesBackend",
+    "TaskLost",
+    "prune_results",
+    "queues_backends",
+    "register_handlers",
+    "run_task_message",
+    "worker_id",
 ]

@@ -123,8 +123,9 @@ class QueuesBackend(BaseTaskBackend):
         result_id = uuid.uuid4()
         with conf.atomic():
             message_id = self._send(queue, {"task_result_id": str(result_id)}, delay, int(task.priority))
-            row = results.create(result_id=result_id, alias=self.alias, task=task, message_id=message_id,
-                                 args=args, kwargs=kwargs)
+            row = results.create(
+                result_id=result_id, alias=self.alias, task=task, message_id=message_id, args=args, kwargs=kwargs
+            )
         result = TaskResult(
             task=task,
             id=str(row.id),

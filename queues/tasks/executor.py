@@ -62,7 +62,9 @@ def worker_id() -> str:
     host = socket.gethostname()
     found = (
         Worker.objects.filter(host=host[:255], pid=pid, state="live")
-        .order_by("-started_at").values_list("name", flat=True).first()
+        .order_by("-started_at")
+        .values_list("name", flat=True)
+        .first()
     )
     if found is None:
         return f"{host}:{pid}"

@@ -25,10 +25,19 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "RESULT_RETENTION": 7 * 24 * 3600.0,
 }
 
-QUEUE_SETTING_KEYS = frozenset({
-    "kind", "visibility_timeout", "max_receives", "dead_letter_queue", "default_delay", "retention",
-    "max_message_size", "dedup_window", "paused",
-})
+QUEUE_SETTING_KEYS = frozenset(
+    {
+        "kind",
+        "visibility_timeout",
+        "max_receives",
+        "dead_letter_queue",
+        "default_delay",
+        "retention",
+        "max_message_size",
+        "dedup_window",
+        "paused",
+    }
+)
 """The keywords of ``queues.create_queue`` that ``QUEUE_SETTINGS`` may hold."""
 
 MAX_DEFER_SECONDS = 15 * 24 * 3600.0

@@ -112,7 +112,10 @@ def to_task_result(row: Any) -> TaskResult:
     """The ``django.tasks.TaskResult`` of a ``queues.models.TaskResult`` row (``InvalidTask`` if its code is gone)."""
     task = _rebuilt(
         _load_task(row.task_path),
-        priority=row.priority, queue_name=row.queue_name, run_after=row.run_after, backend=row.backend,
+        priority=row.priority,
+        queue_name=row.queue_name,
+        run_after=row.run_after,
+        backend=row.backend,
     )
     result = TaskResult(
         task=task,
@@ -125,8 +128,9 @@ def to_task_result(row: Any) -> TaskResult:
         args=row.args,
         kwargs=row.kwargs,
         backend=row.backend,
-        errors=[TaskError(exception_class_path=e["exception_class_path"], traceback=e["traceback"])
-                for e in row.errors],
+        errors=[
+            TaskError(exception_class_path=e["exception_class_path"], traceback=e["traceback"]) for e in row.errors
+        ],
         worker_ids=list(row.worker_ids),
     )
     object.__setattr__(result, "_return_value", row.return_value)
@@ -161,7 +165,14 @@ def find(result_id: str, alias: str) -> Any:
 
 # -- transitions ------------------------------------------------------------------------------------
 _STATE_FIELDS = [
-    "status", "started_at", "last_attempted_at", "finished_at", "attempts", "worker_ids", "errors", "return_value",
+    "status",
+    "started_at",
+    "last_attempted_at",
+    "finished_at",
+    "attempts",
+    "worker_ids",
+    "errors",
+    "return_value",
 ]
 
 
@@ -203,16 +214,12 @@ def _finish(row: Any, status: TaskResultStatus, **values: Any) -> None:
 
 def succeed(result_id: Any, *, return_value: Any) -> Any:
     """SUCCESSFUL with ``return_value`` (already :func:`json_value`); the row, or None if it was final."""
-    return _locked_update(
-        result_id, lambda row: _finish(row, TaskResultStatus.SUCCESSFUL, return_value=return_value)
-    )
+    return _locked_update(result_id, lambda row: _finish(row, TaskResultStatus.SUCCESSFUL, return_value=return_value))
 
 
 def fail(result_id: Any, *, error: dict[str, str]) -> Any:
     """FAILED for good with ``error`` (an :func:`error_entry`) added; the row, or None if it was final."""
-    return _locked_update(
-        result_id, lambda row: _finish(row, TaskResultStatus.FAILED, errors=[*row.errors, error])
-    )
+    return _locked_update(result_id, lambda row: _finish(row, TaskResultStatus.FAILED, errors=[*row.errors, error]))
 
 
 def _retry(error: dict[str, str], row: Any) -> None:
@@ -232,11 +239,11 @@ def release(result_id: Any) -> Any:
 
 def lose(result_id: Any, *, lost: TaskLost) -> Any:
     """FAILED with a :class:`TaskLost` error: its message is gone; the row, or None if it finished meanwhile."""
-    error = {"exception_class_path": f"{TaskLost.__module__}.{TaskLost.__qualname__}",
-             "traceback": "".join(traceback.format_exception_only(lost))}
-    return _locked_update(
-        result_id, lambda row: _finish(row, TaskResultStatus.FAILED, errors=[*row.errors, error])
-    )
+    error = {
+        "exception_class_path": f"{TaskLost.__module__}.{TaskLost.__qualname__}",
+        "traceback": "".join(traceback.format_exception_only(lost)),
+    }
+    return _locked_update(result_id, lambda row: _finish(row, TaskResultStatus.FAILED, errors=[*row.errors, error]))
 
 
 def reconcile(row: Any, *, sender: type) -> Any:
@@ -257,8 +264,10 @@ def reconcile(row: Any, *, sender: type) -> Any:
     if found is None:
         why = "its message was purged, deleted or expired by the queue's retention before the task finished"
     else:
-        why = (f"its message was dead-lettered to {found[1]!r} without the task finishing: the worker of "
-               "its last attempt stopped (killed, timed out, or its lease ran out) before recording an outcome")
+        why = (
+            f"its message was dead-lettered to {found[1]!r} without the task finishing: the worker of "
+            "its last attempt stopped (killed, timed out, or its lease ran out) before recording an outcome"
+        )
     lost = TaskLost(f"task {row.task_path} ({row.id}) cannot run again: {why}")
     updated = lose(row.pk, lost=lost)
     if updated is None:
@@ -297,4 +306,3 @@ def prune(*, alias: str, older_than: datetime, batch: int) -> int:
         removed += rows.objects.filter(id__in=ids).delete()[0]
         if len(ids) < batch:
             return removed
-

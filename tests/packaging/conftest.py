@@ -74,8 +74,12 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dists]:
     # that the sdist carries the chart files. The second build is what `pip install <checkout>` does.
     # Both at once: they spend most of their time setting up their isolated environments.
     builds = {
-        name: subprocess.Popen([sys.executable, "-m", "build", *args, "--outdir", str(out / name), str(ROOT)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        name: subprocess.Popen(
+            [sys.executable, "-m", "build", *args, "--outdir", str(out / name), str(ROOT)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for name, args in (("sdist", []), ("tree", ["--wheel"]))
     }
     try:
@@ -175,15 +179,25 @@ class PgServer:
         """An autocommit connection to ``dbname``."""
         s = self.settings
         return psycopg.connect(
-            dbname=dbname, user=s["USER"], password=s["PASSWORD"] or None, host=s["HOST"] or None,
-            port=s["PORT"] or None, autocommit=True,
+            dbname=dbname,
+            user=s["USER"],
+            password=s["PASSWORD"] or None,
+            host=s["HOST"] or None,
+            port=s["PORT"] or None,
+            autocommit=True,
         )
 
     def django_database(self, name: str) -> dict[str, str]:
         """A ``DATABASES`` entry for ``name`` on this server."""
         s = self.settings
-        return {"ENGINE": "django.db.backends.postgresql", "NAME": name, "USER": s["USER"],
-                "PASSWORD": s["PASSWORD"], "HOST": s["HOST"], "PORT": str(s["PORT"] or "")}
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": name,
+            "USER": s["USER"],
+            "PASSWORD": s["PASSWORD"],
+            "HOST": s["HOST"],
+            "PORT": str(s["PORT"] or ""),
+        }
 
     def create(self, name: str) -> None:
         """``CREATE DATABASE name``."""
