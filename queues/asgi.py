@@ -30,6 +30,8 @@ from queues.origin import SameOriginValidator
 
 def dashboard_application(http_application: Any, *, websocket_urlpatterns: Sequence[Any] = ()) -> ProtocolTypeRouter:
     """An ASGI application: ``http_application`` for HTTP, the dashboard (and yours) for WebSockets."""
+    # deferred: the routes import the consumer and reverse the URLconf, neither ready until the host has
+    # called get_asgi_application(); importing this module stays safe before that
     from queues.routing import build_websocket_urlpatterns
 
     routes = [*build_websocket_urlpatterns(), *websocket_urlpatterns]

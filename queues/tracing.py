@@ -21,6 +21,8 @@ import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from queues import __version__
+
 try:  # the extra is optional: without it nothing else of OpenTelemetry is imported
     from opentelemetry import context as otel_context
     from opentelemetry import propagate, trace
@@ -41,8 +43,6 @@ def active() -> bool:
 
 
 def _tracer() -> Any:
-    from queues import __version__
-
     return trace.get_tracer(TRACER_NAME, __version__)
 
 
@@ -79,6 +79,7 @@ def traced_send_batch[F: Callable[..., Any]](func: F) -> F:
     def send_batch(queue: str, messages: Any, *args: Any, **kwargs: Any) -> Any:
         if not active():
             return func(queue, messages, *args, **kwargs)
+        # deferred: the engine imports this module, and queues.engine.types loads the engine package
         from queues.engine.types import Outgoing
 
         items = list(messages)

@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from django.db import connection
 from packaging.requirements import Requirement
 from psycopg import sql
 
@@ -71,8 +74,12 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dists]:
     # that the sdist carries the chart files. The second build is what `pip install <checkout>` does.
     # Both at once: they spend most of their time setting up their isolated environments.
     builds = {
-        name: subprocess.Popen([sys.executable, "-m", "build", *args, "--outdir", str(out / name), str(ROOT)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        name: subprocess.Popen(
+            [sys.executable, "-m", "build", *args, "--outdir", str(out / name), str(ROOT)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for name, args in (("sdist", []), ("tree", ["--wheel"]))
     }
     try:
@@ -172,15 +179,25 @@ class PgServer:
         """An autocommit connection to ``dbname``."""
         s = self.settings
         return psycopg.connect(
-            dbname=dbname, user=s["USER"], password=s["PASSWORD"] or None, host=s["HOST"] or None,
-            port=s["PORT"] or None, autocommit=True,
+            dbname=dbname,
+            user=s["USER"],
+            password=s["PASSWORD"] or None,
+            host=s["HOST"] or None,
+            port=s["PORT"] or None,
+            autocommit=True,
         )
 
     def django_database(self, name: str) -> dict[str, str]:
         """A ``DATABASES`` entry for ``name`` on this server."""
         s = self.settings
-        return {"ENGINE": "django.db.backends.postgresql", "NAME": name, "USER": s["USER"],
-                "PASSWORD": s["PASSWORD"], "HOST": s["HOST"], "PORT": str(s["PORT"] or "")}
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": name,
+            "USER": s["USER"],
+            "PASSWORD": s["PASSWORD"],
+            "HOST": s["HOST"],
+            "PORT": str(s["PORT"] or ""),
+        }
 
     def create(self, name: str) -> None:
         """``CREATE DATABASE name``."""
@@ -209,16 +226,11 @@ class PgServer:
 @pytest.fixture(scope="session")
 def pg_server() -> PgServer:
     """The server the suite's own test database lives on (embedded or ``DATABASE_URL``)."""
-    from django.db import connection
-
     return PgServer(dict(connection.settings_dict))
 
 
 def wait_until_serving(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
     """Poll ``url`` until it answers (any HTTP status), failing early if ``proc`` died."""
-    import urllib.error
-    import urllib.request
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

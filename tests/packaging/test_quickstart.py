@@ -28,8 +28,9 @@ PREFIX = "/ops/queues/"
 
 
 @pytest.fixture(scope="module", params=["default", "dedicated"])
-def host(request: pytest.FixtureRequest, host_venv: HostVenv, pg_server: PgServer,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostProject]:
+def host(
+    request: pytest.FixtureRequest, host_venv: HostVenv, pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HostProject]:
     """The quickstart's project; its databases are dropped at the end (after ending their sessions)."""
     base = tmp_path_factory.mktemp(f"host-{request.param}")
     created: list[str] = []
@@ -51,8 +52,7 @@ class Server:
         argv = [argv[0], "-b", "127.0.0.1", "-p", str(self.port), *argv[1:]]
         self.log = log
         with log.open("wb") as out:
-            self.proc = subprocess.Popen(argv, cwd=host.dir, env=host.venv.env(), stdout=out,
-                                         stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(argv, cwd=host.dir, env=host.venv.env(), stdout=out, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
@@ -82,8 +82,9 @@ def fetch(url: str) -> tuple[int, str]:
 def run_worker(host: HostProject, queue: str) -> str:
     """The doc's worker command for ``queue`` in its ``--burst`` form; what it printed."""
     argv = host.worker_command(queue)
-    proc = subprocess.run([*argv, "--burst"], cwd=host.dir, env=host.venv.env(), capture_output=True,
-                          text=True, timeout=180)
+    proc = subprocess.run(
+        [*argv, "--burst"], cwd=host.dir, env=host.venv.env(), capture_output=True, text=True, timeout=180
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     return out
@@ -130,14 +131,16 @@ def test_worker_runs_the_hosts_handler(host: HostProject) -> None:
     out = run_worker(host, "orders")
     # Workers log to the console in any project: the handler's own logger line shows.
     assert "order 7 paid" in out, out[-4000:]
-    stats: Any = host.shell('import json, queues; s = queues.stats("orders")[0]; '
-                            'print(json.dumps([s.ready, s.in_flight, s.acked_total]))')
+    stats: Any = host.shell(
+        'import json, queues; s = queues.stats("orders")[0]; print(json.dumps([s.ready, s.in_flight, s.acked_total]))'
+    )
     assert stats[:2] == [0, 0] and stats[2] >= 1, stats
 
 
 def test_task_runs_and_its_result_is_read_back(host: HostProject) -> None:
-    result_id = host.shell("import json; from orders.tasks import send_receipt; "
-                           "print(json.dumps(send_receipt.enqueue(42).id))")
+    result_id = host.shell(
+        "import json; from orders.tasks import send_receipt; print(json.dumps(send_receipt.enqueue(42).id))"
+    )
     run_worker(host, "tasks.default")
     status, value = host.shell(  # type: ignore[misc]
         f"import json; from orders.tasks import send_receipt; r = send_receipt.get_result({result_id!r}); "
@@ -148,8 +151,14 @@ def test_task_runs_and_its_result_is_read_back(host: HostProject) -> None:
 
 def test_hosts_own_test_passes_and_its_databases_are_dropped(host: HostProject, pg_server: PgServer) -> None:
     """The doc's orders/tests.py with pytest-django; teardown must drop the test databases cleanly."""
-    proc = subprocess.run([str(host.venv.python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "orders/tests.py"],
-                          cwd=host.dir, env=host.venv.env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(host.venv.python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "orders/tests.py"],
+        cwd=host.dir,
+        env=host.venv.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
     assert "1 passed" in out and "error" not in out.lower(), out[-6000:]
@@ -180,12 +189,12 @@ def test_hosts_login_page_and_404_are_its_own(host: HostProject, server: Server)
     assert status == 200 and HOST_LOGIN in body, body[:2000]
 
 
-def test_dashboard_goes_live_under_the_prefix_in_a_browser(host: HostProject, server: Server,
-                                                           artifacts: Path) -> None:
+def test_dashboard_goes_live_under_the_prefix_in_a_browser(host: HostProject, server: Server, artifacts: Path) -> None:
     reason = _why_no_browser()
     if reason:
         print(f"\n{'!' * 100}\n{reason}\n{'!' * 100}")
         pytest.skip(reason)
+    # deferred: playwright is only needed (and importable) where a browser runs; the test skips otherwise
     from playwright.sync_api import sync_playwright
 
     sockets: list[str] = []
@@ -208,10 +217,12 @@ def test_dashboard_goes_live_under_the_prefix_in_a_browser(host: HostProject, se
             page.screenshot(path=str(artifacts / f"packaging-dashboard-{host.mode}.png"), full_page=True)
             html = page.content()
             urls: list[str] = page.eval_on_selector_all(
-                "a[href], form[action]", "els => els.map(e => e.getAttribute('href') || e.getAttribute('action'))")
+                "a[href], form[action]", "els => els.map(e => e.getAttribute('href') || e.getAttribute('action'))"
+            )
             ws_path = page.get_attribute("#live-status", "data-ws-path")
             api_urls: list[str] = page.eval_on_selector_all(
-                "[data-series-url]", "els => els.map(e => e.getAttribute('data-series-url'))")
+                "[data-series-url]", "els => els.map(e => e.getAttribute('data-series-url'))"
+            )
 
             page.goto(f"{server.url}{PREFIX}queues/")
             queue_names = page.locator("table").inner_text()
@@ -230,11 +241,14 @@ def test_dashboard_goes_live_under_the_prefix_in_a_browser(host: HostProject, se
     assert chart and all(status == 200 for status in static.values()), json.dumps(static, indent=1)
 
 
-@pytest.mark.parametrize(("override", "expected"), [
-    ("CHANNEL_LAYERS = {}", ["queues.W020"]),
-    ('CHANNEL_LAYERS = {"default": {"BACKEND": "no.such.Layer"}}', ["queues.E020"]),
-    ('MQADMIN = {"HIDE_BODY": True}', ["queues.E010", "Did you mean 'HIDE_BODIES'"]),
-])
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("CHANNEL_LAYERS = {}", ["queues.W020"]),
+        ('CHANNEL_LAYERS = {"default": {"BACKEND": "no.such.Layer"}}', ["queues.E020"]),
+        ('MQADMIN = {"HIDE_BODY": True}', ["queues.E010", "Did you mean 'HIDE_BODIES'"]),
+    ],
+)
 @pytest.mark.parametrize("host", ["default"], indirect=True)  # the checks read settings: one set-up is enough
 def test_check_reports_misconfiguration(host: HostProject, override: str, expected: list[str]) -> None:
     module = f"settings_check_{abs(hash(override))}"

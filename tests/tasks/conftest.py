@@ -10,6 +10,9 @@ import pytest
 from django.tasks.signals import task_enqueued, task_finished, task_started
 
 import queues
+from queues.tasks import run_task_message
+from queues.worker import Reject
+from tests.tasks import tasks
 
 # The TASKS of these tests, in the test process and (through MQADMIN_TASKS) in worker processes.
 TEST_TASKS: dict[str, Any] = {
@@ -25,8 +28,6 @@ TEST_TASKS: dict[str, Any] = {
 def tasks_settings(settings: Any) -> Any:
     """Every test here runs with TEST_TASKS (Django resets its backends when TASKS changes)."""
     settings.TASKS = TEST_TASKS
-    from tests.tasks import tasks
-
     tasks.calls.clear()
     return settings
 
@@ -63,9 +64,6 @@ def deliver(queue: str = "tasks.default") -> Any:
 
 def run_like_a_worker(delivery: Any) -> str:
     """Call the task executor the way a worker does: ack on return, nack on raise (dead-letter on Reject)."""
-    from queues.tasks import run_task_message
-    from queues.worker import Reject
-
     try:
         run_task_message(delivery)
     except Exception as exc:

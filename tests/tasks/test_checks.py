@@ -42,6 +42,8 @@ def test_options_not_a_dict_is_reported(settings):
         ("QUEUE_PREFIX", 3),
         ("CREATE_QUEUES", "yes"),
         ("BACKOFF", -1),
+        ("BACKOFF", float("inf")),
+        ("TIMEOUT", float("nan")),
         ("MAX_BACKOFF", "5"),
         ("TIMEOUT", 0),
         ("RESULT_RETENTION", 0),

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from django.tasks import TaskResultStatus, default_task_backend
+from django.tasks.signals import task_finished, task_started
 
 import queues
 from queues.models import TaskResult as TaskResultRow
@@ -50,8 +51,6 @@ def test_result_is_running_while_the_task_runs(tmp_path):
         fresh = default_task_backend.get_result(task_result.id)
         seen.append(fresh.status)
         flag.write_text("done")
-
-    from django.tasks.signals import task_started
 
     task_started.connect(look)
     try:
@@ -285,8 +284,6 @@ def test_unfinished_task_with_a_live_message_is_left_alone():
 
 
 def test_a_raising_signal_receiver_does_not_fail_the_task():
-    from django.tasks.signals import task_finished, task_started
-
     def broken(sender, task_result, **kwargs):
         raise RuntimeError("metrics are down")
 
