@@ -30,7 +30,7 @@ from queues import conf, health, selectors
 from queues.engine import core as engine
 from queues.engine.errors import QueueNotFound
 from queues.models import AuditEvent, Message, Queue, Redrive, RedriveState
-from queues.permissions import Action, denial_reason
+from queues.permissions import Action, CommandLineActor, denial_reason
 
 logger = logging.getLogger("queues.services")
 
@@ -58,6 +58,8 @@ class _Done:
 
 
 def _actor_fields(actor: Any) -> dict[str, Any]:
+    if isinstance(actor, CommandLineActor):
+        return {"actor": None, "actor_name": clean_text(actor.name, 150)}
     if actor is not None and getattr(actor, "is_authenticated", False) and getattr(actor, "pk", None):
         return {"actor": actor, "actor_name": clean_text(actor.get_username(), 150)}
     return {"actor": None, "actor_name": ""}
