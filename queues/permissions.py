@@ -183,6 +183,8 @@ def ensure_role_groups() -> dict[str, Any]:
 
     Not a migration on purpose: projects decide their own groups; tests and the demo use these.
     """
+    # deferred: only tests and the demo call this; at the top it would make every importer of the
+    # permission table (URL modules, consumers) need the auth app's models loaded first
     from django.contrib.auth.models import Group, Permission
 
     groups = {}
