@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from django.apps import apps
 from django.core.exceptions import PermissionDenied
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, OperationalError, ProgrammingError
 
 from queues import conf, services, validation
@@ -42,6 +42,17 @@ class MQCommand(BaseCommand):
 
     actor: CommandLineActor
     _attempt: tuple[Action, str] | None = None
+
+    audits: dict[str, Action] = {}
+    """The operator action a run attempts, by subcommand (``""``: the command itself). A usage error
+    (an option value that does not parse) is audited as that action, like the dashboard's refused form."""
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        """Django's parser, with usage errors of the :attr:`audits` actions audited before they are shown."""
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        if self.audits:
+            _audit_usage_errors(parser, self.audits)
+        return parser
 
     def execute(self, *args: Any, **options: Any) -> Any:
         """Run the command, translating expected failures into ``CommandError`` (audited once)."""
@@ -83,6 +94,56 @@ class MQCommand(BaseCommand):
         """Write to stderr without the red error styling Django applies on a terminal."""
         self.stderr.write(text, style_func=_identity, ending=ending)
         self.stderr.flush()
+
+
+def _audit_usage_errors(parser: CommandParser, audits: dict[str, Action]) -> None:
+    # call_command and run_from_argv both call parse_args(tokens); the tokens name the queue, because
+    # a failed parse leaves no namespace to read it from.
+    tokens: list[str] = []
+    parse_args = parser.parse_args
+
+    def remembering(args: Sequence[str] | None = None, namespace: Any = None) -> Any:
+        tokens[:] = [str(t) for t in (sys.argv[2:] if args is None else args)]
+        return parse_args(args, namespace)
+
+    parser.parse_args = remembering  # type: ignore[method-assign]
+    # argparse's _actions is the same door Django's call_command uses to read a parser's options.
+    targets = [("", parser)] + [
+        (name, sub) for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+        for name, sub in action.choices.items()
+    ]
+    for name, target in targets:
+        if name in audits:
+            _hook_error(target, audits[name], name, tokens)
+
+
+def _hook_error(parser: argparse.ArgumentParser, action: Action, subcommand: str, tokens: list[str]) -> None:
+    shown = parser.error
+
+    def error(message: str) -> Any:
+        rest = tokens[tokens.index(subcommand) + 1:] if subcommand in tokens else list(tokens)
+        try:
+            services.refuse(actor=CommandLineActor.current(), action=action, queue=_first_positional(parser, rest),
+                            error=message)
+        except DatabaseError:  # no database to write to: the usage error is still worth showing
+            pass
+        return shown(message)
+
+    parser.error = error  # type: ignore[method-assign]
+
+
+def _first_positional(parser: argparse.ArgumentParser, tokens: Sequence[str]) -> str:
+    """The first positional argument among ``tokens`` (the queue, for every audited command), or ``""``."""
+    takes_value = {s for a in parser._actions for s in a.option_strings if a.nargs != 0}
+    skip = False
+    for token in tokens:
+        if skip:
+            skip = False
+        elif token.startswith("-") and token != "-":
+            skip = token in takes_value
+        else:
+            return token
+    return ""
 
 
 def _audited(exc: BaseException | None) -> bool:

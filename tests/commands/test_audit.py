@@ -15,7 +15,7 @@ from django.utils import timezone
 import queues
 from queues import services
 from queues.models import AuditEvent, Queue, Redrive, RedriveState
-from queues.permissions import CommandLineActor
+from queues.permissions import Action, CommandLineActor
 from tests.commands.conftest import TTY
 
 SHAPE = ("action", "queue_name", "outcome", "count", "message_ids", "remote_addr", "error")
@@ -85,6 +85,38 @@ def test_an_invalid_setting_is_audited_like_the_dashboards(cmd, make_queue, oper
     assert shape(from_cli) == shape(from_dashboard)
     assert from_cli.detail == from_dashboard.detail == {"settings": {"visibility_timeout": 46800.0}}
     assert (from_cli.action, from_cli.outcome) == ("update_queue_settings", "error")
+
+
+def test_an_option_value_that_does_not_parse_is_audited_like_the_dashboards_refused_form(cmd, make_queue, operator):
+    make_queue("orders")
+    with pytest.raises(CommandError, match=r"invalid duration 'soon'"):
+        cmd("mq_queue", "update", "orders", "--retention", "1d", "--visibility-timeout", "soon")
+    from_cli = the_row(actor_name__startswith="cli:")
+    # What the dashboard's view does with an invalid settings form:
+    services.refuse(actor=operator, action=Action.UPDATE_QUEUE_SETTINGS, queue="orders", error="invalid")
+    from_dashboard = the_row(actor=operator)
+    assert shape(from_cli)[:-2] == shape(from_dashboard)[:-2]
+    assert from_cli.error.startswith("argument --visibility-timeout: invalid duration 'soon'")
+    assert queues.get_queue("orders").visibility_timeout == timedelta(seconds=30)
+
+
+@pytest.mark.parametrize(("argv", "action", "queue"), [
+    (["mq_purge", "--yes", "orders", "--bogus"], "purge_queue", "orders"),
+    (["mq_redrive", "--to", "retry", "orders.dlq", "--rate", "fast"], "start_redrive", "orders.dlq"),
+    (["mq_queue", "create", "--kind", "lifo", "fresh"], "create_queue", "fresh"),
+    (["mq_queue", "delete"], "delete_queue", ""),
+])
+def test_usage_errors_of_operator_actions_are_audited(cmd, argv, action, queue):
+    with pytest.raises(CommandError):
+        cmd(*argv)
+    event = the_row()
+    assert (event.action, event.queue_name, event.outcome) == (action, queue, "error")
+
+
+def test_usage_errors_of_reads_are_not_audited(cmd):
+    with pytest.raises(CommandError):
+        cmd("mq_queue", "list", "--bogus")
+    assert not AuditEvent.objects.exists()
 
 
 def test_successful_actions_are_shaped_like_the_dashboards(cmd, operator):

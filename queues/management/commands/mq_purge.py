@@ -21,6 +21,8 @@ class Command(MQCommand):
         "required, so nothing is ever purged silently."
     )
 
+    audits = {"": Action.PURGE_QUEUE}
+
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("queue", help="The queue to purge.")
         parser.add_argument("--yes", action="store_true",

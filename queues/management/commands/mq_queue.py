@@ -117,6 +117,8 @@ class Command(MQCommand):
         "Durations take 30, 30s, 5m, 2h or 4d; sizes take bytes, 256KiB or 1MiB."
     )
 
+    audits = {"create": Action.CREATE_QUEUE, "update": Action.UPDATE_QUEUE_SETTINGS, "delete": Action.DELETE_QUEUE}
+
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="{create,list,update,delete}")
 

@@ -29,6 +29,8 @@ class Command(MQCommand):
         "can stop it too; the start (and a refusal) is audited like the dashboard's, as cli:<OS user>@<host>."
     )
 
+    audits = {"": Action.START_REDRIVE}
+
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("queue", metavar="DLQ", help="The dead-letter queue to empty (e.g. orders.dlq).")
         parser.add_argument("--to", metavar="QUEUE",
