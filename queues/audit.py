@@ -76,8 +76,16 @@ def actor_fields(actor: Any) -> dict[str, Any]:
 
 
 def record(
-    actor: Any, action: Action, *, queue_name: str = "", outcome: str, remote_addr: str = "", count: int = 0,
-    message_ids: Sequence[int] = (), detail: dict[str, Any] | None = None, error: str = "",
+    actor: Any,
+    action: Action,
+    *,
+    queue_name: str = "",
+    outcome: str,
+    remote_addr: str = "",
+    count: int = 0,
+    message_ids: Sequence[int] = (),
+    detail: dict[str, Any] | None = None,
+    error: str = "",
 ) -> AuditEvent:
     """Write one audit row; every field is bounded and made storable here.
 
@@ -86,9 +94,13 @@ def record(
     """
     ids = [i for i in list(message_ids)[:AUDIT_MAX_IDS] if isinstance(i, int) and not isinstance(i, bool)]
     return AuditEvent.objects.create(
-        **actor_fields(actor), action=action.value, queue_name=clean_text(queue_name or "", 80),
-        outcome=outcome, remote_addr=clean_text(remote_addr or "", 64),
+        **actor_fields(actor),
+        action=action.value,
+        queue_name=clean_text(queue_name or "", 80),
+        outcome=outcome,
+        remote_addr=clean_text(remote_addr or "", 64),
         count=max(min(int(count), 2**31 - 1), -(2**31)),
         message_ids=[i for i in ids if -_BIGINT < i < _BIGINT],
-        detail=clean_json(dict(detail or {})), error=clean_text(error or ""),
+        detail=clean_json(dict(detail or {})),
+        error=clean_text(error or ""),
     )

@@ -100,12 +100,15 @@ def test_an_option_value_that_does_not_parse_is_audited_like_the_dashboards_refu
     assert queues.get_queue("orders").visibility_timeout == timedelta(seconds=30)
 
 
-@pytest.mark.parametrize(("argv", "action", "queue"), [
-    (["mq_purge", "--yes", "orders", "--bogus"], "purge_queue", "orders"),
-    (["mq_redrive", "--to", "retry", "orders.dlq", "--rate", "fast"], "start_redrive", "orders.dlq"),
-    (["mq_queue", "create", "--kind", "lifo", "fresh"], "create_queue", "fresh"),
-    (["mq_queue", "delete"], "delete_queue", ""),
-])
+@pytest.mark.parametrize(
+    ("argv", "action", "queue"),
+    [
+        (["mq_purge", "--yes", "orders", "--bogus"], "purge_queue", "orders"),
+        (["mq_redrive", "--to", "retry", "orders.dlq", "--rate", "fast"], "start_redrive", "orders.dlq"),
+        (["mq_queue", "create", "--kind", "lifo", "fresh"], "create_queue", "fresh"),
+        (["mq_queue", "delete"], "delete_queue", ""),
+    ],
+)
 def test_usage_errors_of_operator_actions_are_audited(cmd, argv, action, queue):
     with pytest.raises(CommandError):
         cmd(*argv)
@@ -143,8 +146,14 @@ def test_a_second_redrive_of_a_queue_is_refused_naming_the_running_one(cmd, make
     make_queue("orders", max_receives=1)
     dead_letters("orders", 2)
     # An id that appears nowhere else in the message, so finding it means the refusal names this redrive.
-    running = Redrive.objects.create(pk=4242, source=Queue.objects.get(name="orders.dlq"), state=RedriveState.RUNNING,
-                                     total=2, requested_by="operator", heartbeat_at=timezone.now() + timedelta(hours=1))
+    running = Redrive.objects.create(
+        pk=4242,
+        source=Queue.objects.get(name="orders.dlq"),
+        state=RedriveState.RUNNING,
+        total=2,
+        requested_by="operator",
+        heartbeat_at=timezone.now() + timedelta(hours=1),
+    )
     with pytest.raises(CommandError, match=r"running") as refused:
         cmd("mq_redrive", "orders.dlq")
     assert "4242" in str(refused.value), f"the refusal should name redrive {running.pk}: {refused.value}"

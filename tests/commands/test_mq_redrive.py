@@ -84,6 +84,9 @@ def test_ctrl_c_stops_after_the_current_batch(spawn_manage, make_queue, dead_let
     assert job.state == "stopped"
     assert 0 < job.moved < 60
     assert f"Redrove {job.moved} messages" in running.stdout and "stopped by a signal" in running.stdout
+    # The Ctrl-C is the operator stopping the redrive: audited like the dashboard's stop button.
+    stop = AuditEvent.objects.get(action="stop_redrive")
+    assert (stop.outcome, stop.queue_name, stop.actor_name[:4]) == ("ok", "orders.dlq", "cli:")
     # Nothing half-moved: every message is in exactly one of the two queues.
     assert queues.queue_stats("orders").depth == job.moved
     assert queues.queue_stats("orders.dlq").depth == 60 - job.moved

@@ -25,8 +25,9 @@ class Command(MQCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("queue", help="The queue to purge.")
-        parser.add_argument("--yes", action="store_true",
-                            help="Do not ask for confirmation (required when stdin is not a terminal).")
+        parser.add_argument(
+            "--yes", action="store_true", help="Do not ask for confirmation (required when stdin is not a terminal)."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         name = options["queue"]
@@ -34,9 +35,14 @@ class Command(MQCommand):
         if not options["yes"]:
             stats = queues.queue_stats(name)
             confirm_by_name(
-                self, name=name, action="purge", yes=False,
-                summary=(f"Queue {name!r} holds {stats.depth} messages "
-                         f"({stats.ready} ready, {stats.delayed} delayed, {stats.in_flight} in flight)."),
+                self,
+                name=name,
+                action="purge",
+                yes=False,
+                summary=(
+                    f"Queue {name!r} holds {stats.depth} messages "
+                    f"({stats.ready} ready, {stats.delayed} delayed, {stats.in_flight} in flight)."
+                ),
             )
         count = services.purge_queue(actor=self.actor, queue=name, confirm=name)
         self.stdout.write(f"Purged {count} messages from {name!r}.")

@@ -33,12 +33,19 @@ class Command(MQCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("queue", metavar="DLQ", help="The dead-letter queue to empty (e.g. orders.dlq).")
-        parser.add_argument("--to", metavar="QUEUE",
-                            help="Send every message to this queue instead of the queue it died in. "
-                                 "Required when DLQ is not any queue's dead-letter queue.")
-        parser.add_argument("--rate", type=positive_float, metavar="R",
-                            help="At most R messages per second (spare a struggling consumer). "
-                                 "Default: as fast as possible, in batches of 100.")
+        parser.add_argument(
+            "--to",
+            metavar="QUEUE",
+            help="Send every message to this queue instead of the queue it died in. "
+            "Required when DLQ is not any queue's dead-letter queue.",
+        )
+        parser.add_argument(
+            "--rate",
+            type=positive_float,
+            metavar="R",
+            help="At most R messages per second (spare a struggling consumer). "
+            "Default: as fast as possible, in batches of 100.",
+        )
         parser.add_argument("--limit", type=positive_int, metavar="N", help="Move at most N messages.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -51,8 +58,9 @@ class Command(MQCommand):
             watcher.start()
             try:
                 # In this thread: the redrive ends with the command, and its row shows it meanwhile.
-                job = services.start_redrive(actor=self.actor, queue=name, to=to, rate=options["rate"],
-                                             limit=options["limit"], background=False)
+                job = services.start_redrive(
+                    actor=self.actor, queue=name, to=to, rate=options["rate"], limit=options["limit"], background=False
+                )
             finally:
                 watcher.finish()
             by_signal = stopped()
