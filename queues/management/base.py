@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from types import ModuleType
 from typing import Any, TextIO
 
 from django.apps import apps
@@ -22,7 +23,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, OperationalError, ProgrammingError
 
-from queues import conf, services, validation
+from queues import conf, validation
 from queues.engine.errors import MQError
 from queues.permissions import Action, CommandLineActor
 
@@ -63,22 +64,29 @@ class MQCommand(BaseCommand):
         except CommandError as exc:
             self._audit_failure(exc)
             raise
-        except (services.ActionFailed, PermissionDenied) as exc:  # the service has audited it
-            raise CommandError(str(exc)) from None
-        except OperationalError as exc:  # before MQError: the engine's DatabaseUnavailable is both
-            raise CommandError(f"cannot reach PostgreSQL ({first_line(exc)}): {database_hint()}") from None
-        except (MQError, ValueError) as exc:
-            self._audit_failure(exc)
-            raise CommandError(str(exc)) from None
-        except ProgrammingError as exc:
-            raise CommandError(
-                f"the database is not ready ({first_line(exc)}): run `python manage.py migrate` first"
-            ) from None
-        except DatabaseError as exc:
-            raise CommandError(f"database error: {first_line(exc)}") from None
         except KeyboardInterrupt:
             self.stderr.write("Interrupted.")
             raise SystemExit(130) from None
+        except Exception as exc:
+            error = self._command_error(exc)
+            if error is None:
+                raise
+            raise error from None
+
+    def _command_error(self, exc: Exception) -> CommandError | None:
+        """``exc`` as the one line the user sees (None: unexpected, keep the traceback); audited once."""
+        if isinstance(exc, OperationalError):  # before MQError: the engine's DatabaseUnavailable is both
+            return CommandError(f"cannot reach PostgreSQL ({first_line(exc)}): {database_hint()}")
+        if _audited(exc):  # a service refused it and wrote its row
+            return CommandError(str(exc))
+        if isinstance(exc, MQError | ValueError):
+            self._audit_failure(exc)
+            return CommandError(str(exc))
+        if isinstance(exc, ProgrammingError):
+            return CommandError(f"the database is not ready ({first_line(exc)}): run `python manage.py migrate` first")
+        if isinstance(exc, DatabaseError):
+            return CommandError(f"database error: {first_line(exc)}")
+        return None
 
     def attempt(self, action: Action, *, queue: str = "") -> None:
         """Say which operator action this run is, so a failure before its service is audited as it."""
@@ -88,12 +96,20 @@ class MQCommand(BaseCommand):
         if self._attempt is None or _audited(exc):
             return
         action, queue = self._attempt
-        services.refuse(actor=self.actor, action=action, queue=queue, error=str(exc))
+        _services().refuse(actor=self.actor, action=action, queue=queue, error=str(exc))
 
     def write_plain_err(self, text: str, ending: str = "\n") -> None:
         """Write to stderr without the red error styling Django applies on a terminal."""
         self.stderr.write(text, style_func=_identity, ending=ending)
         self.stderr.flush()
+
+
+def _services() -> ModuleType:
+    # deferred: the services import the models, and this module is also imported where the queues app
+    # is not installed (mq_worker's logging setup is tested so); only a running command needs them
+    from queues import services
+
+    return services
 
 
 def _audit_usage_errors(parser: CommandParser, audits: dict[str, Action]) -> None:
@@ -123,7 +139,7 @@ def _hook_error(parser: argparse.ArgumentParser, action: Action, subcommand: str
     def error(message: str) -> Any:
         rest = tokens[tokens.index(subcommand) + 1:] if subcommand in tokens else list(tokens)
         try:
-            services.refuse(actor=CommandLineActor.current(), action=action, queue=_first_positional(parser, rest),
+            _services().refuse(actor=CommandLineActor.current(), action=action, queue=_first_positional(parser, rest),
                             error=message)
         except DatabaseError:  # no database to write to: the usage error is still worth showing
             pass
@@ -150,7 +166,7 @@ def _audited(exc: BaseException | None) -> bool:
     """Whether ``exc`` is, or was raised while handling, a failure a service has written a row for."""
     seen = 0
     while exc is not None and seen < 10:
-        if isinstance(exc, services.ActionFailed | PermissionDenied):
+        if isinstance(exc, _services().ActionFailed | PermissionDenied):
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False
