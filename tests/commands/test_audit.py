@@ -161,3 +161,15 @@ def test_a_second_redrive_of_a_queue_is_refused_naming_the_running_one(cmd, make
     assert queues.queue_stats("orders.dlq").depth == 2
     event = the_row(action="start_redrive")
     assert (event.outcome, event.queue_name) == ("error", "orders.dlq")
+
+
+def test_a_usage_error_in_a_shell_is_audited_and_still_exits_with_the_usage(run_manage, make_queue):
+    make_queue("orders")
+    queues.send("orders", 1)
+    result = run_manage("mq_purge", "orders", "--yes", "--bogus")
+    assert result.returncode == 2
+    assert "unrecognized arguments: --bogus" in result.stderr and result.stderr.startswith("usage:")
+    event = the_row()
+    assert (event.action, event.queue_name, event.outcome) == ("purge_queue", "orders", "error")
+    assert event.error == "unrecognized arguments: --bogus"
+    assert queues.queue_stats("orders").depth == 1
