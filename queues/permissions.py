@@ -15,8 +15,13 @@ is older), is its own action and needs ``purge_queues`` like purging
 Searching message bodies (``body.PATH:VALUE``) is refused while ``MQADMIN["HIDE_BODIES"]`` is set:
 each search would confirm a guessed value without the audited reveal. Every action also needs
 ``view_dashboard`` (one cannot act on what one cannot see).
-Superusers have all of them. ``MQADMIN["READ_ONLY"]`` denies every action to everyone, superusers
-included; pages and reveals still work (a reveal changes no queue).
+Superusers have all of them. ``MQADMIN["READ_ONLY"]`` denies every dashboard action to everyone,
+superusers included; pages and reveals still work (a reveal changes no queue).
+
+The ``mq_*`` commands act as a :class:`CommandLineActor` (``cli:alice@host``): it holds every
+permission and is not bound by ``READ_ONLY``, because whoever can run ``manage.py`` can already reach
+the database with its credentials; a Django permission check there would only pretend. What the
+command line does gain from the services is the same audit row as the dashboard's, refusals included.
 
 The roles are plain permissions so a project can grant them however it likes; :func:`ensure_role_groups`
 makes ready-made groups for tests and the demo.
@@ -24,6 +29,9 @@ makes ready-made groups for tests and the demo.
 
 from __future__ import annotations
 
+import getpass
+import socket
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -91,6 +99,39 @@ ROLE_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
+@dataclass(frozen=True)
+class CommandLineActor:
+    """Who runs an ``mq_*`` command, as services and the audit log see them: ``cli:<OS user>@<host>``.
+
+    It quacks like an authenticated Django user (``is_authenticated``, ``has_perm``, ``get_username``)
+    so the services treat it like one, but it has no row in the user table: audit rows name it in
+    ``actor_name`` with an empty ``actor``.
+    """
+
+    name: str
+    is_authenticated = True
+    is_active = True
+    pk = None
+
+    @classmethod
+    def current(cls) -> CommandLineActor:
+        """The actor for this process: the OS user and host name (``cli`` alone if neither is known)."""
+        try:
+            user = getpass.getuser()
+        except Exception:  # no user name in some containers (no $USER, uid without a passwd entry)
+            user = ""
+        host = socket.gethostname()
+        return cls(f"cli:{user}@{host}" if user and host else f"cli:{user or host}".rstrip(":"))
+
+    def get_username(self) -> str:
+        """The name the audit log shows."""
+        return self.name
+
+    def has_perm(self, perm: str) -> bool:
+        """Every permission: shell access to the project already means access to its database."""
+        return True
+
+
 def is_read_only() -> bool:
     """True when ``MQADMIN["READ_ONLY"]`` disables every action."""
     return bool(conf.get("READ_ONLY"))
@@ -103,7 +144,7 @@ def can_view(user: Any) -> bool:
 
 def denial_reason(user: Any, action: Action) -> str | None:
     """Why ``user`` may not do ``action`` right now, or None if they may."""
-    if action not in READS and is_read_only():
+    if action not in READS and is_read_only() and not isinstance(user, CommandLineActor):
         return "the dashboard is read-only (MQADMIN['READ_ONLY'] is set): no action can change queues"
     if user is None or not user.is_authenticated or not user.is_active:
         return "log in first"
@@ -142,6 +183,8 @@ def ensure_role_groups() -> dict[str, Any]:
 
     Not a migration on purpose: projects decide their own groups; tests and the demo use these.
     """
+    # deferred: only tests and the demo call this; at the top it would make every importer of the
+    # permission table (URL modules, consumers) need the auth app's models loaded first
     from django.contrib.auth.models import Group, Permission
 
     groups = {}

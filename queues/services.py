@@ -1,6 +1,8 @@
 """Every operator action: permission check, engine call and audit row, in one transaction.
 
-Each service is ``verb_noun(*, actor, ..., remote_addr="")``:
+Each service is ``verb_noun(*, actor, ..., remote_addr="")``. The actor is a Django user (the dashboard,
+the admin) or a :class:`queues.permissions.CommandLineActor` (the ``mq_*`` commands); either way the row
+is written by :func:`queues.audit.record`, so both have one shape:
 
 - a denied attempt (missing permission, read-only mode) is audited with outcome ``denied`` and
   raises ``PermissionDenied`` with the reason;
@@ -26,16 +28,12 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import close_old_connections, transaction
 
-from queues import conf, engine, health, selectors
+from queues import audit, conf, engine, health, selectors
 from queues.engine.errors import QueueNotFound
-from queues.models import AuditEvent, Message, Queue, Redrive
+from queues.models import Message, Queue, Redrive
 from queues.permissions import Action, denial_reason
 
 logger = logging.getLogger("queues.services")
-
-# The audit row keeps at most this many message ids; ``count`` always has the full number.
-AUDIT_MAX_IDS = 1000
-
 
 class ActionFailed(ValueError):
     """An action could not be done; the message says why and how to fix it (shown with status 400)."""
@@ -56,75 +54,6 @@ class _Done:
     queue_name: str | None = None
 
 
-def _actor_fields(actor: Any) -> dict[str, Any]:
-    if actor is not None and getattr(actor, "is_authenticated", False) and getattr(actor, "pk", None):
-        return {"actor": actor, "actor_name": clean_text(actor.get_username(), 150)}
-    return {"actor": None, "actor_name": ""}
-
-
-# Bounds of what an audit row keeps of free-form input: enough to tell what was tried, never so much
-# that a hostile request makes the row itself fail or swell.
-AUDIT_MAX_TEXT = 2000
-AUDIT_MAX_ITEMS = 100
-AUDIT_MAX_DEPTH = 8
-_BIGINT = 2**63
-
-
-def clean_text(value: object, limit: int = AUDIT_MAX_TEXT) -> str:
-    """``value`` as text PostgreSQL accepts, at most ``limit`` characters.
-
-    NUL (refused by text and jsonb) and lone surrogates (not encodable as UTF-8) are written as
-    visible escapes (``\\x00``, ``\\udc80``) rather than dropped, so the row shows what was sent.
-    """
-    text = value if isinstance(value, str) else str(value)
-    text = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
-    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "\u2026"
-
-
-def clean_json(value: Any, depth: int = 0) -> Any:
-    """``value`` as JSON that jsonb accepts: clean strings and keys, finite numbers, bounded size and depth."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        # str() of a many-thousand-digit integer raises; its size says enough about what was tried.
-        return value if -_BIGINT < value < _BIGINT else f"integer of {value.bit_length()} bits"
-    if isinstance(value, float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
-    if depth >= AUDIT_MAX_DEPTH:
-        return "\u2026"
-    if isinstance(value, dict):
-        items = list(value.items())
-        out = {clean_text(k, 200): clean_json(v, depth + 1) for k, v in items[:AUDIT_MAX_ITEMS]}
-        if len(items) > AUDIT_MAX_ITEMS:
-            out["\u2026"] = f"{len(items) - AUDIT_MAX_ITEMS} more"
-        return out
-    if isinstance(value, list | tuple | set | frozenset):
-        seq = list(value)
-        out_list = [clean_json(v, depth + 1) for v in seq[:AUDIT_MAX_ITEMS]]
-        if len(seq) > AUDIT_MAX_ITEMS:
-            out_list.append(f"\u2026 {len(seq) - AUDIT_MAX_ITEMS} more")
-        return out_list
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    return clean_text(value)
-
-
-def _audit(
-    actor: Any, action: Action, *, queue_name: str = "", outcome: str, remote_addr: str = "", count: int = 0,
-    message_ids: Sequence[int] = (), detail: dict[str, Any] | None = None, error: str = "",
-) -> AuditEvent:
-    # Every field is made safe here, not by the callers: a refused attempt carries exactly the odd
-    # input that was refused, and its row must still be written.
-    ids = [i for i in list(message_ids)[:AUDIT_MAX_IDS] if isinstance(i, int) and not isinstance(i, bool)]
-    return AuditEvent.objects.create(
-        **_actor_fields(actor), action=action.value, queue_name=clean_text(queue_name or "", 80),
-        outcome=outcome, remote_addr=clean_text(remote_addr or "", 64),
-        count=max(min(int(count), 2**31 - 1), -(2**31)),
-        message_ids=[i for i in ids if -_BIGINT < i < _BIGINT],
-        detail=clean_json(dict(detail or {})), error=clean_text(error or ""),
-    )
-
-
 def refuse(
     *, actor: Any, action: Action, error: str, queue: str = "", remote_addr: str = "",
     detail: dict[str, Any] | None = None,
@@ -134,7 +63,7 @@ def refuse(
     Views call it when a form or parameter of an action is invalid, so every attempt leaves its row,
     not only the ones that reach a service.
     """
-    _audit(actor, action, queue_name=queue, outcome="error", remote_addr=remote_addr, detail=detail, error=error)
+    audit.record(actor, action, queue_name=queue, outcome="error", remote_addr=remote_addr, detail=detail, error=error)
 
 
 def authorize(
@@ -147,7 +76,7 @@ def authorize(
     """
     reason = denial_reason(actor, action)
     if reason is not None:
-        _audit(actor, action, queue_name=queue, outcome="denied", remote_addr=remote_addr, error=reason,
+        audit.record(actor, action, queue_name=queue, outcome="denied", remote_addr=remote_addr, error=reason,
                detail=detail)
         raise PermissionDenied(reason)
 
@@ -159,13 +88,13 @@ def _perform(
     """Check permission, run ``fn`` and write the audit row; the whole contract of a service."""
     reason = denial_reason(actor, action)
     if reason is not None:
-        _audit(actor, action, queue_name=queue_name, outcome="denied", remote_addr=remote_addr,
+        audit.record(actor, action, queue_name=queue_name, outcome="denied", remote_addr=remote_addr,
                detail=detail, message_ids=message_ids, error=reason)
         raise PermissionDenied(reason)
     try:
         with conf.atomic():
             done = fn()
-            _audit(
+            audit.record(
                 actor, action, queue_name=done.queue_name if done.queue_name is not None else queue_name,
                 outcome="ok", remote_addr=remote_addr, count=done.count,
                 message_ids=done.message_ids or message_ids, detail={**(detail or {}), **done.detail},
@@ -175,7 +104,7 @@ def _perform(
     except Exception as exc:
         # The action rolled back; record the attempt outside its transaction so the log keeps it.
         message = str(exc) if isinstance(exc, ValueError | LookupError) else f"{type(exc).__name__}: {exc}"
-        _audit(actor, action, queue_name=queue_name, outcome="error", remote_addr=remote_addr,
+        audit.record(actor, action, queue_name=queue_name, outcome="error", remote_addr=remote_addr,
                detail=detail, message_ids=message_ids, error=message)
         if isinstance(exc, QueueNotFound | NotFound):
             raise NotFound(message) from exc
@@ -538,7 +467,7 @@ def start_redrive(
     def run() -> _Done:
         # The engine checks the request, refuses a second running redrive of the queue and sizes it.
         job = engine.start_redrive(queue, to=to or None, rate=rate, limit=limit,
-                                   requested_by=_actor_fields(actor)["actor_name"])
+                                   requested_by=audit.actor_fields(actor)["actor_name"])
         if background:
             transaction.on_commit(lambda: _start_thread(job.pk))
         return _Done(result=job, count=job.total, detail={"redrive": job.pk, "to": to, "rate": rate,

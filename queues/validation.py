@@ -10,6 +10,9 @@ the value and the fix, and raises :class:`InvalidInput` (a ``ValueError``) befor
 - **integers**: ASCII digits only (``"²"`` and ``"١٢"`` pass ``str.isdigit()``/``int()``), within the
   column's bounds (PostgreSQL ``integer`` is ±2^31-1, ``bigint`` ±2^63-1);
 - **floats**: finite (``NaN``, ``Infinity`` and ``1e999`` are refused), within bounds;
+- **command-line numbers**: durations (``30s``, ``5m``, ``1h30m``), sizes (``256KiB``), counts, rates and
+  priorities as the ``mq_*`` commands take them (``queues.management.base`` adapts these parsers to
+  argparse, which shows their message as the usage error);
 - **JSON**: at most :data:`MAX_JSON_DEPTH` levels deep, numbers of at most :data:`MAX_JSON_NUMBER_CHARS`
   characters, no ``NaN``/``Infinity``, no NUL or lone surrogates in strings or keys; checked before
   ``json.loads`` builds anything.
@@ -179,3 +182,84 @@ def unstorable_parameter(items: Iterable[tuple[str, Iterable[str]]]) -> str | No
             if problem is not None:
                 return f"the parameter {key!r} {problem}"
     return None
+
+
+# -- numbers as the mq_* commands take them ---------------------------------------------------------
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
+MAX_DURATION = 10 * 365 * 86400.0
+"""Longest duration accepted (10 years): longer than anything waits, and past it timedelta and sleep() overflow."""
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE = re.compile(r"^([0-9]{1,12})\s*(b|kb|kib|k|mb|mib|m)?$")
+_SIZE_UNITS = {None: 1, "b": 1, "kb": 1000, "k": 1024, "kib": 1024, "mb": 1000**2, "m": 1024**2, "mib": 1024**2}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``30``, ``2.5``, ``500ms``, ``30s``, ``5m``, ``2h``, ``4d`` or combinations like ``1h30m``.
+
+    From 0 to :data:`MAX_DURATION`; else :class:`InvalidInput`.
+    """
+    value = text.strip().lower()
+    try:
+        seconds = parse_float(value, "duration")
+    except InvalidInput:
+        parts = _DURATION_PART.findall(value)
+        if not parts or "".join(n + u for n, u in parts) != value:
+            raise InvalidInput(
+                f"invalid duration {_show(text)}: use seconds (30, 2.5) or a number with a unit: "
+                "500ms, 30s, 5m, 2h, 4d, 1h30m"
+            ) from None
+        seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    if not 0 <= seconds <= MAX_DURATION:
+        raise InvalidInput(f"invalid duration {_show(text)}: it must be from 0 to {MAX_DURATION:g} seconds (10 years)")
+    return seconds
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``262144``, ``256KiB``, ``256k``, ``1MiB``, ``1MB``; else :class:`InvalidInput`."""
+    match = _SIZE.match(text.strip().lower())
+    if not match:
+        raise InvalidInput(
+            f"invalid size {_show(text)}: use bytes (262144) or a number with a unit: 256KiB, 1MiB, 500KB"
+        )
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+
+
+def parse_count(text: str, *, minimum: int, maximum: int = INT32_MAX, example: str = "10") -> int:
+    """A whole number in ASCII digits from ``minimum`` to ``maximum``; else :class:`InvalidInput`.
+
+    The message says which bound was missed (``at least 1``, ``at most 65,535``), not only the range.
+    """
+    try:
+        value = parse_int(text, "the number", minimum=-INT32_MAX * 2**32, maximum=INT32_MAX * 2**32)
+    except InvalidInput:
+        raise InvalidInput(f"invalid number {_show(text)}: use a whole number (digits 0-9) such as {example}") from None
+    if maximum != INT32_MAX and not minimum <= value <= maximum:
+        raise InvalidInput(f"invalid number {_show(text)}: it must be from {minimum:,} to {maximum:,}")
+    if value < minimum:
+        least = "0 or more" if minimum == 0 else f"at least {minimum:,}"
+        raise InvalidInput(f"invalid number {_show(text)}: it must be {least}")
+    if value > maximum:
+        raise InvalidInput(f"invalid number {_show(text)}: it must be at most {maximum:,}")
+    return value
+
+
+def parse_positive_float(text: str) -> float:
+    """A finite number greater than 0 (rates, intervals); else :class:`InvalidInput`."""
+    try:
+        value = parse_float(text, "the number")
+    except InvalidInput:
+        raise InvalidInput(f"invalid number {_show(text)}: use a number such as 100 or 0.5") from None
+    if not value > 0:
+        raise InvalidInput(f"invalid number {_show(text)}: it must be greater than 0")
+    return value
+
+
+def parse_priority(text: str) -> int:
+    """A message priority, -100..100 (larger first); else :class:`InvalidInput`."""
+    try:
+        value = parse_int(text, "priority", minimum=-INT32_MAX, maximum=INT32_MAX)
+    except InvalidInput:
+        raise InvalidInput(f"invalid priority {_show(text)}: use a whole number from -100 to 100") from None
+    if not -100 <= value <= 100:
+        raise InvalidInput(f"invalid priority {_show(text)}: it must be from -100 to 100 (larger first)")
+    return value

@@ -1,28 +1,31 @@
 """What the ``mq_*`` commands share: error translation, option parsers, tables, progress, confirmation.
 
-Commands stay thin: they parse options, call the engine, print. This module keeps the parts that
+Commands stay thin: they parse options, call one service (operator actions) or the engine (sends,
+reads), print. This module keeps the parts that
 would otherwise be copied into each of them, so every command words errors and durations the same.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import re
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from types import ModuleType
 from typing import Any, TextIO
 
-from django.core.management.base import BaseCommand, CommandError
+from django.apps import apps
+from django.core.exceptions import PermissionDenied
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, OperationalError, ProgrammingError
 
+from queues import conf, validation
 from queues.engine.errors import MQError
-from queues.validation import INT32_MAX, InvalidInput, parse_float, parse_int
+from queues.permissions import Action, CommandLineActor
 
 
 class MQCommand(BaseCommand):
@@ -31,27 +34,69 @@ class MQCommand(BaseCommand):
     The engine raises :class:`~queues.engine.errors.MQError` / ``ValueError`` subclasses whose
     messages already name the value and the fix; here they are re-raised as ``CommandError`` so the
     user sees one line, never a traceback. Ctrl-C outside a command's own handling exits with 130.
+
+    Operator actions go through ``queues.services`` as :attr:`actor` (a
+    :class:`~queues.permissions.CommandLineActor`), which audits them like the dashboard's. A command
+    names the action it attempts with :meth:`attempt` first, so a failure before the service is reached
+    (an unknown queue, a refused confirmation) is audited as the same action, outcome ``error``.
     """
 
+    actor: CommandLineActor
+    _attempt: tuple[Action, str] | None = None
+
+    audits: dict[str, Action] = {}
+    """The operator action a run attempts, by subcommand (``""``: the command itself). A usage error
+    (an option value that does not parse) is audited as that action, like the dashboard's refused form."""
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        """Django's parser, with usage errors of the :attr:`audits` actions audited before they are shown."""
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        if self.audits:
+            _audit_usage_errors(parser, self.audits)
+        return parser
+
     def execute(self, *args: Any, **options: Any) -> Any:
-        """Run the command, translating expected failures into ``CommandError``."""
+        """Run the command, translating expected failures into ``CommandError`` (audited once)."""
+        self.actor = CommandLineActor.current()
+        self._attempt = None
         try:
             return super().execute(*args, **options)
-        except CommandError:
+        except CommandError as exc:
+            self._audit_failure(exc)
             raise
-        except OperationalError as exc:  # before MQError: the engine's DatabaseUnavailable is both
-            raise CommandError(f"cannot reach PostgreSQL ({first_line(exc)}): {database_hint()}") from None
-        except (MQError, ValueError) as exc:
-            raise CommandError(str(exc)) from None
-        except ProgrammingError as exc:
-            raise CommandError(
-                f"the database is not ready ({first_line(exc)}): run `python manage.py migrate` first"
-            ) from None
-        except DatabaseError as exc:
-            raise CommandError(f"database error: {first_line(exc)}") from None
         except KeyboardInterrupt:
             self.stderr.write("Interrupted.")
             raise SystemExit(130) from None
+        except Exception as exc:
+            error = self._command_error(exc)
+            if error is None:
+                raise
+            raise error from None
+
+    def _command_error(self, exc: Exception) -> CommandError | None:
+        """``exc`` as the one line the user sees (None: unexpected, keep the traceback); audited once."""
+        if isinstance(exc, OperationalError):  # before MQError: the engine's DatabaseUnavailable is both
+            return CommandError(f"cannot reach PostgreSQL ({first_line(exc)}): {database_hint()}")
+        if _audited(exc):  # a service refused it and wrote its row
+            return CommandError(str(exc))
+        if isinstance(exc, MQError | ValueError):
+            self._audit_failure(exc)
+            return CommandError(str(exc))
+        if isinstance(exc, ProgrammingError):
+            return CommandError(f"the database is not ready ({first_line(exc)}): run `python manage.py migrate` first")
+        if isinstance(exc, DatabaseError):
+            return CommandError(f"database error: {first_line(exc)}")
+        return None
+
+    def attempt(self, action: Action, *, queue: str = "") -> None:
+        """Say which operator action this run is, so a failure before its service is audited as it."""
+        self._attempt = (action, queue)
+
+    def _audit_failure(self, exc: BaseException) -> None:
+        if self._attempt is None or _audited(exc):
+            return
+        action, queue = self._attempt
+        _services().refuse(actor=self.actor, action=action, queue=queue, error=str(exc))
 
     def write_plain_err(self, text: str, ending: str = "\n") -> None:
         """Write to stderr without the red error styling Django applies on a terminal."""
@@ -59,12 +104,76 @@ class MQCommand(BaseCommand):
         self.stderr.flush()
 
 
+def _services() -> ModuleType:
+    # deferred: the services import the models, and this module is also imported where the queues app
+    # is not installed (mq_worker's logging setup is tested so); only a running command needs them
+    from queues import services
+
+    return services
+
+
+def _audit_usage_errors(parser: CommandParser, audits: dict[str, Action]) -> None:
+    # call_command and run_from_argv both call parse_args(tokens); the tokens name the queue, because
+    # a failed parse leaves no namespace to read it from.
+    tokens: list[str] = []
+    parse_args = parser.parse_args
+
+    def remembering(args: Sequence[str] | None = None, namespace: Any = None) -> Any:
+        tokens[:] = [str(t) for t in (sys.argv[2:] if args is None else args)]
+        return parse_args(args, namespace)
+
+    parser.parse_args = remembering  # type: ignore[method-assign]
+    # argparse's _actions is the same door Django's call_command uses to read a parser's options.
+    targets = [("", parser)] + [
+        (name, sub) for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+        for name, sub in action.choices.items()
+    ]
+    for name, target in targets:
+        if name in audits:
+            _hook_error(target, audits[name], name, tokens)
+
+
+def _hook_error(parser: argparse.ArgumentParser, action: Action, subcommand: str, tokens: list[str]) -> None:
+    shown = parser.error
+
+    def error(message: str) -> Any:
+        rest = tokens[tokens.index(subcommand) + 1:] if subcommand in tokens else list(tokens)
+        try:
+            _services().refuse(actor=CommandLineActor.current(), action=action, queue=_first_positional(parser, rest),
+                            error=message)
+        except DatabaseError:  # no database to write to: the usage error is still worth showing
+            pass
+        return shown(message)
+
+    parser.error = error  # type: ignore[method-assign]
+
+
+def _first_positional(parser: argparse.ArgumentParser, tokens: Sequence[str]) -> str:
+    """The first positional argument among ``tokens`` (the queue, for every audited command), or ``""``."""
+    takes_value = {s for a in parser._actions for s in a.option_strings if a.nargs != 0}
+    skip = False
+    for token in tokens:
+        if skip:
+            skip = False
+        elif token.startswith("-") and token != "-":
+            skip = token in takes_value
+        else:
+            return token
+    return ""
+
+
+def _audited(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is, or was raised while handling, a failure a service has written a row for."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, _services().ActionFailed | PermissionDenied):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def database_hint() -> str:
     """What to check when mqadmin's database does not answer, in this project's own terms."""
-    from django.apps import apps
-
-    from queues import conf
-
     alias = conf.database_alias()
     if apps.is_installed("mqadmin"):  # this repository's demo site: DATABASE_URL or its embedded server
         return "check DATABASE_URL, or unset it to use the embedded server (python manage.py mq_db status)"
@@ -81,101 +190,51 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-# -- option parsers (argparse ``type=`` callables: their message becomes the usage error) -----------
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
-# Longer than anything a queue or a worker waits for; past it, timedelta and sleep() overflow.
-MAX_DURATION = 10 * 365 * 86400.0
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# -- option parsers (argparse ``type=`` callables) ---------------------------------------------------
+# The rules live in queues.validation (one home for commands and requests); argparse shows an
+# ArgumentTypeError's message as the usage error but words any other ValueError as "invalid value".
+
+
+def _parsed[T](parse: Callable[..., T], text: str, **limits: Any) -> T:
+    try:
+        return parse(text, **limits)
+    except validation.InvalidInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_duration(text: str) -> float:
-    """Seconds from ``30``, ``2.5``, ``500ms``, ``30s``, ``5m``, ``2h``, ``4d`` or combinations like ``1h30m``."""
-    value = text.strip().lower()
-    try:
-        seconds = parse_float(value, "duration")
-    except InvalidInput:
-        parts = _DURATION_PART.findall(value)
-        if not parts or "".join(n + u for n, u in parts) != value:
-            raise argparse.ArgumentTypeError(
-                f"invalid duration {text!r}: use seconds (30, 2.5) or a number with a unit: "
-                "500ms, 30s, 5m, 2h, 4d, 1h30m"
-            ) from None
-        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    if not 0 <= seconds <= MAX_DURATION:
-        raise argparse.ArgumentTypeError(
-            f"invalid duration {text[:60]!r}: it must be from 0 to {MAX_DURATION:g} seconds (10 years)"
-        )
-    return seconds
-
-
-_SIZE = re.compile(r"^([0-9]{1,12})\s*(b|kb|kib|k|mb|mib|m)?$")
-_SIZE_UNITS = {None: 1, "b": 1, "kb": 1000, "k": 1024, "kib": 1024, "mb": 1000**2, "m": 1024**2, "mib": 1024**2}
+    """Seconds from ``30``, ``500ms``, ``5m``, ``1h30m``: :func:`queues.validation.parse_duration` for argparse."""
+    return _parsed(validation.parse_duration, text)
 
 
 def parse_size(text: str) -> int:
-    """Bytes from ``262144``, ``256KiB``, ``256k``, ``1MiB``, ``1MB``."""
-    match = _SIZE.match(text.strip().lower())
-    if not match:
-        raise argparse.ArgumentTypeError(
-            f"invalid size {text!r}: use bytes (262144) or a number with a unit: 256KiB, 1MiB, 500KB"
-        )
-    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
-
-
-def _bounded_int(text: str, *, example: str, minimum: int, maximum: int = INT32_MAX) -> int:
-    try:
-        value = parse_int(text, "the number", minimum=-INT32_MAX * 2**32, maximum=INT32_MAX * 2**32)
-    except InvalidInput:
-        raise argparse.ArgumentTypeError(
-            f"invalid number {text[:60]!r}: use a whole number (digits 0-9) such as {example}"
-        ) from None
-    if maximum != INT32_MAX and not minimum <= value <= maximum:
-        raise argparse.ArgumentTypeError(f"invalid number {text[:60]!r}: it must be from {minimum:,} to {maximum:,}")
-    if value < minimum:
-        least = "0 or more" if minimum == 0 else f"at least {minimum:,}"
-        raise argparse.ArgumentTypeError(f"invalid number {text[:60]!r}: it must be {least}")
-    if value > maximum:
-        raise argparse.ArgumentTypeError(f"invalid number {text[:60]!r}: it must be at most {maximum:,}")
-    return value
+    """Bytes from ``262144``, ``256KiB``, ``1MiB``: :func:`queues.validation.parse_size` for argparse."""
+    return _parsed(validation.parse_size, text)
 
 
 def positive_int(text: str) -> int:
     """An integer from 1 to 2^31-1 (what PostgreSQL's ``integer`` holds), in ASCII digits."""
-    return _bounded_int(text, example="10", minimum=1)
+    return _parsed(validation.parse_count, text, minimum=1, example="10")
 
 
 def non_negative_int(text: str) -> int:
     """An integer from 0 to 2^31-1, in ASCII digits."""
-    return _bounded_int(text, example="5", minimum=0)
+    return _parsed(validation.parse_count, text, minimum=0, example="5")
 
 
 def port_number(text: str) -> int:
     """A TCP port, 1..65535."""
-    return _bounded_int(text, example="8000", minimum=1, maximum=65535)
+    return _parsed(validation.parse_count, text, minimum=1, maximum=65535, example="8000")
 
 
 def positive_float(text: str) -> float:
     """A finite number > 0 (rates, intervals)."""
-    try:
-        value = parse_float(text, "the number")
-    except InvalidInput:
-        raise argparse.ArgumentTypeError(f"invalid number {text[:60]!r}: use a number such as 100 or 0.5") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"invalid number {text[:60]!r}: it must be greater than 0")
-    return value
+    return _parsed(validation.parse_positive_float, text)
 
 
 def priority(text: str) -> int:
     """A message priority, -100..100."""
-    try:
-        value = parse_int(text, "priority", minimum=-INT32_MAX, maximum=INT32_MAX)
-    except InvalidInput:
-        raise argparse.ArgumentTypeError(
-            f"invalid priority {text[:60]!r}: use a whole number from -100 to 100"
-        ) from None
-    if not -100 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"invalid priority {text[:60]!r}: it must be from -100 to 100 (larger first)")
-    return value
+    return _parsed(validation.parse_priority, text)
 
 
 def header(text: str) -> tuple[str, str]:
@@ -279,29 +338,6 @@ def confirm_by_name(
     answer = stdin.readline()
     if answer.strip() != name:
         raise CommandError(f"not confirmed (you typed {answer.strip()!r}): nothing was changed")
-
-
-def cli_actor() -> str:
-    """Who runs a command, for audit rows: ``cli:<os user>``."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # no user name in some containers
-        return "cli"
-
-
-def audit(action: str, *, queue: str = "", count: int = 0, detail: dict[str, Any] | None = None) -> None:
-    """Record an operator action done from the command line, named like the dashboard's.
-
-    ``action`` is a ``queues.permissions.Action``; the dashboard's services audit their own actions.
-    Commands run with shell access to the database, so they check no Django permission.
-    """
-    from queues.models import AuditEvent
-    from queues.services import clean_json, clean_text
-
-    AuditEvent.objects.create(
-        actor=None, actor_name=clean_text(cli_actor(), 150), action=action, queue_name=clean_text(queue, 80),
-        count=count, detail=clean_json({"via": "command line", **(detail or {})}),
-    )
 
 
 @contextmanager

@@ -35,7 +35,9 @@ def test_refuses_without_yes_when_stdin_is_not_a_terminal(run_manage, orders):
         "ask. Pass --yes to confirm in scripts."
     )
     assert queues.queue_stats("orders").depth == 4
-    assert not AuditEvent.objects.exists()
+    event = AuditEvent.objects.get()
+    assert (event.action, event.queue_name, event.outcome, event.count) == ("purge_queue", "orders", "error", 0)
+    assert event.error.startswith("refusing to purge 'orders' without confirmation")
 
 
 def test_asks_for_the_name_at_a_terminal(cmd, orders, monkeypatch):

@@ -65,11 +65,12 @@ def test_create_existing_queue_says_how_to_change_it(cmd, make_queue):
         (["ok", "--dead-letter-queue", "ok"], r"cannot be its own dead-letter queue"),
     ],
 )
-def test_create_rejects_bad_input_and_writes_nothing(cmd, args, message):
+def test_create_rejects_bad_input_and_creates_nothing(cmd, args, message):
     with pytest.raises(CommandError, match=message):
         cmd("mq_queue", "create", *args)
     assert not Queue.objects.exists()
-    assert not AuditEvent.objects.exists()
+    # Audited like the dashboard's refused form, whether the parser or the engine refused it.
+    assert [(e.action, e.outcome) for e in AuditEvent.objects.all()] == [("create_queue", "error")]
 
 
 def test_update_changes_only_the_given_settings(cmd, make_queue):
@@ -99,13 +100,13 @@ def test_update_changes_only_the_given_settings(cmd, make_queue):
 def test_update_rejects_bad_input_and_changes_nothing(cmd, make_queue, args, message):
     make_queue("orders", visibility_timeout=10)
     queues.send("orders", {"a": 1})
-    with pytest.raises(CommandError, match=message):
+    with pytest.raises(CommandError, match=message) as refused:
         cmd("mq_queue", "update", *args)
     queue = queues.get_queue("orders")
     assert (queue.kind, queue.visibility_timeout, queue.default_delay) == ("standard", timedelta(seconds=10),
                                                                          timedelta(0))
     assert queue.dead_letter_queue.name == "orders.dlq"
-    assert not AuditEvent.objects.exists()
+    assert [(e.outcome, e.error) for e in AuditEvent.objects.all()] == [("error", str(refused.value))]
 
 
 def test_list_prints_a_table_of_settings(cmd, make_queue):

@@ -39,7 +39,8 @@ def test_redrive_to_another_queue_with_a_limit(cmd, make_queue, dead_letters):
 def test_empty_dead_letter_queue(cmd, make_queue):
     make_queue("orders")
     assert cmd("mq_redrive", "orders.dlq").out.strip() == "'orders.dlq' is empty: nothing to redrive."
-    assert not Redrive.objects.exists()
+    job = Redrive.objects.get()  # started and finished at once, like an empty redrive from the dashboard
+    assert (job.state, job.total, job.moved) == ("finished", 0, 0)
 
 
 def test_progress_on_a_terminal(cmd, make_queue, dead_letters):
@@ -52,9 +53,8 @@ def test_progress_on_a_terminal(cmd, make_queue, dead_letters):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["orders"], r"'orders' is not a dead-letter queue, so its messages have no queue to go back to: "
-                     r"pass --to QUEUE"),
-        (["orders.dlq", "--to", "orders.dlq"], r"--to 'orders.dlq' is the dead-letter queue itself"),
+        (["orders"], r"'orders' is not a dead-letter queue, so its messages have no queue to go back to"),
+        (["orders.dlq", "--to", "orders.dlq"], r"cannot redrive 'orders\.dlq' into itself"),
         (["orders.dlq", "--to", "nope"], r"queue 'nope' does not exist"),
         (["nope.dlq"], r"queue 'nope.dlq' does not exist"),
         (["orders.dlq", "--rate", "0"], r"invalid number '0': it must be greater than 0"),
@@ -84,6 +84,9 @@ def test_ctrl_c_stops_after_the_current_batch(spawn_manage, make_queue, dead_let
     assert job.state == "stopped"
     assert 0 < job.moved < 60
     assert f"Redrove {job.moved} messages" in running.stdout and "stopped by a signal" in running.stdout
+    # The Ctrl-C is the operator stopping the redrive: audited like the dashboard's stop button.
+    stop = AuditEvent.objects.get(action="stop_redrive")
+    assert (stop.outcome, stop.queue_name, stop.actor_name[:4]) == ("ok", "orders.dlq", "cli:")
     # Nothing half-moved: every message is in exactly one of the two queues.
     assert queues.queue_stats("orders").depth == job.moved
     assert queues.queue_stats("orders.dlq").depth == 60 - job.moved

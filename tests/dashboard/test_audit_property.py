@@ -14,7 +14,7 @@ from django.core.exceptions import PermissionDenied
 from hypothesis import given
 from hypothesis import strategies as st
 
-from queues import services
+from queues import audit, services
 from queues.models import AuditEvent
 from queues.permissions import Action
 
@@ -40,9 +40,9 @@ def test_a_denied_attempt_is_always_audited(users, name, addr, detail):
     assert AuditEvent.objects.count() == before + 1
     event = AuditEvent.objects.order_by("-id").first()
     assert event.outcome == "denied"
-    assert event.queue_name == services.clean_text(name, 80)
-    assert event.remote_addr == services.clean_text(addr, 64)
-    assert _same(event.detail, services.clean_json(detail))
+    assert event.queue_name == audit.clean_text(name, 80)
+    assert event.remote_addr == audit.clean_text(addr, 64)
+    assert _same(event.detail, audit.clean_json(detail))
 
 
 def _same(stored: object, sent: object) -> bool:

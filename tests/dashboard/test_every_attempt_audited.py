@@ -14,7 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 
 import queues
-from queues import services
+from queues import audit, services
 from queues.models import AuditEvent
 from queues.permissions import Action
 
@@ -70,8 +70,8 @@ def test_audit_writer_is_safe_for_any_input(users):
     assert event.outcome == "denied" and event.queue_name.startswith("q\\x00\\udc80") and len(event.queue_name) <= 80
     assert event.detail["nul"] == "a\\x00b" and event.detail["surrogate"] == "\\udcff"
     assert event.detail["nan"] == "nan" and event.detail["inf"] == "-inf"
-    assert event.detail["big"].startswith("integer of") and len(event.detail["long"]) <= services.AUDIT_MAX_TEXT
-    assert len(event.detail["many"]) == services.AUDIT_MAX_ITEMS + 1 and "k\\x00ey" in event.detail
+    assert event.detail["big"].startswith("integer of") and len(event.detail["long"]) <= audit.AUDIT_MAX_TEXT
+    assert len(event.detail["many"]) == audit.AUDIT_MAX_ITEMS + 1 and "k\\x00ey" in event.detail
 
 
 @pytest.mark.parametrize("post, fragment", [

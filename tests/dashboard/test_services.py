@@ -11,7 +11,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 import queues
-from queues import services
+from queues import audit, services
 from queues.models import AuditEvent, Message, Queue, Redrive, RedriveState
 from queues.selectors import parse_search
 from tests.conftest import wait_for
@@ -275,14 +275,14 @@ def test_unknown_redrive_and_message_are_not_found(env, users):
 
 def test_action_and_audit_commit_together(env, users, monkeypatch):
     """If the audit row cannot be written, the action rolls back: the log never misses a change."""
-    real = services._audit
+    real = audit.record
 
     def failing(actor, action, **kw):
         if kw["outcome"] == "ok":
             raise RuntimeError("audit table unavailable")
         return real(actor, action, **kw)
 
-    monkeypatch.setattr(services, "_audit", failing)
+    monkeypatch.setattr(audit, "record", failing)
     with pytest.raises(RuntimeError):
         services.purge_queue(actor=users["purger"], queue="orders", confirm="orders")
     assert _depth("orders") == 4

@@ -20,9 +20,9 @@ from django.db import connections, transaction
 
 from mqadmin import demo
 from mqadmin.embedded_db import var_dir
+from queues import services
 from queues.management.base import (
     MQCommand,
-    audit,
     non_negative_int,
     parse_duration,
     port_number,
@@ -30,7 +30,6 @@ from queues.management.base import (
     positive_int,
     stop_on_signal,
 )
-from queues.permissions import Action
 
 ADMIN_USERNAME = "admin"
 PASSWORD_FILE = "demo-admin-password"
@@ -198,14 +197,9 @@ class Command(MQCommand):
             + (f"; created {len(created)} now." if created else "; already there.")
         )
         if options["reset"]:
-            import queues
-
             total = 0
             for name in demo.all_queue_names():
-                with transaction.atomic():
-                    count = queues.purge(name)
-                    audit(Action.PURGE_QUEUE, queue=name, count=count, detail={"reason": "mq_demo --reset"})
-                total += count
+                total += services.purge_queue(actor=self.actor, queue=name, confirm=name)
             self.stdout.write(f"Reset: purged {total} messages from the demo queues.")
         password = demo_password()
         created_admin = ensure_admin(password)

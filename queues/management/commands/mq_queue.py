@@ -7,10 +7,9 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 import queues
-from queues import conf
+from queues import services
 from queues.management.base import (
     MQCommand,
-    audit,
     confirm_by_name,
     format_duration,
     format_size,
@@ -118,6 +117,8 @@ class Command(MQCommand):
         "Durations take 30, 30s, 5m, 2h or 4d; sizes take bytes, 256KiB or 1MiB."
     )
 
+    audits = {"create": Action.CREATE_QUEUE, "update": Action.UPDATE_QUEUE_SETTINGS, "delete": Action.DELETE_QUEUE}
+
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="{create,list,update,delete}")
 
@@ -156,19 +157,19 @@ class Command(MQCommand):
     def _create(self, options: dict[str, Any]) -> None:
         name = options["name"]
         settings = _settings_from(options)
-        queues.validate_name(name)
+        self.attempt(Action.CREATE_QUEUE, queue=name)
         if options["exist_ok"] and _exists(name):
             self.stdout.write(f"Queue {name!r} exists already; left unchanged.")
             return
         try:
-            with conf.atomic():
-                queue = queues.create_queue(name, **settings)
-                audit(Action.CREATE_QUEUE, queue=name, detail={"settings": settings})
-        except queues.QueueExists:
-            raise CommandError(
-                f"queue {name!r} exists already: change it with `mq_queue update {name} ...`, "
-                "or pass --exist-ok to accept it as it is"
-            ) from None
+            queue = services.create_queue(actor=self.actor, name=name, settings=settings)
+        except services.ActionFailed as exc:
+            if isinstance(exc.__cause__, queues.QueueExists):
+                raise CommandError(
+                    f"queue {name!r} exists already: change it with `mq_queue update {name} ...`, "
+                    "or pass --exist-ok to accept it as it is"
+                ) from None
+            raise
         dlq = queue.dead_letter_queue.name if queue.dead_letter_queue_id else None
         where = f"dead letters to {dlq!r}" if dlq else "no dead-letter queue"
         self.stdout.write(f"Created {queue.kind} queue {name!r} ({where}).")
@@ -194,49 +195,42 @@ class Command(MQCommand):
     def _update(self, options: dict[str, Any]) -> None:
         name = options["name"]
         settings = _settings_from(options)
+        self.attempt(Action.UPDATE_QUEUE_SETTINGS, queue=name)
         if not settings:
             raise CommandError(
                 "nothing to change: pass at least one setting, for example "
                 f"`mq_queue update {name} --visibility-timeout 60` (see mq_queue update --help)"
             )
-        impact = _impact(name, settings)
-        if impact.destructive:
-            # The same weight as purging: the consequence spelled out, the name typed (or --yes).
-            confirm_by_name(self, name=name, action="shorten the retention of", yes=options["yes"],
-                            summary=impact.consequence())
-        with conf.atomic():
-            queues.update_queue(name, **settings)
+        # Pausing is its own action on the dashboard too (pause_queue / resume_queue), audited as such.
+        changes = {key: value for key, value in settings.items() if key != "paused"}
+        if changes:
+            confirm = ""
+            impact = services.settings_impact(queue=name, settings=changes)
             if impact.destructive:
-                audit(Action.SHORTEN_RETENTION, queue=name, count=impact.would_delete,
-                      detail={"settings": settings, "would_delete": impact.would_delete,
-                              "consequence": impact.consequence()})
-            else:
-                audit(Action.UPDATE_QUEUE_SETTINGS, queue=name, detail={"settings": settings})
+                # The same weight as purging: the consequence spelled out, the name typed (or --yes).
+                self.attempt(Action.SHORTEN_RETENTION, queue=name)
+                confirm_by_name(self, name=name, action="shorten the retention of", yes=options["yes"],
+                                summary=impact.consequence())
+                confirm = name
+            services.update_queue_settings(actor=self.actor, queue=name, settings=changes, confirm=confirm)
+        if settings.get("paused") is not None:
+            change_state = services.pause_queue if settings["paused"] else services.resume_queue
+            change_state(actor=self.actor, queue=name)
         self.stdout.write(f"Updated queue {name!r}: {_describe(settings)}.")
 
     def _delete(self, options: dict[str, Any]) -> None:
         name = options["name"]
+        self.attempt(Action.DELETE_QUEUE, queue=name)
         queue = queues.get_queue(name)
         stats = queues.queue_stats(name)
         confirm_by_name(
             self, name=name, action="delete", yes=options["yes"],
             summary=f"Queue {name!r} holds {stats.depth} messages; deleting it deletes them too.",
         )
-        with conf.atomic():
-            count = queues.delete_queue(name)
-            audit(Action.DELETE_QUEUE, queue=name, count=count)
+        count = services.delete_queue(actor=self.actor, queue=name, confirm=name)
         kept = (f" Its dead-letter queue {queue.dead_letter_queue.name!r} stays."
                 if queue.dead_letter_queue_id else "")
         self.stdout.write(f"Deleted queue {name!r} and its {count} messages.{kept}")
-
-
-def _impact(name: str, settings: dict[str, Any]) -> Any:
-    """What the change would destroy (see ``queues.selectors.SettingsImpact``)."""
-    from queues import selectors
-
-    if settings.get("retention") is None or not _exists(name):
-        return selectors.SettingsImpact()  # an unknown queue is refused by update_queue, in its words
-    return selectors.get_settings_impact(queues.get_queue(name), settings)
 
 
 def _exists(name: str) -> bool:

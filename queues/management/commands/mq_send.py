@@ -40,7 +40,9 @@ class Command(MQCommand):
         "A file of messages: --file messages.jsonl (one JSON body per line; with --envelope each line is "
         "an object with \"body\" and optional \"headers\", \"delay\", \"priority\", \"group\", \"dedup_id\"). "
         "Generated load: --count 10000 --rate 500. The per-message options (--header, --delay, "
-        "--priority, --group) apply to every message; in --envelope files a line's own values win."
+        "--priority, --group) apply to every message; in --envelope files a line's own values win. "
+        "Sends are not audited: this is a producer, like queues.send in code (a row per message, as the "
+        "dashboard's publish writes, would bury the operators' actions under load tests)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
