@@ -24,8 +24,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from queues import conf, selectors, services, validation
-from queues.engine import core as engine
+from queues import conf, engine, search, selectors, services, validation
 from queues.forms import (
     BULK_ACTIONS,
     MAX_SELECTED,
@@ -157,7 +156,7 @@ def _refuse(request: HttpRequest, action: Action, queue: str, error: str, **deta
                     detail=detail or None)
 
 
-def _hidden_terms(match: selectors.MessageFilter) -> dict[str, Any]:
+def _hidden_terms(match: search.MessageFilter) -> dict[str, Any]:
     """What a refused body search asked for, for its audit row: the paths, never the values (a value
     typed there may be the very secret that ``HIDE_BODIES`` keeps out of sight, and viewers read the log)."""
     return {"body_paths": [".".join(path) for path, _ in match.body]}
@@ -286,13 +285,13 @@ def message_browser(request: HttpRequest, name: str | None = None) -> HttpRespon
     q = request.GET.get("q", "")
     state = request.GET.get("state", "")
     context: dict[str, Any] = {
-        "queue": queue, "q": q, "state": state, "states": selectors.STATES, "help": selectors.QUALIFIER_HELP,
+        "queue": queue, "q": q, "state": state, "states": search.STATES, "help": search.QUALIFIER_HELP,
         "nav": "messages", "queue_names": selectors.queue_names(), "bulk_actions": BULK_ACTIONS,
     }
     try:
         after = _int_param(request, "after")
         before = _int_param(request, "before")
-        match = selectors.parse_search(q, queue=queue.name if queue else None, state=state or None)
+        match = search.parse_search(q, queue=queue.name if queue else None, state=state or None)
         if match.reads_bodies:
             _authorize(request, Action.SEARCH_BODIES, match.single_queue or "", **_hidden_terms(match))
         page = selectors.search_messages(match, after=after, before=before)
@@ -621,7 +620,7 @@ def message_bulk(request: HttpRequest) -> HttpResponse:
         _authorize(request, action, "")
     try:
         bulk = parse_bulk(data)
-        match = selectors.parse_search(bulk.q) if bulk.scope == "matching" else None
+        match = search.parse_search(bulk.q) if bulk.scope == "matching" else None
         if bulk.action == "move" and not bulk.to and not previewing:
             raise BulkError("choose the queue to move the messages to")
         if not previewing and match is not None and (bulk.count is None or bulk.max_id is None):
@@ -640,10 +639,10 @@ def message_bulk(request: HttpRequest) -> HttpResponse:
         max_id = None
         try:
             if match is not None:
-                count, max_id = selectors.matching_bounds(match)
+                count, max_id = search.matching_bounds(match)
             else:
-                count = selectors.count_existing(bulk.ids)
-        except selectors.SearchError as exc:
+                count = search.count_existing(bulk.ids)
+        except search.SearchError as exc:
             return _error(request, str(exc))
         return _page(request, "queues/bulk_confirm.html", {**context, "count": count, "max_id": max_id})
     common: dict[str, Any] = {"actor": request.user, "remote_addr": _remote_addr(request)}
