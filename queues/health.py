@@ -122,11 +122,6 @@ class SnapshotHolder:
     backend_type: str
 
     @property
-    def age_text(self) -> str:
-        """How long its transaction has been open, for the page."""
-        return format_age(self.age_seconds)
-
-    @property
     def endable(self) -> bool:
         """Whether mqadmin offers to end it: not a superuser's session unless it is mqadmin's own role."""
         return self.own_role or not self.superuser
