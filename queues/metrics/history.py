@@ -18,7 +18,7 @@ from queues.engine import QueueStats
 from queues.metrics.numbers import Rates, rate
 
 
-def fresh_after() -> timedelta:
+def _fresh_after() -> timedelta:
     """Samples older than this are stale: the sampler is not running, so rates are unknown."""
     return timedelta(seconds=max(10.0, 5 * float(conf.get("SAMPLE_INTERVAL"))))
 
@@ -28,7 +28,7 @@ def get_rates(names: Sequence[str], *, now: datetime | None = None) -> dict[str,
     if not names:
         return {}
     now = now or timezone.now()
-    stale_before = now - fresh_after()
+    stale_before = now - _fresh_after()
     with conf.db().cursor() as cur:
         # The lower bound on `at` matters beyond staleness: with all three columns bounded the planner
         # takes the (queue_name, resolution, at) index; without it, it may walk (resolution, at)

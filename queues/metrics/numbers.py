@@ -82,7 +82,14 @@ class Totals:
     def as_sample(self) -> dict[str, Any]:
         """The ``total`` of a pushed sample: the numbers live.js writes into ``_total.*`` cells."""
         return {
-            "ready": self.ready, "in_flight": self.in_flight, "delayed": self.delayed, "dead": self.dead,
-            "depth": self.depth, "oldest_ready_age": self.oldest_ready_age, "rate_in": self.rate_in,
-            "rate_out": self.rate_out, "rate_failed": self.rate_failed, "workers": self.workers,
+            "ready": self.ready,
+            "in_flight": self.in_flight,
+            "delayed": self.delayed,
+            "dead": self.dead,
+            "depth": self.depth,
+            "oldest_ready_age": self.oldest_ready_age,
+            "rate_in": self.rate_in,
+            "rate_out": self.rate_out,
+            "rate_failed": self.rate_failed,
+            "workers": self.workers,
         }

@@ -30,16 +30,27 @@ COUNTS = [None, 0, 7, 999, 1000, 1497, 1234567]
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(None, "—"), (0.4, "0s"), (42, "42s"), (302, "5m02s"), (11100, "3h05m"), (187200, "2d04h"),
-     (timedelta(minutes=17), "17m00s"), (-3, "0s")],
+    [
+        (None, "—"),
+        (0.4, "0s"),
+        (42, "42s"),
+        (302, "5m02s"),
+        (11100, "3h05m"),
+        (187200, "2d04h"),
+        (timedelta(minutes=17), "17m00s"),
+        (-3, "0s"),
+    ],
 )
 def test_an_age_has_one_wording_without_spaces(seconds, text):
     assert format_age(seconds) == text
 
 
 def test_template_filters_are_the_formatting_functions():
-    for name, function, values in (("age", format_age, AGES), ("rate", format_rate, RATES),
-                                   ("count", format_count, COUNTS)):
+    for name, function, values in (
+        ("age", format_age, AGES),
+        ("rate", format_rate, RATES),
+        ("count", format_count, COUNTS),
+    ):
         template = Template(f"{{% load queues_tags %}}{{{{ x|{name} }}}}")
         assert [template.render(Context({"x": x})) for x in values] == [function(x) for x in values]
 
@@ -67,7 +78,8 @@ def test_an_age_reads_the_same_on_the_overview_and_in_mq_stats(make_queue, clien
     queues.send("orders", {"n": 1})
     # Ready for 2 h 05 min 30 s: both reads land inside the same minute of age.
     Message.objects.filter(queue__name="orders").update(
-        available_at=timezone.now() - timedelta(hours=2, minutes=5, seconds=30))
+        available_at=timezone.now() - timedelta(hours=2, minutes=5, seconds=30)
+    )
     html = client_for("viewer").get(reverse("queues:overview")).content.decode()
     assert 'data-live="_total.oldest_ready_age">2h05m<' in html
     out = StringIO()
@@ -77,12 +89,31 @@ def test_an_age_reads_the_same_on_the_overview_and_in_mq_stats(make_queue, clien
 
 def test_the_database_page_says_ages_the_same_way():
     holder = health.SnapshotHolder(
-        pid=1, user="u", application="a", client="", state="idle in transaction", backend_start=None,
-        xact_start=None, query_start=None, age_seconds=1020.0, xid_age=1, query="", superuser=False,
-        own_role=False, backend_type="client backend",
+        pid=1,
+        user="u",
+        application="a",
+        client="",
+        state="idle in transaction",
+        backend_start=None,
+        xact_start=None,
+        query_start=None,
+        age_seconds=1020.0,
+        xid_age=1,
+        query="",
+        superuser=False,
+        own_role=False,
+        backend_type="client backend",
     )
-    table = health.TableHealth(table="queues_message", live_tuples=1, dead_tuples=0, size_bytes=0,
-                               last_autovacuum=None, last_vacuum=None, autovacuum_count=0, vacuumed_ago=302.0)
+    table = health.TableHealth(
+        table="queues_message",
+        live_tuples=1,
+        dead_tuples=0,
+        size_bytes=0,
+        last_autovacuum=None,
+        last_vacuum=None,
+        autovacuum_count=0,
+        vacuumed_ago=302.0,
+    )
     template = Template("{% load queues_tags %}{{ h.age_seconds|age }}")
     assert template.render(Context({"h": holder})) == format_age(1020.0) == "17m00s"
     assert table.vacuumed_ago_text == "5m02s ago"

@@ -26,8 +26,12 @@ def one_of_each(make_queue) -> dict[str, int]:
     assert lease.id == flying
     ready = queues.send("orders", {"ready": True})
     delayed = queues.send("orders", {"later": True}, delay=600)
-    return {MessageState.READY: ready, MessageState.DELAYED: delayed, MessageState.IN_FLIGHT: flying,
-            MessageState.DEAD: dead}
+    return {
+        MessageState.READY: ready,
+        MessageState.DELAYED: delayed,
+        MessageState.IN_FLIGHT: flying,
+        MessageState.DEAD: dead,
+    }
 
 
 def test_each_state_verb_finds_exactly_its_messages(one_of_each):
@@ -39,7 +43,8 @@ def test_each_state_verb_finds_exactly_its_messages(one_of_each):
         MessageState.DEAD: Message.objects.dead(now=now),
     }
     assert {state: list(qs.values_list("id", flat=True)) for state, qs in found.items()} == {
-        state: [message_id] for state, message_id in one_of_each.items()}
+        state: [message_id] for state, message_id in one_of_each.items()
+    }
     both = Message.objects.in_states(MessageState.READY, MessageState.DEAD, now=now)
     assert sorted(both.values_list("id", flat=True)) == sorted([one_of_each["ready"], one_of_each["dead"]])
 
@@ -54,8 +59,12 @@ def test_the_state_of_a_read_row_follows_the_same_rule(one_of_each):
     now = timezone.now()
     dlq_ids = set(dead_letter_queue_ids())
     for message in Message.objects.all():
-        state = MessageState.of(receipt=message.receipt, available_at=message.available_at,
-                                in_dead_letter_queue=message.queue_id in dlq_ids, now=now)
+        state = MessageState.of(
+            receipt=message.receipt,
+            available_at=message.available_at,
+            in_dead_letter_queue=message.queue_id in dlq_ids,
+            now=now,
+        )
         assert one_of_each[state] == message.id
 
 
