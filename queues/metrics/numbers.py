@@ -36,15 +36,6 @@ class Rates:
     acked: float | None = None
     failed: float | None = None
 
-    @classmethod
-    def between(cls, now: QueueStats | Any, before: QueueStats | Any, seconds: float) -> Rates:
-        """The rates between two readings with ``sent_total``, ``acked_total`` and ``failed_total``."""
-        return cls(
-            rate(now.sent_total, before.sent_total, seconds),
-            rate(now.acked_total, before.acked_total, seconds),
-            rate(now.failed_total, before.failed_total, seconds),
-        )
-
 
 @dataclass
 class Totals:
