@@ -11,7 +11,7 @@ make. Measures, in this process:
 - receive + ack per second (``receive(max_messages=100)`` then ``ack_batch``);
 - the message table's size with ``--messages`` messages, and the average stored body size;
 - search time of ``body.customer:c-0042`` and ``body.order_id:4242`` through the dashboard's own
-  query (``selectors.message_queryset``) over those messages (median of 5, after a warm-up).
+  query (``search.message_queryset``) over those messages (median of 5, after a warm-up).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def main() -> None:
     from django.db import connection
 
     import queues
-    from queues import selectors
+    from queues import search
 
     queues.create_queue("bench", visibility_timeout=3600)
     column = None
@@ -105,12 +105,12 @@ def main() -> None:
           f"average stored body {float(avg_body):.0f} bytes")
 
     for term in ("body.customer:c-0042", "body.order_id:4242"):
-        f = selectors.parse_search(term)
-        found = selectors.message_queryset(f).count()
+        f = search.parse_search(term)
+        found = search.message_queryset(f).count()
         timings = []
         for _ in range(5):
             t0 = time.perf_counter()
-            selectors.message_queryset(f).count()
+            search.message_queryset(f).count()
             timings.append((time.perf_counter() - t0) * 1000)
         print(f"search {term!r} over {args.messages:,}: {found} found, median {statistics.median(timings):.0f} ms")
 

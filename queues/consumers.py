@@ -15,13 +15,18 @@ handshake only says 1006).
 from __future__ import annotations
 
 import time
+from importlib import import_module
+from types import SimpleNamespace
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import get_user
 
 from queues import conf
 from queues.metrics import GROUP
+from queues.permissions import can_view
 
 CLOSE_FORBIDDEN = 4403
 
@@ -90,8 +95,6 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     @database_sync_to_async
     def _may_view(self) -> bool:
-        from queues.permissions import can_view
-
         return can_view(self.scope.get("user"))
 
     @database_sync_to_async
@@ -102,14 +105,6 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         reads the session anew and lets Django's ``get_user`` verify it (a logout deletes it, a
         password change invalidates its hash) before the permission check.
         """
-        from importlib import import_module
-        from types import SimpleNamespace
-
-        from django.conf import settings
-        from django.contrib.auth import get_user
-
-        from queues.permissions import can_view
-
         session = self.scope.get("session")
         if session is None or session.session_key is None:
             return False

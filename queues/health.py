@@ -24,6 +24,7 @@ from datetime import datetime
 from django.apps import apps
 
 from queues import conf
+from queues.formatting import format_age
 
 TABLES_SQL = """
 SELECT s.relname, s.n_live_tup, s.n_dead_tup, pg_total_relation_size(s.relid),
@@ -89,7 +90,7 @@ class TableHealth:
     @property
     def vacuumed_ago_text(self) -> str:
         """How long ago the table was last vacuumed, for the page."""
-        return "never" if self.vacuumed_ago is None else f"{format_duration(self.vacuumed_ago)} ago"
+        return "never" if self.vacuumed_ago is None else f"{format_age(self.vacuumed_ago)} ago"
 
     @property
     def dead_ratio(self) -> float:
@@ -119,11 +120,6 @@ class SnapshotHolder:
     own_role: bool
     """Connected as the role mqadmin itself uses."""
     backend_type: str
-
-    @property
-    def age_text(self) -> str:
-        """How long its transaction has been open, for the page."""
-        return "—" if self.age_seconds is None else format_duration(self.age_seconds)
 
     @property
     def endable(self) -> bool:
@@ -222,7 +218,7 @@ def _warnings(health: DatabaseHealth) -> list[str]:
     if oldest is not None and oldest.age_seconds is not None and oldest.age_seconds >= health.warn_after:
         who = f"pid {oldest.pid}" + (f" ({oldest.application})" if oldest.application else "")
         out.append(
-            f"A transaction open for {format_duration(oldest.age_seconds)} in {who}, {oldest.state or 'no state'}, "
+            f"A transaction open for {format_age(oldest.age_seconds)} in {who}, {oldest.state or 'no state'}, "
             f"holds a snapshot: vacuum cannot remove rows deleted after it began, so the queue tables grow "
             f"({dead} now). Fix: commit or roll back that transaction in the application that holds it, or end "
             f"the session below; to stop it happening again, set idle_in_transaction_session_timeout (for "
@@ -238,16 +234,6 @@ def _warnings(health: DatabaseHealth) -> list[str]:
                 f"(SELECT pg_drop_replication_slot('{slot.name}'))."
             )
     return out
-
-
-def format_duration(seconds: float) -> str:
-    """Seconds as the page says them: ``42 s``, ``17 min``, ``3 h 5 min``."""
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
 class BackendRefused(ValueError):

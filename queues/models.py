@@ -7,11 +7,12 @@ side. Nothing here holds engine logic.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from queues.fields import JSONTextField
 
@@ -59,12 +60,88 @@ class Queue(models.Model):
         return self.name
 
 
+class MessageState(models.TextChoices):
+    """Where a live message is, derived from its columns at a moment ``now`` (never stored).
+
+    The one vocabulary of message states: the browser's ``state:`` search, its state column, the
+    overview's cards and :func:`queues.peek` (whose SQL, ``engine/sql.py`` ``PEEK``, spells the same
+    rule) all say these four. Acked messages are *done*: deleted from this table, so not a state here.
+    """
+
+    READY = "ready", "ready"
+    """Available (``available_at`` past), including a lease that ran out, in an ordinary queue."""
+    DELAYED = "delayed", "delayed"
+    """Not available yet (``available_at`` ahead) and not leased: sent with a delay or nacked with one."""
+    IN_FLIGHT = "in_flight", "in flight"
+    """Leased to a worker: ``available_at`` ahead is when the lease ends, ``receipt`` is set."""
+    DEAD = "dead", "dead"
+    """Available in a dead-letter queue (one that some queue names as its dead-letter queue)."""
+
+    @classmethod
+    def of(cls, *, receipt: object, available_at: datetime, in_dead_letter_queue: bool, now: datetime) -> MessageState:
+        """The state of a message already read, from its columns (the rule of :class:`MessageQuerySet`)."""
+        if available_at > now:
+            return cls.IN_FLIGHT if receipt is not None else cls.DELAYED
+        return cls.DEAD if in_dead_letter_queue else cls.READY
+
+
+def dead_letter_queue_ids() -> list[int]:
+    """Ids of the queues that are some queue's dead-letter queue (what makes an available message dead)."""
+    return list(
+        Queue.objects.filter(dead_letter_queue__isnull=False).values_list("dead_letter_queue_id", flat=True).distinct()
+    )
+
+
+class MessageQuerySet(models.QuerySet["Message"]):
+    """``Message.objects``: state verbs, each a plain filter on ``available_at``, ``receipt`` and the queue.
+
+    ``now`` defaults to the present; pass one ``now`` to read several states of one moment. The
+    dead-letter queues are read once per call (a short list), which keeps the filter an ``IN`` on
+    ``queue_id`` that the ``(queue, available_at)`` index serves.
+    """
+
+    def in_states(self, *states: str, now: datetime | None = None) -> MessageQuerySet:
+        """Messages in any of ``states`` (values of :class:`MessageState`) at ``now``."""
+        now = now or timezone.now()
+        dlq_ids: list[int] | None = None
+        either = Q()
+        for state in dict.fromkeys(states):
+            if state == MessageState.IN_FLIGHT:
+                either |= Q(available_at__gt=now, receipt__isnull=False)
+            elif state == MessageState.DELAYED:
+                either |= Q(available_at__gt=now, receipt__isnull=True)
+            elif state in (MessageState.READY, MessageState.DEAD):
+                dlq_ids = dead_letter_queue_ids() if dlq_ids is None else dlq_ids
+                in_dlq = Q(queue_id__in=dlq_ids)
+                either |= Q(available_at__lte=now) & (in_dlq if state == MessageState.DEAD else ~in_dlq)
+            else:
+                raise ValueError(f"unknown message state {state!r}: use one of {', '.join(MessageState.values)}")
+        return self.filter(either)
+
+    def ready(self, *, now: datetime | None = None) -> MessageQuerySet:
+        """Messages a receive could take now (:attr:`MessageState.READY`)."""
+        return self.in_states(MessageState.READY, now=now)
+
+    def delayed(self, *, now: datetime | None = None) -> MessageQuerySet:
+        """Messages not available yet and not leased (:attr:`MessageState.DELAYED`)."""
+        return self.in_states(MessageState.DELAYED, now=now)
+
+    def in_flight(self, *, now: datetime | None = None) -> MessageQuerySet:
+        """Messages leased to a worker (:attr:`MessageState.IN_FLIGHT`)."""
+        return self.in_states(MessageState.IN_FLIGHT, now=now)
+
+    def dead(self, *, now: datetime | None = None) -> MessageQuerySet:
+        """Available messages in a dead-letter queue (:attr:`MessageState.DEAD`)."""
+        return self.in_states(MessageState.DEAD, now=now)
+
+
 class Message(models.Model):
     """A live message: ready, delayed, in flight, or dead (in a dead-letter queue).
 
-    Acked messages are deleted: this table holds the backlog, not the history. The state is derived:
-    ``available_at`` in the future with a ``receipt`` means in flight (the lease ends then), without
-    one means delayed; ``available_at`` past means ready, including a lease that ran out.
+    Acked messages are deleted: this table holds the backlog, not the history. The state is derived
+    (:class:`MessageState`, the verbs of :class:`MessageQuerySet`): ``available_at`` in the future with
+    a ``receipt`` means in flight (the lease ends then), without one means delayed; ``available_at``
+    past means ready, including a lease that ran out, or dead in a dead-letter queue.
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -90,6 +167,8 @@ class Message(models.Model):
         help_text="For a dead letter: the queue it died in (redrive sends it back there).",
     )
     dead_at = models.DateTimeField(null=True, blank=True)
+
+    objects = MessageQuerySet.as_manager()
 
     class Meta:
         db_table = "queues_message"

@@ -2,33 +2,51 @@
 
 Live numbers come from the engine's :func:`queues.stats` (counter rows and index ranges, never a
 ``count(*)`` of the backlog); rates and the last hour's failures from ``QueueSample`` rows that the
-sampler writes; workers from their heartbeat rows. Nothing here changes a message's delivery state:
-the message browser is a plain SELECT, like :func:`queues.peek`.
+sampler writes (``metrics/history.py``); workers from their heartbeat rows. Nothing here changes a
+message's delivery state: the message browser is a plain SELECT, like :func:`queues.peek`.
 
-Totals (the ``_total`` row) count dead letters once: ``ready``, ``in_flight`` and ``delayed`` add up
-ordinary queues, ``dead`` adds up the depth of dead-letter queues (several queues may share one).
+Where the rest of the read side lives: the search language in ``queues.search``, rates and totals in
+``queues.metrics.numbers``, how numbers read in ``queues.formatting``, message states on
+``queues.models.MessageQuerySet``.
 """
 
 from __future__ import annotations
 
 import json
-import shlex
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, F, Max, Q, QuerySet, TextField
+from django.db.models import F, TextField
 from django.db.models.functions import Cast, Left
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from queues import conf, engine, health, validation
-from queues.engine.types import MessageInfo, QueueStats
-from queues.models import AuditEvent, Message, Queue, Redrive, RedriveState, Worker, WorkerState
+from queues import conf, engine, health
+from queues.engine import MessageInfo, QueueStats
+from queues.formatting import duration_words
+from queues.metrics.history import get_failures_since, get_rates
+from queues.metrics.numbers import Rates, Totals
+from queues.models import (
+    AuditEvent,
+    Message,
+    MessageState,
+    Queue,
+    Redrive,
+    RedriveState,
+    Worker,
+    WorkerState,
+    dead_letter_queue_ids,
+)
 
-TOTAL = "_total"
-STATES = ("ready", "delayed", "in_flight", "dead")
+# Re-exported: ``services`` reads a bulk action's messages through these names; the search language's
+# home is ``queues.search``.
+from queues.search import MessageFilter as MessageFilter
+from queues.search import SearchError as SearchError
+from queues.search import iter_matching_ids as iter_matching_ids
+from queues.search import message_queryset
+
 CHART_WINDOWS: dict[int, str] = {300: "5 min", 3600: "1 h", 86400: "24 h", 604800: "7 d"}
 QUEUE_SORTS = (
     "name", "kind", "state", "ready", "in_flight", "delayed", "dead", "oldest_ready_age", "rate_in", "rate_out",
@@ -39,68 +57,9 @@ BODY_PREVIEW_CHARS = 160
 BODY_COLLAPSE_CHARS = 2000
 
 
-# -- formatting -------------------------------------------------------------------------------------
-def format_age(seconds: float | None) -> str:
-    """A duration for people: ``"—"``, ``"42s"``, ``"3m 05s"``, ``"2h 10m"``, ``"3d 4h"``."""
-    if seconds is None:
-        return "—"
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h {s % 3600 // 60:02d}m"
-    return f"{s // 86400}d {s % 86400 // 3600}h"
-
-
-def format_rate(rate: float | None) -> str:
-    """Messages per second: ``"—"`` when unknown."""
-    if rate is None:
-        return "—"
-    return f"{rate:,.1f}/s" if rate < 100 else f"{rate:,.0f}/s"
-
-
-def format_count(n: int | None) -> str:
-    """An integer with thousands separators."""
-    return "—" if n is None else f"{n:,}"
-
-
 # -- queues -----------------------------------------------------------------------------------------
 @dataclass
-class Rates:
-    """Per-second rates from the last two samples of a queue (None when no fresh samples exist)."""
-
-    sent: float | None = None
-    acked: float | None = None
-    failed: float | None = None
-
-
-class _LiveText:
-    """Age and rates of a queue row or of the totals, formatted for people."""
-
-    oldest_ready_age: float | None
-    rate_in: float | None
-    rate_out: float | None
-
-    @property
-    def oldest_age_text(self) -> str:
-        """The oldest ready age."""
-        return format_age(self.oldest_ready_age)
-
-    @property
-    def rate_in_text(self) -> str:
-        """Messages sent per second."""
-        return format_rate(self.rate_in)
-
-    @property
-    def rate_out_text(self) -> str:
-        """Messages acked per second."""
-        return format_rate(self.rate_out)
-
-
-@dataclass
-class QueueRow(_LiveText):
+class QueueRow:
     """One queue as the overview and the queue list show it."""
 
     name: str
@@ -122,100 +81,6 @@ class QueueRow(_LiveText):
     def state(self) -> str:
         """``paused`` or ``active``."""
         return "paused" if self.paused else "active"
-
-
-@dataclass
-class Totals(_LiveText):
-    """Sums over all queues for the overview cards (see the module docstring for ``dead``)."""
-
-    ready: int = 0
-    in_flight: int = 0
-    delayed: int = 0
-    dead: int = 0
-    depth: int = 0
-    oldest_ready_age: float | None = None
-    rate_in: float | None = None
-    rate_out: float | None = None
-    rate_failed: float | None = None
-    workers: int = 0
-    failed_last_hour: int | None = None
-
-
-
-def _fresh_after() -> timedelta:
-    """Samples older than this are stale: the sampler is not running, so rates are unknown."""
-    return timedelta(seconds=max(10.0, 5 * float(conf.get("SAMPLE_INTERVAL"))))
-
-
-def get_rates(names: Sequence[str], *, now: datetime | None = None) -> dict[str, Rates]:
-    """Rates per queue from its last two 1-second samples (index range scan per queue, two rows)."""
-    if not names:
-        return {}
-    now = now or timezone.now()
-    stale_before = now - _fresh_after()
-    with conf.db().cursor() as cur:
-        # The lower bound on `at` matters beyond staleness: with all three columns bounded the planner
-        # takes the (queue_name, resolution, at) index; without it, it may walk (resolution, at)
-        # backwards through every sample for a queue that has none (a dead-letter queue).
-        cur.execute(
-            """
-            SELECT n.name, s.at, s.sent_total, s.acked_total, s.failed_total
-            FROM unnest(%(names)s::text[]) AS n(name)
-            CROSS JOIN LATERAL (
-                SELECT at, sent_total, acked_total, failed_total FROM queues_sample
-                WHERE queue_name = n.name AND resolution = 1 AND at >= %(since)s ORDER BY at DESC LIMIT 2
-            ) s
-            ORDER BY n.name, s.at DESC
-            """,
-            {"names": list(names), "since": stale_before},
-        )
-        rows = cur.fetchall()
-    by_name: dict[str, list[tuple]] = {}
-    for row in rows:
-        by_name.setdefault(row[0], []).append(row[1:])
-    out: dict[str, Rates] = {}
-    for name in names:
-        pair = by_name.get(name, [])
-        if len(pair) < 2:
-            out[name] = Rates()
-            continue
-        (t1, s1, a1, f1), (t0, s0, a0, f0) = pair[0], pair[1]
-        dt = (t1 - t0).total_seconds()
-        if dt <= 0:
-            out[name] = Rates()
-            continue
-        # Counters restart from zero when a queue is deleted and made again: never show negative rates.
-        out[name] = Rates(max(0.0, (s1 - s0) / dt), max(0.0, (a1 - a0) / dt), max(0.0, (f1 - f0) / dt))
-    return out
-
-
-def get_failures_since(stats: Iterable[QueueStats], since: datetime) -> int | None:
-    """Failures (nacks and dead-letterings) since ``since``: live counters minus the earliest sample after it.
-
-    None when no queue has a sample in the window (the sampler has not run).
-    """
-    current = {s.queue: s.failed_total for s in stats}
-    if not current:
-        return None
-    with conf.db().cursor() as cur:
-        cur.execute(
-            """
-            SELECT n.name, (
-                SELECT u.failed_total FROM (
-                    (SELECT at, failed_total FROM queues_sample
-                     WHERE queue_name = n.name AND resolution = 1 AND at >= %(since)s ORDER BY at LIMIT 1)
-                    UNION ALL
-                    (SELECT at, failed_total FROM queues_sample
-                     WHERE queue_name = n.name AND resolution = 60 AND at >= %(since)s ORDER BY at LIMIT 1)
-                ) u ORDER BY u.at LIMIT 1)
-            FROM unnest(%(names)s::text[]) AS n(name)
-            """,
-            {"names": list(current), "since": since},
-        )
-        baselines = {name: base for name, base in cur.fetchall() if base is not None}
-    if not baselines:
-        return None
-    return sum(max(0, current[name] - base) for name, base in baselines.items())
 
 
 def _live_workers_by_queue(now: datetime) -> tuple[int, dict[str, int]]:
@@ -244,26 +109,6 @@ def _rows(stats: Sequence[QueueStats], rates: dict[str, Rates], workers: dict[st
     ]
 
 
-def _totals(stats: Sequence[QueueStats], rates: dict[str, Rates], online: int) -> Totals:
-    t = Totals(workers=online)
-    for s in stats:
-        t.depth += s.depth
-        if s.is_dead_letter_queue:
-            t.dead += s.depth
-            continue
-        t.ready += s.ready
-        t.in_flight += s.in_flight
-        t.delayed += s.delayed
-        if s.oldest_ready_age is not None:
-            t.oldest_ready_age = max(t.oldest_ready_age or 0.0, s.oldest_ready_age)
-    known = [r for r in rates.values() if r.sent is not None]
-    if known:
-        t.rate_in = sum(r.sent or 0.0 for r in known)
-        t.rate_out = sum(r.acked or 0.0 for r in known)
-        t.rate_failed = sum(r.failed or 0.0 for r in known)
-    return t
-
-
 @dataclass
 class Overview:
     """Context of the overview page."""
@@ -280,7 +125,9 @@ def get_overview() -> Overview:
     names = [s.queue for s in stats]
     rates = get_rates(names, now=now)
     online, per_queue = _live_workers_by_queue(now)
-    totals = _totals(stats, rates, online)
+    totals = Totals(workers=online)
+    for s in stats:
+        totals.add(s, rates[s.queue])
     totals.failed_last_hour = get_failures_since(stats, now - timedelta(hours=1))
     rows = _rows(stats, rates, per_queue)
     rows.sort(key=lambda r: (-r.ready, -r.depth, r.name))
@@ -383,15 +230,6 @@ def get_queue_stats(name: str) -> QueueStats:
     return engine.queue_stats(name)
 
 
-def _words(seconds: float) -> str:
-    """A setting's duration as people write it: ``60 s``, ``5 min``, ``2 h``, ``4 days``."""
-    for size, unit in ((86400, "day"), (3600, "h"), (60, "min")):
-        if seconds >= size and seconds % size == 0:
-            n = int(seconds // size)
-            return f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''}"
-    return f"{seconds:g} s"
-
-
 @dataclass(frozen=True)
 class SettingsImpact:
     """What a settings change would do to the messages a queue holds.
@@ -415,11 +253,11 @@ class SettingsImpact:
         if not self.destructive:
             return ""
         n = self.would_delete
+        new, old = duration_words(self.new_retention), duration_words(self.old_retention)
         return (
-            f"This will delete the {n:,} message{'' if n == 1 else 's'} older than {_words(self.new_retention)} "
+            f"This will delete the {n:,} message{'' if n == 1 else 's'} older than {new} "
             f"at the next prune, and from then on every message not received within "
-            f"{_words(self.new_retention)} (retention {_words(self.old_retention)} \u2192 "
-            f"{_words(self.new_retention)})."
+            f"{new} (retention {old} \u2192 {new})."
         )
 
 
@@ -455,11 +293,7 @@ class WorkerRow:
     worker: Worker
     status: str
     beat_age: float
-
-    @property
-    def beat_age_text(self) -> str:
-        """Time since the last heartbeat, for people."""
-        return format_age(self.beat_age)
+    """Seconds since the last heartbeat."""
 
 
 def worker_status(worker: Worker, now: datetime) -> str:
@@ -485,195 +319,6 @@ def list_workers(*, queue: str | None = None, active_only: bool = False, finishe
         WorkerRow(worker=w, status=worker_status(w, now), beat_age=(now - w.last_beat_at).total_seconds())
         for w in running + finished
     ]
-
-
-# -- message search ---------------------------------------------------------------------------------
-QUALIFIER_HELP = (
-    "state:ready|delayed|in_flight|dead, queue:NAME, id:123, group:KEY, header.KEY:VALUE, body.PATH:VALUE "
-    "(quote values with spaces: header.subject:\"hello world\")"
-)
-
-
-class SearchError(ValueError):
-    """A search box the browser cannot run; the message names the offending term and the fix."""
-
-
-@dataclass(frozen=True)
-class MessageFilter:
-    """A parsed message search. Repeated ``state``/``queue``/``id``/``group`` terms are alternatives;
-    every ``header.*`` and ``body.*`` term must match."""
-
-    queues: tuple[str, ...] = ()
-    states: tuple[str, ...] = ()
-    ids: tuple[int, ...] = ()
-    groups: tuple[str, ...] = ()
-    headers: tuple[tuple[str, str], ...] = ()
-    body: tuple[tuple[tuple[str, ...], str], ...] = ()
-
-    def text(self) -> str:
-        """The canonical search text: parsing it gives this filter back."""
-        terms = [f"queue:{q}" for q in self.queues] + [f"state:{s}" for s in self.states]
-        terms += [f"id:{i}" for i in self.ids] + [f"group:{g}" for g in self.groups]
-        terms += [f"header.{k}:{v}" for k, v in self.headers]
-        terms += [f"body.{'.'.join(p)}:{v}" for p, v in self.body]
-        return " ".join(shlex.quote(t) for t in terms)
-
-    def __str__(self) -> str:
-        return self.text() or "(all messages)"
-
-    @property
-    def reads_bodies(self) -> bool:
-        """Does the filter test body values (so its results would reveal bodies that ``HIDE_BODIES`` hides)?"""
-        return bool(self.body)
-
-    @property
-    def single_queue(self) -> str | None:
-        """The queue this filter is limited to, if exactly one."""
-        return self.queues[0] if len(self.queues) == 1 else None
-
-
-def parse_search(text: str, *, queue: str | None = None, state: str | None = None) -> MessageFilter:
-    """Parse the browser's search box (plus the page's queue and state pickers) into a filter.
-
-    Raises :class:`SearchError` naming the term for unknown qualifiers, bad values or unbalanced quotes.
-    """
-    # Every term ends up in SQL (header, group and body values): refuse what PostgreSQL cannot store here,
-    # once, rather than per qualifier.
-    problem = validation.text_problem(text or "")
-    if problem is not None:
-        raise SearchError(f"the search {problem}: remove it")
-    try:
-        tokens = shlex.split(text or "")
-    except ValueError as exc:
-        raise SearchError(f"cannot read the search {text!r}: {exc} (close your quotes)")
-    queues: list[str] = [queue] if queue else []
-    states: list[str] = [state] if state else []
-    ids: list[int] = []
-    groups: list[str] = []
-    headers: list[tuple[str, str]] = []
-    body: list[tuple[tuple[str, ...], str]] = []
-    for token in tokens:
-        key, sep, value = token.partition(":")
-        if not sep:
-            if token.isascii() and token.isdigit():
-                ids.append(_message_id(token, token))
-                continue
-            raise SearchError(f"search term {token!r} has no qualifier: use {QUALIFIER_HELP}")
-        if value == "":
-            raise SearchError(f"search term {token!r} has no value after the colon")
-        if key == "state":
-            if value not in STATES:
-                raise SearchError(f"unknown state {value!r} in {token!r}: use one of {', '.join(STATES)}")
-            states.append(value)
-        elif key == "queue":
-            try:
-                engine.validate_name(value)
-            except ValueError as exc:
-                raise SearchError(str(exc))
-            queues.append(value)
-        elif key == "id":
-            ids.append(_message_id(value, token))
-        elif key == "group":
-            groups.append(value)
-        elif key.startswith("header."):
-            name = key[len("header."):]
-            if not name:
-                raise SearchError(f"{token!r} names no header: write header.KEY:VALUE")
-            headers.append((name, value))
-        elif key.startswith("body."):
-            path = tuple(key[len("body."):].split("."))
-            if not all(path):
-                raise SearchError(f"{token!r} has an empty step in its body path: write body.a.b:VALUE")
-            body.append((path, value))
-        else:
-            raise SearchError(f"unknown qualifier {key!r} in {token!r}: use {QUALIFIER_HELP}")
-    if state and state not in STATES:
-        raise SearchError(f"unknown state {state!r}: use one of {', '.join(STATES)}")
-
-    def unique(values: list) -> tuple:
-        return tuple(dict.fromkeys(values))
-
-    return MessageFilter(
-        queues=unique(queues), states=unique(states), ids=unique(ids), groups=unique(groups),
-        headers=unique(headers), body=unique(body),
-    )
-
-
-def _message_id(value: str, token: str) -> int:
-    try:
-        return validation.parse_int(value, "id", minimum=1, maximum=validation.BIGINT_MAX)
-    except validation.InvalidInput as exc:
-        raise SearchError(f"{exc} in {token[:80]!r}: a message id is a whole number") from None
-
-
-def _nested(path: tuple[str, ...], value: Any) -> dict[str, Any]:
-    out: Any = value
-    for step in reversed(path):
-        out = {step: out}
-    return out
-
-
-def _typed_alternatives(value: str) -> list[Any]:
-    """``"42"`` matches both the string and the number 42; ``"true"``/``"null"`` likewise."""
-    alternatives: list[Any] = [value]
-    try:
-        # NaN, Infinity, 1e999, a 5,000-digit number or [[[…]]] 10,000 deep match as text only.
-        parsed = validation.loads_json(value, "the search value")
-    except validation.InvalidInput:
-        return alternatives
-    if parsed is None or isinstance(parsed, bool | int | float):
-        alternatives.append(parsed)
-    return alternatives
-
-
-def dead_letter_queue_ids() -> list[int]:
-    """Ids of queues that are some queue's dead-letter queue."""
-    return list(
-        Queue.objects.filter(dead_letter_queue__isnull=False).values_list("dead_letter_queue_id", flat=True).distinct()
-    )
-
-
-def message_queryset(f: MessageFilter, *, now: datetime | None = None) -> QuerySet[Message]:
-    """The messages ``f`` matches, as a plain SELECT (no locks). Unknown ``queue:`` names raise SearchError."""
-    now = now or timezone.now()
-    qs = Message.objects.all()
-    if f.queues:
-        found = dict(Queue.objects.filter(name__in=f.queues).values_list("name", "id"))
-        missing = [q for q in f.queues if q not in found]
-        if missing:
-            raise SearchError(f"no queue named {missing[0]!r}: check the queue: term")
-        qs = qs.filter(queue_id__in=list(found.values()))
-    if f.states:
-        dlq_ids = dead_letter_queue_ids()
-        conditions = {
-            "in_flight": Q(available_at__gt=now, receipt__isnull=False),
-            "delayed": Q(available_at__gt=now, receipt__isnull=True),
-            "dead": Q(available_at__lte=now, queue_id__in=dlq_ids),
-            "ready": Q(available_at__lte=now) & ~Q(queue_id__in=dlq_ids),
-        }
-        either = Q()
-        for s in f.states:
-            either |= conditions[s]
-        qs = qs.filter(either)
-    if f.ids:
-        qs = qs.filter(id__in=f.ids)
-    if f.groups:
-        qs = qs.filter(group_key__in=f.groups)
-    for key, value in f.headers:
-        qs = qs.filter(headers__contains={key: value})
-    for path, value in f.body:
-        either = Q()
-        for alternative in _typed_alternatives(value):
-            either |= Q(body__contains=_nested(path, alternative))
-        qs = qs.filter(either)
-    return qs
-
-
-def message_state(*, receipt: Any, available_at: datetime, in_dead_letter_queue: bool, now: datetime) -> str:
-    """The state of a message from its columns (the same rule as :func:`queues.peek`)."""
-    if available_at > now:
-        return "in_flight" if receipt is not None else "delayed"
-    return "dead" if in_dead_letter_queue else "ready"
 
 
 @dataclass
@@ -750,8 +395,8 @@ def search_messages(
         rows.append(
             MessageRow(
                 id=v["id"], queue=v["queue_name"],
-                state=message_state(receipt=v["receipt"], available_at=v["available_at"],
-                                    in_dead_letter_queue=v["queue_id"] in dlq_ids, now=now),
+                state=MessageState.of(receipt=v["receipt"], available_at=v["available_at"],
+                                     in_dead_letter_queue=v["queue_id"] in dlq_ids, now=now),
                 priority=v["priority"], group_key=v["group_key"], receive_count=v["receive_count"],
                 enqueued_at=v["enqueued_at"], available_at=v["available_at"], body_preview=preview,
                 has_error=bool(v["last_error"]),
@@ -795,42 +440,6 @@ def _priority_slices(f: MessageFilter) -> list[tuple[int, int]]:
             if len(out) > MAX_SLICES:
                 break
     return out
-
-
-def count_messages(f: MessageFilter) -> int:
-    """How many messages ``f`` matches (for the confirm page of a bulk action; not for every request)."""
-    return message_queryset(f).count()
-
-
-def count_existing(ids: Sequence[int]) -> int:
-    """How many of the message ids still exist (a selection may have been acked meanwhile)."""
-    return Message.objects.filter(id__in=list(ids)).count()
-
-
-def matching_bounds(f: MessageFilter) -> tuple[int, int]:
-    """How many messages ``f`` matches and the highest id among them (0 if none), read in one statement.
-
-    A bulk action's confirmation carries both, so the action never reaches past what was shown.
-    """
-    found = message_queryset(f).aggregate(n=Count("id"), top=Max("id"))
-    return int(found["n"] or 0), int(found["top"] or 0)
-
-
-def iter_matching_ids(
-    f: MessageFilter, *, batch: int = 5000, max_id: int | None = None
-) -> Iterator[list[tuple[int, int]]]:
-    """``(message id, queue id)`` pairs matching ``f``, in id order, ``batch`` at a time (keyset, no OFFSET);
-    only ids up to ``max_id`` when given."""
-    last = 0
-    qs = message_queryset(f)
-    if max_id is not None:
-        qs = qs.filter(id__lte=max_id)
-    while True:
-        chunk = list(qs.filter(id__gt=last).order_by("id").values_list("id", "queue_id")[:batch])
-        if not chunk:
-            return
-        yield chunk
-        last = chunk[-1][0]
 
 
 @dataclass

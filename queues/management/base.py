@@ -25,6 +25,10 @@ from django.db import DatabaseError, OperationalError, ProgrammingError
 
 from queues import conf, validation
 from queues.engine.errors import MQError
+
+# Re-exported: the commands format settings with these; queues.formatting is their one home.
+from queues.formatting import format_duration as format_duration
+from queues.formatting import format_size as format_size
 from queues.permissions import Action, CommandLineActor
 
 
@@ -246,50 +250,6 @@ def header(text: str) -> tuple[str, str]:
 
 
 # -- formatting -------------------------------------------------------------------------------------
-def format_duration(seconds: float | timedelta | None) -> str:
-    """Exact and short: ``30s``, ``5m``, ``1m30s``, ``4d``, ``0.5s``, ``0s``; ``-`` for None."""
-    if seconds is None:
-        return "-"
-    if isinstance(seconds, timedelta):
-        seconds = seconds.total_seconds()
-    if seconds == 0:
-        return "0s"
-    whole = int(seconds)
-    fraction = round(seconds - whole, 3)
-    out = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if whole >= size:
-            out.append(f"{whole // size}{unit}")
-            whole %= size
-    if whole or fraction:
-        out.append(f"{whole + fraction:g}s")
-    return "".join(out)
-
-
-def format_age(seconds: float | None) -> str:
-    """Rounded for reading at a glance: ``0.4s``, ``42s``, ``5m02s``, ``3h05m``, ``2d04h``; ``-`` for None."""
-    if seconds is None:
-        return "-"
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
-def format_size(size: int) -> str:
-    """``256KiB``, ``1MiB``, ``1000B``."""
-    for unit, factor in (("MiB", 1024**2), ("KiB", 1024)):
-        if size >= factor and size % factor == 0:
-            return f"{size // factor}{unit}"
-    return f"{size}B"
-
-
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[int] = ()) -> str:
     """A plain-text table; columns whose index is in ``right`` are right-aligned (numbers)."""
     cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]

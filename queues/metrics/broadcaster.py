@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from channels.layers import get_channel_layer
 from django.db import connections
 
 from queues import conf
@@ -41,8 +42,6 @@ async def broadcast(sample: dict[str, Any], layer: Any = None) -> None:
     Encoded once here, not once per socket: consumers pass the text on as it is.
     """
     if layer is None:
-        from channels.layers import get_channel_layer
-
         layer = get_channel_layer()
     if layer is None:
         return
@@ -194,6 +193,7 @@ def start_when_daphne_runs() -> bool:
     reactor = sys.modules.get("twisted.internet.reactor")
     if reactor is None:
         return False
+    # deferred: only a process that has a reactor (daphne's) gets here; others never import Twisted's.
     from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 
     if not isinstance(reactor, AsyncioSelectorReactor):
@@ -215,6 +215,7 @@ def _start_in_reactor() -> None:
         return
     if service is None:
         return
+    # deferred: importing twisted.internet.reactor installs a reactor; by now daphne's is the one installed.
     from twisted.internet import defer, reactor
 
     def on_shutdown() -> defer.Deferred:

@@ -142,6 +142,7 @@ def fold_and_delete(worker_ids: Sequence[int]) -> int:
 
 def totals() -> list[Series]:
     """Every worker's histograms plus the folded ones, per (queue, handler): what ``/metrics`` shows."""
+    # deferred: as in fold_and_delete, the worker runtime imports this module before models are ready.
     from queues.models import HandlerDurationTotal, Worker
 
     values: list[Any] = list(Worker.objects.exclude(handler_durations=[]).values_list("handler_durations", flat=True))

@@ -9,10 +9,8 @@ and at once after an election) :meth:`Sampler.maintain` downsamples and prunes.
 Time is the database's: samples carry ``statement_timestamp()`` of the statement that stored them, so
 several web processes on several machines (one leading at a time) never disagree about the clock.
 
-The meaning of the numbers follows the dashboard's pages (``queues.selectors``): a queue's ``dead`` is
-the depth of its dead-letter queue; the ``total`` row adds ``ready``/``in_flight``/``delayed`` of
-ordinary queues only and counts dead letters once, as the depth of the dead-letter queues; its
-``oldest_ready_age`` is the worst ordinary queue's; its rates add up every queue's.
+The meaning of the numbers (rates, the ``total`` row) is ``queues.metrics.numbers``, shared with the
+dashboard's pages and ``mq_stats``: a queue's ``dead`` is the depth of its dead-letter queue.
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ from typing import Any
 
 from queues import conf, engine
 from queues.engine.types import QueueStats
+from queues.metrics.numbers import Rates, Totals, rate
 
 logger = logging.getLogger("queues.metrics")
 
@@ -134,11 +133,6 @@ class _Reading:
     failed: int
 
 
-def _rate(now: int, before: int, dt: float) -> float:
-    # Counters restart from zero when a queue is deleted and made again: never a negative rate.
-    return max(0.0, (now - before) / dt)
-
-
 def _as_list(value: Any) -> list[str]:
     # Django's psycopg setup hands jsonb back as text; other setups decode it.
     if value is None:
@@ -209,41 +203,27 @@ class Sampler:
             for name in set(names):
                 per_queue_workers[name] = per_queue_workers.get(name, 0) + 1
         queues: dict[str, dict[str, Any]] = {}
-        total: dict[str, Any] = {
-            "ready": 0, "in_flight": 0, "delayed": 0, "dead": 0, "depth": 0, "oldest_ready_age": None,
-            "rate_in": None, "rate_out": None, "rate_failed": None, "workers": len(worker_queues),
-        }
+        total = Totals(workers=len(worker_queues))
         current: dict[str, _Reading] = {}
         for s in stats:
             reading = _Reading(now, s.sent_total, s.acked_total, s.failed_total)
             current[s.queue] = reading
             before = self._previous.get(s.queue)
-            rate_in = rate_out = rate_failed = None
+            rates = Rates()
             if before is not None and 0 < now - before.at <= max_gap:
                 dt = now - before.at
-                rate_in = _rate(reading.sent, before.sent, dt)
-                rate_out = _rate(reading.acked, before.acked, dt)
-                rate_failed = _rate(reading.failed, before.failed, dt)
-                total["rate_in"] = (total["rate_in"] or 0.0) + rate_in
-                total["rate_out"] = (total["rate_out"] or 0.0) + rate_out
-                total["rate_failed"] = (total["rate_failed"] or 0.0) + rate_failed
+                rates = Rates(rate(reading.sent, before.sent, dt), rate(reading.acked, before.acked, dt),
+                              rate(reading.failed, before.failed, dt))
             queues[s.queue] = {
                 "ready": s.ready, "in_flight": s.in_flight, "delayed": s.delayed, "dead": s.dead, "depth": s.depth,
-                "oldest_ready_age": s.oldest_ready_age, "rate_in": rate_in, "rate_out": rate_out,
-                "rate_failed": rate_failed, "workers": per_queue_workers.get(s.queue, 0),
+                "oldest_ready_age": s.oldest_ready_age, "rate_in": rates.sent, "rate_out": rates.acked,
+                "rate_failed": rates.failed, "workers": per_queue_workers.get(s.queue, 0),
                 "state": "paused" if s.paused else "active", "dlq": s.is_dead_letter_queue,
             }
-            total["depth"] += s.depth
-            if s.is_dead_letter_queue:
-                total["dead"] += s.depth
-                continue
-            total["ready"] += s.ready
-            total["in_flight"] += s.in_flight
-            total["delayed"] += s.delayed
-            if s.oldest_ready_age is not None:
-                total["oldest_ready_age"] = max(total["oldest_ready_age"] or 0.0, s.oldest_ready_age)
+            total.add(s, rates)
         self._previous = current
-        return {"type": "sample", "at": now, "interval": sample_interval(), "queues": queues, "total": total}
+        return {"type": "sample", "at": now, "interval": sample_interval(), "queues": queues,
+                "total": total.as_sample()}
 
     def maintain(self, now: datetime) -> dict[str, int]:
         """Downsample complete buckets into each coarser resolution, then prune by retention.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django import template
 from django.urls import NoReverseMatch, reverse
 
+from queues.formatting import format_age, format_count, format_rate
+
 register = template.Library()
 
 # Where a host's logout view may be: Django's auth URLs, then django-allauth's.
@@ -36,3 +38,22 @@ def optional_url(*names: str) -> str:
 def logout_url() -> str:
     """The host's logout URL (Django's ``logout`` or allauth's ``account_logout``), or ``""``."""
     return optional_url(*LOGOUT_URL_NAMES)
+
+
+# -- numbers: the one wording of queues.formatting (live.js writes the same cells the same way) ----------
+@register.filter
+def age(seconds: float | None) -> str:
+    """``{{ row.oldest_ready_age|age }}``: ``42s``, ``5m02s``, ``3h05m``, ``2d04h``; ``—`` when unknown."""
+    return format_age(seconds)
+
+
+@register.filter
+def rate(per_second: float | None) -> str:
+    """``{{ row.rate_in|rate }}``: ``2.5/s``, ``1,234/s``; ``—`` when unknown."""
+    return format_rate(per_second)
+
+
+@register.filter
+def count(n: float | None) -> str:
+    """``{{ row.ready|count }}``: ``12,345``; ``—`` when unknown."""
+    return format_count(n)

@@ -9,8 +9,10 @@ import threading
 
 import pytest
 from django.core.management.base import CommandError
+from django.db import transaction
 
 import queues
+from tests.conftest import wait_for
 
 
 @pytest.fixture
@@ -117,3 +119,25 @@ def test_watch_json_is_one_document_per_refresh(spawn_manage, make_queue):
     assert len(docs) >= 2
     assert {q["queue"] for q in docs[-1]["queues"]} == {"orders", "orders.dlq"}
     assert "at" in docs[-1]
+
+
+@pytest.mark.slow
+def test_watch_never_shows_a_negative_rate_when_a_queue_is_made_again(spawn_manage, make_queue):
+    # Counters restart from zero when a queue is deleted and made again: the next refresh's delta is
+    # negative, and the rate must read 0.0, as on the dashboard, not minus the old total per second.
+    make_queue("orders")
+    queues.send_batch("orders", list(range(30)))
+    running = spawn_manage("mq_stats", "--watch", "0.3")
+    running.wait_for_output("orders      standard  active     30")
+    with transaction.atomic():  # no refresh sees the queue missing: it sees the counters go back
+        queues.purge("orders")
+        queues.delete_queue("orders")
+        make_queue("orders")
+    running.wait_for_output("orders      standard  active      0")
+    refreshes = running.stdout.count("QUEUE ")
+    wait_for(lambda: running.stdout.count("QUEUE ") >= refreshes + 2, timeout=30)
+    running.signal()
+    assert running.finish() == 0
+    blocks = [b for b in running.stdout.split("UTC\n")[1:] if "\norders " in "\n" + b]
+    rates = [cell for block in blocks for cell in row(block, "orders")[-2:]]
+    assert rates and not [r for r in rates if r.startswith("-") and r != "-"], rates

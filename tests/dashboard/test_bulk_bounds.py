@@ -15,7 +15,7 @@ from django.urls import reverse
 import queues
 from queues import services
 from queues.models import AuditEvent, Message
-from queues.selectors import parse_search
+from queues.search import parse_search
 
 pytestmark = pytest.mark.django_db
 

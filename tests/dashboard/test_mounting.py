@@ -105,3 +105,19 @@ def test_plain_http_to_the_socket_address_says_what_it_is(mounted):
     response = Client().get("/ops/queues/ws/dashboard/")
     assert response.status_code == 426
     assert b"WebSocket" in response.content
+
+
+@pytest.mark.parametrize("path", ["/no-such-page/", "/queues/no-such-queue/"])
+def test_the_demo_sites_error_pages_link_back_through_the_proxy(users, make_queue, path):
+    # The demo site's own 404 (templates/404.html) is reached before any dashboard view: its links are
+    # reversed too, so a proxy's SCRIPT_NAME keeps them inside the site.
+    client = Client()
+    client.force_login(users["admin"])
+    set_script_prefix("/proxied/")
+    try:
+        response = client.get(path)
+    finally:
+        set_script_prefix("/")
+    assert response.status_code == 404
+    urls = [u for u in _urls_in(response.content.decode()) if not u.startswith("/static/")]
+    assert urls and all(u.startswith("/proxied/") for u in urls), urls

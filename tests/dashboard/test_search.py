@@ -9,7 +9,8 @@ from django.urls import reverse
 
 import queues
 from queues.models import Message
-from queues.selectors import MessageFilter, SearchError, parse_search, search_messages
+from queues.search import MessageFilter, SearchError, parse_search
+from queues.selectors import search_messages
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 import queues
 from queues import audit, services
 from queues.models import AuditEvent, Message, Queue, Redrive, RedriveState
-from queues.selectors import parse_search
+from queues.search import parse_search
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db

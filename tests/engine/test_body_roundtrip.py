@@ -11,7 +11,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 import queues
 import queues.engine
-from queues import selectors
+from queues import search
 from queues.models import Message
 
 SIGNED = '{"order_id": 42, "amount": 9.50, "currency": "EUR", "note": "b", "note": "a", "items": [ {"sku":"A-1"} ]}'
@@ -86,7 +86,7 @@ def test_searches_by_body_path_still_match(queue):
     other = queues.send(queue, {"order": {"id": 7, "state": "unpaid"}})
 
     def ids(term: str) -> list[int]:
-        return sorted(selectors.message_queryset(selectors.parse_search(term)).values_list("id", flat=True))
+        return sorted(search.message_queryset(search.parse_search(term)).values_list("id", flat=True))
 
     [first] = ids("body.order.id:42")
     assert ids("body.order.state:unpaid") == [other]
@@ -103,7 +103,7 @@ def test_body_search_prefilter_never_hides_a_match(queue):
     queues.send(queue, {"order": {"state": "unpaid"}, "note": "paid"})  # the text is there, the value is not
 
     def ids(term: str) -> list[int]:
-        return sorted(selectors.message_queryset(selectors.parse_search(term)).values_list("id", flat=True))
+        return sorted(search.message_queryset(search.parse_search(term)).values_list("id", flat=True))
 
     assert ids("body.order.state:paid") == [plain, escaped, slashed]
     assert ids('body.order.state:"say \\"paid\\""') == [quoted]

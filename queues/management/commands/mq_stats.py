@@ -13,15 +13,16 @@ from django.db import close_old_connections
 
 import queues
 from queues import conf, health
+from queues.formatting import format_age
 from queues.management.base import (
     MQCommand,
-    format_age,
     format_table,
     positive_float,
     sleep_unless,
     stop_on_signal,
     to_json,
 )
+from queues.metrics.numbers import rate
 
 CLEAR = "\033[H\033[2J"
 
@@ -83,9 +84,9 @@ class Command(MQCommand):
 
         def rates(row: Any) -> tuple[float | None, float | None]:
             old = before.get(row.queue)
-            if old is None or elapsed <= 0:
+            if old is None:
                 return None, None
-            return ((row.sent_total - old.sent_total) / elapsed, (row.acked_total - old.acked_total) / elapsed)
+            return rate(row.sent_total, old.sent_total, elapsed), rate(row.acked_total, old.acked_total, elapsed)
 
         now = datetime.now(UTC)
         if as_json:

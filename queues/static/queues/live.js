@@ -2,7 +2,7 @@
  *
  * - Elements with data-live="<queue name or _total>.<field>" get the field's value as text (the queue
  *   name may contain dots: the field is what follows the last one). Fields: ready, in_flight, delayed,
- *   dead, depth, oldest_ready_age, rate_in, rate_out, rate_failed, workers, state.
+ *   dead, depth, oldest_ready_age, rate_in, rate_out, rate_failed, workers.
  * - #live-status shows the connection state (data-state = connecting | live | waiting | reconnecting |
  *   paused | off | denied) and the refresh choice: off / 1 s / 5 s / 15 s. The choice throttles how
  *   often samples are applied; "off" closes the socket. It is remembered per browser.
@@ -15,15 +15,15 @@
 (function () {
   "use strict";
 
-  // -- formatting: the same wording as the server-rendered pages (queues/selectors.py format_*) ----
+  // -- formatting: letter for letter the server's (queues/formatting.py format_age, _rate, _count) --
   function pad(n) { return (n < 10 ? "0" : "") + n; }
   function formatAge(s) {
     if (s === null || s === undefined) return "—";
     s = Math.max(0, Math.floor(s));
     if (s < 60) return s + "s";
-    if (s < 3600) return Math.floor(s / 60) + "m " + pad(s % 60) + "s";
-    if (s < 86400) return Math.floor(s / 3600) + "h " + pad(Math.floor((s % 3600) / 60)) + "m";
-    return Math.floor(s / 86400) + "d " + Math.floor((s % 86400) / 3600) + "h";
+    if (s < 3600) return Math.floor(s / 60) + "m" + pad(s % 60) + "s";
+    if (s < 86400) return Math.floor(s / 3600) + "h" + pad(Math.floor((s % 3600) / 60)) + "m";
+    return Math.floor(s / 86400) + "d" + pad(Math.floor((s % 86400) / 3600)) + "h";
   }
   function formatRate(r) {
     if (r === null || r === undefined) return "—";
@@ -36,7 +36,6 @@
   function format(field, value) {
     if (field === "oldest_ready_age") return formatAge(value);
     if (field.indexOf("rate_") === 0) return formatRate(value);
-    if (field === "state") return String(value);
     return formatCount(value);
   }
   // charts.js formats its axes and legends with these.
@@ -251,9 +250,4 @@
   if (refresh === "off") setState("off");
   else if (document.hidden) setState("paused");
   else connect();
-
-  window.mqLive = {
-    state: function () { return state; },
-    refresh: function () { return refresh; },
-  };
 })();

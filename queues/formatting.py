@@ -1,0 +1,87 @@
+"""How mqadmin writes numbers for people: one function per kind of number, one output everywhere.
+
+The dashboard's pages (through the template filters in ``queues.templatetags.queues_tags``), its live
+updates (``static/queues/live.js`` mirrors :func:`format_age`, :func:`format_rate` and
+:func:`format_count` letter for letter), ``mq_stats`` and the Database page all call these, so the same
+age reads the same wherever it is shown. Ages never contain a space, so a command-line table stays one
+word per column.
+
+Exact durations of settings are another rule: :func:`format_duration` (round-trips through
+``parse_duration`` of the commands) and :func:`duration_words` (sentences such as a settings change's
+consequence).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+UNKNOWN = "—"
+"""What a number that is not known (no sample yet, no ready message) reads as."""
+
+
+def format_age(seconds: float | timedelta | None) -> str:
+    """A duration rounded for reading at a glance: ``42s``, ``5m02s``, ``3h05m``, ``2d04h``; ``—`` for None."""
+    if seconds is None:
+        return UNKNOWN
+    if isinstance(seconds, timedelta):
+        seconds = seconds.total_seconds()
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def format_rate(rate: float | None) -> str:
+    """Messages per second: ``2.5/s``, ``1,234/s``; ``—`` when unknown."""
+    if rate is None:
+        return UNKNOWN
+    return f"{rate:,.1f}/s" if rate < 100 else f"{rate:,.0f}/s"
+
+
+def format_count(n: float | None) -> str:
+    """A count with thousands separators (``12,345``), whatever the host's locale; ``—`` when unknown.
+
+    Fixed separators because live.js writes the same cells in ``en-US`` on every update.
+    """
+    return UNKNOWN if n is None else f"{round(n):,}"
+
+
+def format_duration(seconds: float | timedelta | None) -> str:
+    """Exact and short, for settings: ``30s``, ``5m``, ``1m30s``, ``4d``, ``0.5s``, ``0s``; ``-`` for None."""
+    if seconds is None:
+        return "-"
+    if isinstance(seconds, timedelta):
+        seconds = seconds.total_seconds()
+    if seconds == 0:
+        return "0s"
+    whole = int(seconds)
+    fraction = round(seconds - whole, 3)
+    out = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole >= size:
+            out.append(f"{whole // size}{unit}")
+            whole %= size
+    if whole or fraction:
+        out.append(f"{whole + fraction:g}s")
+    return "".join(out)
+
+
+def duration_words(seconds: float) -> str:
+    """A setting's duration as people write it in a sentence: ``60 s``, ``5 min``, ``2 h``, ``4 days``."""
+    for size, unit in ((86400, "day"), (3600, "h"), (60, "min")):
+        if seconds >= size and seconds % size == 0:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''}"
+    return f"{seconds:g} s"
+
+
+def format_size(size: int) -> str:
+    """``256KiB``, ``1MiB``, ``1000B``."""
+    for unit, factor in (("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size}B"
