@@ -93,7 +93,9 @@ def test_command_line_spells_out_the_loss_and_refuses_without_confirmation(order
     with pytest.raises(CommandError, match="without confirmation"):
         call_command("mq_queue", "update", orders, "--retention", "1m")
     assert _retention(orders) == 4 * 86400
-    assert not AuditEvent.objects.exists()
+    # Refused like the dashboard's unconfirmed change: nothing changed, one error row says so.
+    event = AuditEvent.objects.get()
+    assert (event.action, event.outcome) == ("shorten_retention", "error")
 
 
 def test_command_line_with_yes_records_what_the_change_deletes(orders, capsys):
