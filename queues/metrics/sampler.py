@@ -4,7 +4,8 @@ A tick costs two statements whatever the number of dashboards open: :func:`queue
 and index ranges, never a ``count(*)`` of the backlog) and :data:`RECORD`, which stores one 1 s
 ``QueueSample`` per queue and reads the live workers back in the same round trip. Rates come from the
 previous tick kept in memory, not from the database. Once a minute (on the first tick of each minute,
-and at once after an election) :meth:`Sampler.maintain` downsamples and prunes.
+and at once after an election) the tick runs an upkeep sweep (:func:`queues.upkeep.sweep`), whose
+``samples`` job is :func:`maintain_samples`: downsample, then prune by retention.
 
 Time is the database's: samples carry ``statement_timestamp()`` of the statement that stored them, so
 several web processes on several machines (one leading at a time) never disagree about the clock.
@@ -25,17 +26,10 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
-from queues import conf
-from queues.engine import core as engine
+from queues import conf, engine, upkeep
 from queues.engine.types import QueueStats
 
 logger = logging.getLogger("queues.metrics")
-
-FIELDS = (
-    "ready", "in_flight", "delayed", "dead", "depth", "oldest_ready_age", "rate_in", "rate_out", "rate_failed",
-    "workers",
-)
-"""The numbers each queue (and the ``total``) carries in a pushed sample; ``state`` rides along."""
 
 # A rate needs two readings close together: after a gap (sampler restarted, leader changed, process
 # stalled) the delta spans an unknown stretch, so the rate is unknown rather than an average.
@@ -174,12 +168,10 @@ class Sampler:
         if minute != self._maintained_minute:
             self._maintained_minute = minute
             try:
-                self.maintain(at)
-                # The web side's redrives run in web processes: the leader gives up those whose process died.
-                engine.reap_redrives()
+                upkeep.sweep()
             except Exception:
                 # Upkeep must not stop the live numbers; it is retried next minute.
-                logger.exception("downsampling or pruning samples, or reaping redrives, failed; retrying next minute")
+                logger.exception("the upkeep sweep failed; retrying next minute")
         self.ticks += 1
         return message
 
@@ -247,18 +239,27 @@ class Sampler:
         return {"type": "sample", "at": now, "interval": sample_interval(), "queues": queues, "total": total}
 
     def maintain(self, now: datetime) -> dict[str, int]:
-        """Downsample complete buckets into each coarser resolution, then prune by retention.
+        """:func:`maintain_samples` as of ``now``."""
+        return maintain_samples(now)
 
-        Returns the rows made and removed per step (``{"made_60": n, "pruned_1": m, ...}``).
-        """
-        keep = retention()
-        resolutions = list(keep)
-        done: dict[str, int] = {}
-        with conf.atomic(), conf.db().cursor() as cur:
-            for src, res in pairwise(resolutions):
-                cur.execute(DOWNSAMPLE, {"src": src, "res": res, "step": timedelta(seconds=res), "now": now})
-                done[f"made_{res}"] = cur.rowcount
-            for res, seconds in keep.items():
-                cur.execute(PRUNE, {"res": res, "now": now, "keep": timedelta(seconds=seconds)})
-                done[f"pruned_{res}"] = cur.rowcount
-        return done
+
+def maintain_samples(now: datetime | None = None) -> dict[str, int]:
+    """Downsample complete buckets into each coarser resolution, then prune by retention (the upkeep
+    job ``samples``). Idempotent, so any process may run it; ``now`` defaults to the database's time.
+
+    Returns the rows made and removed per step (``{"made_60": n, "pruned_1": m, ...}``).
+    """
+    keep = retention()
+    resolutions = list(keep)
+    done: dict[str, int] = {}
+    with conf.atomic(), conf.db().cursor() as cur:
+        if now is None:
+            cur.execute("SELECT statement_timestamp()")
+            now = cur.fetchone()[0]
+        for src, res in pairwise(resolutions):
+            cur.execute(DOWNSAMPLE, {"src": src, "res": res, "step": timedelta(seconds=res), "now": now})
+            done[f"made_{res}"] = cur.rowcount
+        for res, seconds in keep.items():
+            cur.execute(PRUNE, {"res": res, "now": now, "keep": timedelta(seconds=seconds)})
+            done[f"pruned_{res}"] = cur.rowcount
+    return done

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from queues.engine.core import validate_name
+from queues.engine import validate_name
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,14 @@
-"""The worker runtime behind ``mq_worker``: claim messages in batches, run their handlers, settle them.
+"""The worker's scheduler behind ``mq_worker``: claim messages in batches, run their handlers, settle them.
 
-One :class:`Worker` is one process. Its threads, each with its own database connection:
+This module is over 600 lines on purpose: :class:`WorkerProcess` is one object whose threads share one
+lock and one table of held messages, and every method that changes an item's state is here, next to
+the invariants it must keep (the lock is never held across a database call; an item is settled at
+most once; a lost lease is never extended or settled). Around it, each in a file of its own:
+:mod:`~queues.worker.config` (the options), :mod:`~queues.worker.outcomes` (what a failure means for
+its message), :mod:`~queues.worker.fleet` (heartbeat rows), :mod:`~queues.worker.resilience`
+(connections and outages) and :mod:`queues.upkeep` (the periodic cleaning a worker takes part in).
+
+One :class:`WorkerProcess` is one process. Its threads, each with its own database connection:
 
 - **main**: claims batches (weighted across its queues), waits for a NOTIFY, for free capacity or for
   a poll timer, and runs the shutdown when a signal or a limit says so;
@@ -9,9 +17,12 @@ One :class:`Worker` is one process. Its threads, each with its own database conn
 - **settler**: acks in batches (a finished handler's ack is flushed within 50 ms), nacks failures
   with backoff, extends leases that passed half their length (one UPDATE for all of them), and
   abandons sync handlers past their timeout;
-- **beat**: the heartbeat row in ``queues_worker``, marking silent workers dead and releasing their
-  leases, ``queues.prune()`` now and then (one worker at a time), and the periodic log line;
-- one **watcher** per queue turns the process's LISTEN wake-ups into a wake-up of the main thread.
+- **beat**: the heartbeat row (:mod:`~queues.worker.fleet`), reaping dead workers at heartbeat pace and
+  an upkeep sweep now and then (:func:`queues.upkeep.sweep`; one process at a time), and the
+  periodic log line;
+- one **watcher** per queue turns the process's LISTEN wake-ups into a wake-up of the main thread, and
+  a change of the queue's settings (a NOTIFY from a trigger, see ``engine/notify.py``) into a re-read
+  of them: a visibility timeout changed in the dashboard is used by the next claim.
 
 Every message the worker holds is an ``_Item`` in ``_held`` (keyed by receipt) from the claim until
 its settlement reached the database (acked, nacked, released) or its lease was found lost. All item
@@ -24,7 +35,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import inspect
+import enum
 import logging
 import os
 import random
@@ -33,25 +44,24 @@ import signal
 import socket
 import threading
 import time
-import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connections
-from django.db.models.functions import Now
-from django.utils import timezone
+from django.db import DatabaseError, close_old_connections, connections
 
-from queues import conf, tracing
-from queues.engine import core as engine
+from queues import conf, engine, tracing, upkeep
 from queues.engine.errors import LeaseExpired, QueueNotFound
-from queues.engine.text import safe_text
+from queues.engine.notify import Listener, get_listener, stop_listener
 from queues.engine.types import Delivery
-from queues.metrics.durations import DurationHistogram, fold_and_delete
-from queues.worker import registry
-from queues.worker.errors import Reject, WorkerConfigError
+from queues.metrics.durations import DurationHistogram
+from queues.models import WorkerState
+from queues.worker import fleet, registry
+from queues.worker.config import WorkerConfig, check_signature, parse_queue_weight
+from queues.worker.errors import WorkerConfigError
+from queues.worker.outcomes import Nack, decide_nack, past_retries, timeout_error
 from queues.worker.registry import HandlerSpec
+from queues.worker.resilience import DB_RETRY_MAX, ConnectionCare, Outage, is_outage, one_line
 
 log = logging.getLogger("queues.worker")
 
@@ -64,214 +74,26 @@ MAINTENANCE_INTERVAL = 0.1
 MAX_WAIT = 0.25
 # First idle poll delay of an empty queue; it doubles up to the configured poll interval.
 MIN_IDLE_POLL = 0.1
-# Backoff while the database is unreachable: it doubles from the first to the last value.
-DB_RETRY_MIN, DB_RETRY_MAX = 0.25, 5.0
-# An advisory lock key ("mqprune") so that only one worker at a time prunes.
-PRUNE_LOCK_KEY = 0x6D7170_72756E65
-# Stopped and dead heartbeat rows are deleted after this long (the dashboard shows recent ones).
-WORKER_ROW_RETENTION = timedelta(days=1)
-# Stored errors keep the summary line and the last frames of the traceback.
-ERROR_TRACEBACK_FRAMES = 8
-ERROR_MAX_CHARS = 4000
-
-WAITING, RUNNING, SETTLING, ABANDONED, RELEASED, FINISHED = (
-    "waiting", "running", "settling", "abandoned", "released", "finished"
-)
 
 
-# -- configuration ----------------------------------------------------------------------------------
-def parse_queue_weight(text: str) -> tuple[str, int]:
-    """``orders`` or ``orders:3`` -> ``("orders", 3)``; :class:`WorkerConfigError` if malformed."""
-    name, sep, weight_text = text.partition(":")
-    weight = 1
-    if sep:
-        try:
-            weight = int(weight_text)
-        except ValueError:
-            raise WorkerConfigError(
-                f"invalid queue weight in {text!r}: use QUEUE or QUEUE:WEIGHT with a whole number, e.g. orders:3"
-            ) from None
-        if not 1 <= weight <= 1000:
-            raise WorkerConfigError(f"invalid queue weight in {text!r}: the weight must be from 1 to 1000")
-    engine.validate_name(name)
-    return name, weight
+class ItemState(enum.Enum):
+    """Where a held message is inside this process (not the message's state in the database)."""
+
+    WAITING = "waiting"
+    """Claimed, waiting for a free handler."""
+    RUNNING = "running"
+    """Its handler runs."""
+    SETTLING = "settling"
+    """Its ack or nack is queued for the settler."""
+    ABANDONED = "abandoned"
+    """Still running at the end of the shutdown grace: released, its outcome ignored."""
+    RELEASED = "released"
+    """Given back unstarted (shutdown, or it waited half a lease for a handler)."""
+    FINISHED = "finished"
+    """Settled, or its lease found lost: no longer held."""
 
 
-def _check_number(value: Any, label: str, *, minimum: float, maximum: float | None = None,
-                  integer: bool = False, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value != value:
-        raise WorkerConfigError(f"{label} must be a {'whole ' if integer else ''}number, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        upper = f" and at most {maximum:g}" if maximum is not None else ""
-        raise WorkerConfigError(f"{label} must be at least {minimum:g}{upper}, got {value!r}")
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    """How one worker process runs. Every field has a matching ``mq_worker`` option."""
-
-    queues: Sequence[tuple[str, int]]
-    """(queue name, weight) pairs: each claim splits the free capacity between queues by weight."""
-    concurrency: int = 4
-    """Handler threads (sync handlers) and at most this many tasks at once (async handlers)."""
-    prefetch: int | None = None
-    """The most messages held at once (running + waiting + being acked); claims are batches up to it.
-    None: ``max(10, 2 * concurrency)``."""
-    visibility_timeout: float | None = None
-    """Lease length of each claim in seconds; None: each queue's own setting."""
-    max_messages: int | None = None
-    """Exit cleanly after settling this many messages (for recycling)."""
-    max_seconds: float | None = None
-    """Exit cleanly after running this long (for recycling)."""
-    burst: bool = False
-    """Exit once every queue is empty and nothing is held."""
-    grace: float = 30.0
-    """On shutdown, how long running handlers may take before their messages are released."""
-    poll_interval: float = 2.0
-    """The longest pause between polls of an idle queue (NOTIFY wakes it sooner)."""
-    log_interval: float = 10.0
-    """Seconds between two stats lines in the log; 0: none."""
-    prune_interval: float = 60.0
-    """Seconds between two attempts to prune (only one worker at a time does it); 0: never."""
-    heartbeat_interval: float | None = None
-    """Seconds between heartbeats; None: the HEARTBEAT_INTERVAL setting."""
-    dead_after: float | None = None
-    """A worker silent this long is marked dead and its leases released; None: WORKER_DEAD_AFTER."""
-
-    def __post_init__(self) -> None:
-        if not self.queues:
-            raise WorkerConfigError("name at least one queue to work on")
-        seen: set[str] = set()
-        for name, weight in self.queues:
-            engine.validate_name(name)
-            _check_number(weight, f"the weight of {name!r}", minimum=1, maximum=1000, integer=True)
-            if name in seen:
-                raise WorkerConfigError(f"queue {name!r} is named twice: name each queue once (QUEUE:WEIGHT)")
-            seen.add(name)
-        _check_number(self.concurrency, "concurrency", minimum=1, maximum=1000, integer=True)
-        _check_number(self.prefetch, "prefetch", minimum=1, maximum=engine.MAX_BATCH, integer=True, optional=True)
-        _check_number(self.visibility_timeout, "visibility timeout", minimum=1.0,
-                      maximum=engine.MAX_VISIBILITY_TIMEOUT, optional=True)
-        _check_number(self.max_messages, "max messages", minimum=1, integer=True, optional=True)
-        _check_number(self.max_seconds, "max seconds", minimum=0.1, optional=True)
-        _check_number(self.grace, "grace", minimum=0)
-        _check_number(self.poll_interval, "poll interval", minimum=0.05, maximum=3600)
-        _check_number(self.log_interval, "log interval", minimum=0)
-        _check_number(self.prune_interval, "prune interval", minimum=0)
-        _check_number(self.heartbeat_interval, "heartbeat interval", minimum=0.1, optional=True)
-        _check_number(self.dead_after, "dead after", minimum=0.5, optional=True)
-
-    @property
-    def effective_prefetch(self) -> int:
-        """``prefetch``, or its default."""
-        return self.prefetch if self.prefetch is not None else max(10, 2 * self.concurrency)
-
-
-# -- helpers ----------------------------------------------------------------------------------------
-def describe_error(exc: BaseException) -> str:
-    """What a nack records: ``ExceptionClass: message`` then the last frames of the traceback."""
-    cls = type(exc)
-    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    text = str(exc)
-    head = f"{name}: {text}" if text else name
-    frames = "".join(traceback.format_exception(exc, limit=-ERROR_TRACEBACK_FRAMES)).rstrip()
-    out = f"{head}\n{frames}" if frames else head
-    if len(out) > ERROR_MAX_CHARS:
-        keep = ERROR_MAX_CHARS - 200
-        out = f"{out[:150]}\n[... traceback trimmed ...]\n{out[-keep:]}"
-    # A NUL or a lone surrogate in an exception's text must not cost the message its record.
-    return safe_text(out)
-
-
-def retry_delay(spec: HandlerSpec, receive_count: int) -> float:
-    """Exponential backoff with jitter: ``backoff * 2**(attempt-1)``, capped, then a random 50-100% of it.
-
-    The jitter spreads retries of messages that failed together (a dependency down), so they do
-    not all come back in the same instant.
-    """
-    exponent = min(max(receive_count - 1, 0), 40)
-    ceiling = min(spec.max_backoff, spec.backoff * (2**exponent))
-    return min(random.uniform(ceiling / 2, ceiling), engine.MAX_DELAY)
-
-
-def check_signature(spec: HandlerSpec, queue: str) -> None:
-    """A handler must take the message as its one required positional argument."""
-    try:
-        sig = inspect.signature(spec.func)
-    except (TypeError, ValueError):
-        return  # builtins and some C callables cannot be inspected: trust them
-    try:
-        sig.bind(object())
-    except TypeError:
-        raise WorkerConfigError(
-            f"the handler {spec.name} of queue {queue!r} cannot take the message: its signature is "
-            f"{spec.func.__name__}{sig}; it must accept one positional argument (a queues.Delivery)"
-        ) from None
-
-
-class _ConnectionCare:
-    """Per-thread: ``close_old_connections()`` at most once a second, and at once after an error.
-
-    Calling it more often would cost a health-check round trip per call (CONN_HEALTH_CHECKS); after
-    a database error it is what drops a broken connection, so the next query reconnects.
-    """
-
-    def __init__(self) -> None:
-        self._next = 0.0
-
-    def __call__(self, *, after_error: bool = False) -> None:
-        now = time.monotonic()
-        if after_error or now >= self._next:
-            close_old_connections()
-            self._next = now + 1.0
-
-
-def is_outage(exc: BaseException) -> bool:
-    """Whether a database error means "the database cannot be reached" (wait and retry with backoff)
-    rather than "the database refused this statement" (bad data, a constraint: the same statement would
-    fail the same way, so the worker records what it can and keeps going)."""
-    return isinstance(exc, (OperationalError, InterfaceError))
-
-
-class _Outage:
-    """Logs a database outage once when it starts and once when it ends, per place, not per attempt.
-
-    A refused statement is not an outage: it is logged as ``event=db_refused`` every time and does not
-    start the reconnect backoff.
-    """
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-        self.down_since: float | None = None
-        self.delay = DB_RETRY_MIN
-
-    def failed(self, exc: BaseException) -> float:
-        """Record a failure; return how long to wait before the next attempt."""
-        if not is_outage(exc):
-            log.error("event=db_refused where=%s error=%s note=the database refused a statement; not an outage",
-                      self.where, _one_line(exc))
-            return DB_RETRY_MAX
-        if self.down_since is None:
-            self.down_since = time.monotonic()
-            log.warning("event=db_unavailable where=%s error=%s", self.where, _one_line(exc))
-            self.delay = DB_RETRY_MIN
-        else:
-            self.delay = min(self.delay * 2, DB_RETRY_MAX)
-        return self.delay
-
-    def ok(self) -> None:
-        """Record a success (logs the recovery if there was an outage)."""
-        if self.down_since is not None:
-            log.warning("event=db_available where=%s down_for=%.1fs", self.where, time.monotonic() - self.down_since)
-            self.down_since = None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+WAITING, RUNNING, SETTLING, ABANDONED, RELEASED, FINISHED = ItemState
 
 
 @dataclass(eq=False)
@@ -312,14 +134,14 @@ class _Item:
 
 @dataclass
 class _Failure:
+    """A failed attempt waiting for the settler to nack it."""
+
     item: _Item
-    error: str
-    delay: float
-    dead_letter: bool
+    nack: Nack
 
 
 # -- the worker -------------------------------------------------------------------------------------
-class Worker:
+class WorkerProcess:
     """One worker process: build it with a :class:`WorkerConfig`, :meth:`prepare`, then :meth:`run`."""
 
     def __init__(self, config: WorkerConfig) -> None:
@@ -328,7 +150,7 @@ class Worker:
         self.name = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.row_id: int | None = None
         self.heartbeat_interval = float(config.heartbeat_interval or conf.get("HEARTBEAT_INTERVAL"))
-        self.dead_after = float(config.dead_after or conf.get("WORKER_DEAD_AFTER"))
+        self.dead_after = float(conf.get("WORKER_DEAD_AFTER"))
         self._queues: list[_QueueState] = []
         self._prepared = False
 
@@ -355,7 +177,7 @@ class Worker:
         self._stop_reason: str | None = None
         self._signals = 0
         self._stopped = threading.Event()  # set when the worker is done: background loops end
-        self._state = "live"
+        self._state = WorkerState.LIVE
         self.started_at = time.monotonic()
         self.processed = 0  # handled and acked
         self.failed = 0  # handler raised or timed out (nacked, maybe dead-lettered)
@@ -456,16 +278,8 @@ class Worker:
         self.stop(f"signal:{signal.Signals(signum).name}")
 
     def _register(self) -> None:
-        from queues.models import Worker as WorkerRow
-
-        row = WorkerRow.objects.create(
-            name=self.name[:200], host=socket.gethostname()[:255], pid=os.getpid(),
-            queues=[q.name for q in self._queues], concurrency=self.config.concurrency,
-            started_at=timezone.now(), last_beat_at=timezone.now(),
-        )
-        # The database's clock is the only one all workers share: beats are compared with it.
-        WorkerRow.objects.filter(pk=row.pk).update(started_at=Now(), last_beat_at=Now())
-        self.row_id = row.pk
+        self.row_id = fleet.register(self.name, queues=[q.name for q in self._queues],
+                                     concurrency=self.config.concurrency)
 
     def _start_threads(self) -> None:
         def start(target: Callable[..., None], name: str, *args: Any) -> threading.Thread:
@@ -483,19 +297,15 @@ class Worker:
             start(self._loop_thread, "mq-async")
         start(self._settler_thread, "mq-settler")
         start(self._beat_thread, "mq-beat")
-        from queues.engine.notify import get_listener
-
         listener = get_listener()
         for q in self._queues:
-            start(self._watch_thread, f"mq-watch-{q.name}", listener, q.id)
+            start(self._watch_thread, f"mq-watch-{q.name}", listener, q)
 
     # -- claiming (main thread) ---------------------------------------------------------------------
     def _claim_loop(self) -> None:
-        from queues.engine.notify import get_listener
-
         listener = get_listener()
-        care = _ConnectionCare()
-        outage = _Outage("claim")
+        care = ConnectionCare()
+        outage = Outage("claim")
         deadline = self.started_at + self.config.max_seconds if self.config.max_seconds else None
         while self._stop_reason is None:
             if deadline is not None and time.monotonic() >= deadline:
@@ -532,7 +342,7 @@ class Worker:
             free = min(free, self.config.max_messages - self.settled - len(self._held))
         return free
 
-    def _claim_round(self, listener: Any) -> tuple[bool, bool]:
+    def _claim_round(self, listener: Listener) -> tuple[bool, bool]:
         """Claim once from each queue due a claim. Returns (claim again at once, every queue empty)."""
         with self._lock:
             free = self._free()
@@ -599,7 +409,7 @@ class Worker:
             for item in items:
                 self._loop.call_soon_threadsafe(self._start_task, item)
 
-    def _wait_for_work(self, listener: Any) -> None:
+    def _wait_for_work(self, listener: Listener) -> None:
         """Sleep until capacity frees up, a queue gets a NOTIFY or is due a poll, or at most MAX_WAIT
         (the caller re-checks stop flags and limits after each wait)."""
         with self._lock:
@@ -626,16 +436,41 @@ class Worker:
         while self._stop_reason is None and time.monotonic() < deadline:
             time.sleep(min(0.05, max(deadline - time.monotonic(), 0)))
 
-    def _watch_thread(self, listener: Any, queue_id: int) -> None:
-        while not self._stopped.is_set():
-            seen = listener.seq(queue_id)
-            if listener.wait(queue_id, seen, 1.0):
-                with self._lock:
-                    self._wake.notify_all()
+    def _watch_thread(self, listener: Listener, q: _QueueState) -> None:
+        """Wake the main thread on a NOTIFY for ``q``; re-read ``q``'s settings when they changed."""
+        settings_seen = listener.config_seq(q.id)
+        try:
+            while not self._stopped.is_set():
+                seen = listener.seq(q.id)
+                if listener.wait(q.id, seen, 1.0):
+                    with self._lock:
+                        self._wake.notify_all()
+                changed = listener.config_seq(q.id)
+                if changed != settings_seen:
+                    try:
+                        self._refresh_queue(q)
+                        settings_seen = changed
+                    except DatabaseError as exc:  # tried again after the next wake-up or second
+                        log.warning("event=settings_refresh_failed queue=%s error=%s", q.name, one_line(exc))
+                        close_old_connections()
+        finally:
+            connections.close_all()
+
+    def _refresh_queue(self, q: _QueueState) -> None:
+        """Re-read the settings of ``q`` the worker uses (its visibility timeout, unless ``mq_worker`` set
+        one): the next claim from ``q`` uses them."""
+        close_old_connections()
+        with contextlib.suppress(QueueNotFound):  # deleted: the claim loop says so
+            queue = engine.get_queue(q.name)
+            if self.config.visibility_timeout is None:
+                vt = queue.visibility_timeout.total_seconds()
+                if vt != q.vt:
+                    log.info("event=queue_settings queue=%s visibility_timeout=%g was=%g", q.name, vt, q.vt)
+                    q.vt = vt
 
     # -- running handlers ---------------------------------------------------------------------------
     def _handler_thread(self) -> None:
-        care = _ConnectionCare()
+        care = ConnectionCare()
         me = threading.current_thread()
         ok = True  # whether the last handler returned normally (else the connection gets checked)
         try:
@@ -674,16 +509,12 @@ class Worker:
             return None
 
     def _past_retries(self, item: _Item) -> bool:
-        """Dead-letter, without running it, a delivery received more often than its handler's ``retries``
-        allow: an earlier attempt's outcome was never recorded (its nack failed, its lease or its worker
-        was lost), and running it again would silently ignore the limit."""
-        spec, delivery = item.queue.spec, item.delivery
-        if spec.retries is None or delivery.receive_count <= spec.retries:
+        """Dead-letter, without running it, a delivery received more often than its handler allows
+        (:func:`~queues.worker.outcomes.past_retries`); True if it was."""
+        error = past_retries(item.queue.spec, item.delivery.receive_count)
+        if error is None:
             return False
-        self._fail(item, RetriesUsedUp(
-            f"received {delivery.receive_count} times, more than the handler's retries ({spec.retries}): an "
-            "earlier attempt's outcome was not recorded (a failed nack, a lost lease or worker); not run again"
-        ), dead_letter=True)
+        self._fail(item, error, dead_letter=True)
         return True
 
     def _run_sync(self, item: _Item) -> bool:
@@ -773,7 +604,7 @@ class Worker:
                 return  # shutdown past its grace: the message is being released
             except TimeoutError as exc:
                 if scope.expired():
-                    self._fail(item, _timeout_error(spec))
+                    self._fail(item, timeout_error(spec))
                 else:
                     self._fail(item, exc)
             except Exception as exc:
@@ -826,18 +657,9 @@ class Worker:
 
     @staticmethod
     def _failure(item: _Item, exc: BaseException, reason: str | None = None, dead_letter: bool = False) -> _Failure:
-        """How a failed attempt is nacked: the error on record, the backoff, or the dead-letter queue now
-        (a :class:`Reject`, a body that cannot be decoded, or the handler's ``retries`` used up)."""
-        spec, delivery = item.queue.spec, item.delivery
-        error = describe_error(exc)
-        if reason:
-            error = f"{reason}: {error}"
-        if isinstance(exc, Reject):
-            dead_letter = True
-        if spec.retries is not None and delivery.receive_count >= spec.retries:
-            dead_letter = True
-        delay = 0.0 if dead_letter else retry_delay(spec, delivery.receive_count)
-        return _Failure(item, error, delay, dead_letter)
+        """How a failed attempt is nacked (:func:`~queues.worker.outcomes.decide_nack`)."""
+        nack = decide_nack(item.queue.spec, item.delivery.receive_count, exc, reason=reason, dead_letter=dead_letter)
+        return _Failure(item, nack)
 
     def _fail(self, item: _Item, exc: BaseException, *, reason: str | None = None, dead_letter: bool = False) -> None:
         failure = self._failure(item, exc, reason, dead_letter)
@@ -853,8 +675,8 @@ class Worker:
 
     # -- settling (settler thread) ------------------------------------------------------------------
     def _settler_thread(self) -> None:
-        care = _ConnectionCare()
-        outage = _Outage("settle")
+        care = ConnectionCare()
+        outage = Outage("settle")
         next_maintenance = 0.0
         retry_at = 0.0  # after a database error, settlements wait for this moment
         try:
@@ -937,7 +759,7 @@ class Worker:
             if is_outage(exc):
                 raise
             log.error("event=db_refused where=ack count=%d error=%s note=the acks were not recorded; those "
-                      "messages come back when their leases run out", len(acks), _one_line(exc))
+                      "messages come back when their leases run out", len(acks), one_line(exc))
             with self._lock:
                 self._acking = 0
             for item in acks:
@@ -963,16 +785,16 @@ class Worker:
         without the error text, so the backoff, the handler's retries and dead-lettering still hold."""
         item = failure.item
         try:
-            return engine.nack(item.delivery.receipt, delay=failure.delay, error=failure.error,
-                               dead_letter=failure.dead_letter)
+            return engine.nack(item.delivery.receipt, delay=failure.nack.delay, error=failure.nack.error,
+                               dead_letter=failure.nack.dead_letter)
         except DatabaseError as exc:
             if is_outage(exc):
                 raise
             log.error("event=db_refused where=nack queue=%s message=%d error=%s note=recording the failure "
-                      "without its error text", item.queue.name, item.delivery.id, _one_line(exc))
-            note = f"[the error text could not be recorded: {_one_line(exc)[:500]}]"
-            return engine.nack(item.delivery.receipt, delay=failure.delay, error=note,
-                               dead_letter=failure.dead_letter)
+                      "without its error text", item.queue.name, item.delivery.id, one_line(exc))
+            note = f"[the error text could not be recorded: {one_line(exc)[:500]}]"
+            return engine.nack(item.delivery.receipt, delay=failure.nack.delay, error=note,
+                               dead_letter=failure.nack.dead_letter)
 
     def _flush_failure(self, failure: _Failure) -> None:
         item = failure.item
@@ -988,7 +810,7 @@ class Worker:
         except DatabaseError as exc:
             if is_outage(exc):
                 raise
-            self._lose(item, f"the database refused the nack twice ({_one_line(exc)})")
+            self._lose(item, f"the database refused the nack twice ({one_line(exc)})")
             return
         with self._lock:
             item.state = FINISHED
@@ -997,13 +819,13 @@ class Worker:
             self.settled += 1
             self.dead_lettered += dead
             self._wake.notify()
-        summary = failure.error.splitlines()[0][:300]
+        summary = failure.nack.error.splitlines()[0][:300]
         if dead:
             log.warning("event=dead_lettered queue=%s message=%d receive_count=%d error=%r",
                         item.queue.name, item.delivery.id, item.delivery.receive_count, summary)
         else:
             log.info("event=retry queue=%s message=%d receive_count=%d delay=%.2fs error=%r",
-                     item.queue.name, item.delivery.id, item.delivery.receive_count, failure.delay, summary)
+                     item.queue.name, item.delivery.id, item.delivery.receive_count, failure.nack.delay, summary)
 
     def _maintain(self) -> None:
         """Extend the leases of running handlers past half their length (one UPDATE for all of them per
@@ -1059,7 +881,7 @@ class Worker:
         spec = item.queue.spec
         # A thread cannot be stopped: a fresh one takes its place and its eventual result is ignored
         # (an atomic handler's transaction rolls back: its ack finds the lease gone).
-        failure = self._failure(item, _timeout_error(spec))
+        failure = self._failure(item, timeout_error(spec))
         with self._lock:
             if item.state is not RUNNING:
                 return
@@ -1077,42 +899,39 @@ class Worker:
             thread.start()
             self._threads.append(thread)
 
-    # -- heartbeat, reaping, pruning, stats (beat thread) -------------------------------------------
+    # -- heartbeat, upkeep, stats (beat thread) ----------------------------------------------------
     def _beat_thread(self) -> None:
-        care = _ConnectionCare()
-        outage = _Outage("beat")
+        care = ConnectionCare()
+        outage = Outage("beat")
         now = time.monotonic()
         next_beat = now + self.heartbeat_interval
         next_log = now + self.config.log_interval if self.config.log_interval else float("inf")
-        next_prune = now + random.uniform(0.5, 1.0) * self.config.prune_interval if self.config.prune_interval \
+        next_sweep = now + random.uniform(0.5, 1.0) * self.config.prune_interval if self.config.prune_interval \
             else float("inf")
-        next_refresh = now + 60.0
         last_log, last_processed = now, 0
         # Reaping waits until this worker's own beats have gone through for WORKER_DEAD_AFTER: after a
         # database outage every worker is silent, and the first one back must not condemn the others.
         beating_since: float | None = now
         try:
-            while not self._stopped.wait(max(0.0, min(next_beat, next_log, next_prune) - time.monotonic())):
+            while not self._stopped.wait(max(0.0, min(next_beat, next_log, next_sweep) - time.monotonic())):
                 care(after_error=outage.down_since is not None)
                 now = time.monotonic()
                 try:
+                    reaping = beating_since is not None and now - beating_since >= self.dead_after
                     if now >= next_beat:
                         self._heartbeat()
                         beating_since = beating_since or now
-                        if now - beating_since >= self.dead_after:
-                            self._reap()
+                        if reaping:
+                            upkeep.sweep(only=["workers"])
                         next_beat = now + self.heartbeat_interval
                     if now >= next_log:
                         processed = self.processed
                         self._log_stats(processed - last_processed, now - last_log)
                         last_log, last_processed = now, processed
                         next_log = now + self.config.log_interval
-                    if now >= next_prune:
-                        self._prune()
-                        next_prune = now + self.config.prune_interval
-                    if now >= next_refresh:
-                        self._refresh_queues()
-                        next_refresh = now + 60.0
+                    if now >= next_sweep:
+                        upkeep.sweep(only=[job for job in upkeep.JOBS if reaping or job != "workers"])
+                        next_sweep = now + self.config.prune_interval
                     outage.ok()
                 except DatabaseError as exc:
                     beating_since = None
@@ -1123,72 +942,12 @@ class Worker:
         finally:
             connections.close_all()
 
-    def _heartbeat(self, *, final: bool = False) -> None:
-        from queues.models import Worker as WorkerRow
-
+    def _heartbeat(self) -> None:
         with self._lock:
             receipts = [i.delivery.receipt for i in self._held.values() if i.state is not FINISHED]
-        fields: dict[str, Any] = {
-            "last_beat_at": Now(), "processed": self.processed, "failed": self.failed,
-            "in_flight": len(receipts), "in_flight_ids": receipts, "state": self._state,
-            "handler_durations": self.durations.snapshot(),
-        }
-        if final:
-            fields.update(state="stopped", stopped_at=Now(), in_flight=0, in_flight_ids=[])
-        WorkerRow.objects.filter(pk=self.row_id).update(**fields)
-
-    def _reap(self) -> None:
-        """Mark workers silent for WORKER_DEAD_AFTER dead and release the leases they still held.
-
-        Their heartbeat stored receipts, not ids, so only leases the dead worker still holds are
-        released: a message that was redelivered since has a new receipt and is left alone.
-        """
-        from queues.models import Worker as WorkerRow
-
-        cutoff = Now() - timedelta(seconds=self.dead_after)
-        with conf.atomic():
-            dead = list(
-                WorkerRow.objects.select_for_update(skip_locked=True)
-                .filter(state__in=["live", "stopping"], last_beat_at__lt=cutoff)
-                .exclude(pk=self.row_id)
-            )
-            for row in dead:
-                receipts = [r for r in row.in_flight_ids if isinstance(r, str) and ":" in r]
-                stale = engine.release_batch(receipts) if receipts else []
-                WorkerRow.objects.filter(pk=row.pk).update(state="dead", stopped_at=Now(), in_flight=0)
-                log.warning("event=worker_dead worker=%s released=%d note=silent for over %gs",
-                            row.name, len(receipts) - len(stale), self.dead_after)
-
-    def _prune(self) -> None:
-        """Retention without cron: one worker at a time (an advisory lock) prunes."""
-        from queues.models import Worker as WorkerRow
-        from queues.tasks import prune_results
-
-        with conf.db().cursor() as cur:
-            cur.execute("SELECT pg_try_advisory_lock(%s)", [PRUNE_LOCK_KEY])
-            if not cur.fetchone()[0]:
-                return
-            try:
-                result = engine.prune()
-                # Their duration histograms are folded into the totals, so /metrics' sums never shrink.
-                gone = fold_and_delete(list(WorkerRow.objects.filter(
-                    state__in=["stopped", "dead"], last_beat_at__lt=Now() - WORKER_ROW_RETENTION
-                ).values_list("pk", flat=True)))
-                results = prune_results()
-                abandoned = engine.reap_redrives()
-                if result.expired_messages or result.expired_dedup_ids or gone or results or abandoned:
-                    log.info("event=pruned expired_messages=%d expired_dedup_ids=%d worker_rows=%d task_results=%d "
-                             "abandoned_redrives=%d", result.expired_messages, result.expired_dedup_ids, gone,
-                             results, abandoned)
-            finally:
-                cur.execute("SELECT pg_advisory_unlock(%s)", [PRUNE_LOCK_KEY])
-
-    def _refresh_queues(self) -> None:
-        if self.config.visibility_timeout is not None:
-            return
-        for q in self._queues:
-            with contextlib.suppress(QueueNotFound):
-                q.vt = engine.get_queue(q.name).visibility_timeout.total_seconds()
+        assert self.row_id is not None
+        fleet.beat(self.row_id, state=self._state, processed=self.processed, failed=self.failed,
+                   held_receipts=receipts, handler_durations=self.durations.snapshot())
 
     def _log_stats(self, processed: int, elapsed: float) -> None:
         backlog = {s.queue: s.ready for s in engine.stats([q.name for q in self._queues])}
@@ -1205,7 +964,7 @@ class Worker:
     # -- shutdown (main thread) ---------------------------------------------------------------------
     def _shutdown(self) -> None:
         reason = self._stop_reason or "error"
-        self._state = "stopping"
+        self._state = WorkerState.STOPPING
         with self._lock:
             running = sum(1 for i in self._held.values() if i.state is RUNNING)
         log.info("event=stopping worker=%s reason=%s running=%d grace=%gs", self.name, reason, running,
@@ -1253,15 +1012,13 @@ class Worker:
         # program, such as a test run that drops its database next.
         for thread in self._threads:
             thread.join(timeout=2.0)
-        from queues.engine.notify import stop_listener
-
         stop_listener()
-        self._state = "stopped"
+        self._state = WorkerState.STOPPED
         try:
             close_old_connections()
-            self._heartbeat(final=True)
+            self._heartbeat()
         except DatabaseError as exc:
-            log.warning("event=final_beat_failed error=%s", _one_line(exc))
+            log.warning("event=final_beat_failed error=%s", one_line(exc))
         log.info(
             "event=stopped worker=%s reason=%s processed=%d failed=%d dead_lettered=%d lost=%d uptime=%.1fs",
             self.name, reason, self.processed, self.failed, self.dead_lettered, self.lost,
@@ -1277,20 +1034,20 @@ class Worker:
             engine.release_batch([i.delivery.receipt for i in items], refund=refund)
         except DatabaseError as exc:
             log.warning("event=release_failed count=%d error=%s note=the leases will expire on their own",
-                        len(items), _one_line(exc))
+                        len(items), one_line(exc))
         with self._lock:
             for item in items:
                 self._held.pop(item.delivery.receipt, None)
             self._wake.notify_all()
 
 
-class RetriesUsedUp(Exception):
-    """Recorded on a message dead-lettered because it came back after its handler's last retry."""
-
 
 class _Abandoned(Exception):
     """Raised inside an atomic handler's transaction when it finished after its timeout."""
 
 
-def _timeout_error(spec: HandlerSpec) -> TimeoutError:
-    return TimeoutError(f"handler {spec.name} ran longer than its timeout of {spec.timeout:g}s and was abandoned")
+Worker = WorkerProcess
+"""The old name of :class:`WorkerProcess`, kept for code that imports it (``queues.models.Worker`` is the
+heartbeat row)."""
+
+__all__ = ["Worker", "WorkerConfig", "WorkerProcess", "parse_queue_weight"]

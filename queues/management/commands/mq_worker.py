@@ -9,8 +9,9 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from queues.management.base import MQCommand, parse_duration, positive_int
+from queues.worker.config import WorkerConfig, parse_queue_weight
 from queues.worker.errors import WorkerConfigError
-from queues.worker.runtime import Worker, WorkerConfig, parse_queue_weight
+from queues.worker.runtime import WorkerProcess
 
 
 def _queue_arg(text: str) -> tuple[str, int]:
@@ -141,6 +142,6 @@ class Command(MQCommand):
             )
         except WorkerConfigError as exc:
             raise WorkerConfigError(f"{exc} (see python manage.py mq_worker --help)") from None
-        worker = Worker(config)
+        worker = WorkerProcess(config)
         worker.prepare()
         worker.run()
