@@ -11,7 +11,6 @@ from django.core.management.base import CommandParser
 from queues.management.base import MQCommand, parse_duration, positive_int
 from queues.worker.config import WorkerConfig, parse_queue_weight
 from queues.worker.errors import WorkerConfigError
-from queues.worker.runtime import WorkerProcess
 
 
 def _queue_arg(text: str) -> tuple[str, int]:
@@ -142,6 +141,10 @@ class Command(MQCommand):
             )
         except WorkerConfigError as exc:
             raise WorkerConfigError(f"{exc} (see python manage.py mq_worker --help)") from None
+        # deferred: the runtime loads queues.models, and this module must import without the app being
+        # installed (hosts and tests use its console set-up on its own)
+        from queues.worker.runtime import WorkerProcess
+
         worker = WorkerProcess(config)
         worker.prepare()
         worker.run()
