@@ -53,11 +53,11 @@ def beat(
     worker dead), and the handler-duration histograms. A ``STOPPED`` beat is the last: it holds nothing."""
     fields: dict[str, Any] = {
         "last_beat_at": Now(), "processed": processed, "failed": failed, "state": state,
-        "in_flight": len(held_receipts), "in_flight_ids": list(held_receipts),
+        "in_flight": len(held_receipts), "held_receipts": list(held_receipts),
         "handler_durations": handler_durations,
     }
     if state == WorkerState.STOPPED:
-        fields.update(stopped_at=Now(), in_flight=0, in_flight_ids=[])
+        fields.update(stopped_at=Now(), in_flight=0, held_receipts=[])
     WorkerRow.objects.filter(pk=row_id).update(**fields)
 
 
@@ -88,7 +88,7 @@ def reap_dead_workers(*, dead_after: float | None = None) -> Reaped:
             .filter(state__in=[WorkerState.LIVE, WorkerState.STOPPING], last_beat_at__lt=cutoff)
         )
         for row in dead:
-            receipts = [r for r in row.in_flight_ids if isinstance(r, str) and ":" in r]
+            receipts = [r for r in row.held_receipts if isinstance(r, str) and ":" in r]
             stale = engine.release_batch(receipts) if receipts else []
             WorkerRow.objects.filter(pk=row.pk).update(state=WorkerState.DEAD, stopped_at=Now(), in_flight=0)
             workers += 1

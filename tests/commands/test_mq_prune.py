@@ -56,7 +56,7 @@ def silent_worker(receipts: list[str], *, state: str = WorkerState.LIVE, silent_
     then = timezone.now() - silent_for
     return WorkerRow.objects.create(
         name=f"gone:{len(receipts)}:{state}", host="gone", pid=1, queues=["jobs"], state=state, started_at=then,
-        last_beat_at=then, in_flight=len(receipts), in_flight_ids=receipts,
+        last_beat_at=then, in_flight=len(receipts), held_receipts=receipts,
     )
 
 
