@@ -74,8 +74,10 @@ def _samples(batch: int) -> dict[str, int]:
     from queues.metrics.sampler import maintain_samples
 
     done = maintain_samples()
-    return {"samples_made": sum(v for k, v in done.items() if k.startswith("made_")),
-            "old_samples": sum(v for k, v in done.items() if k.startswith("pruned_"))}
+    return {
+        "samples_made": sum(v for k, v in done.items() if k.startswith("made_")),
+        "old_samples": sum(v for k, v in done.items() if k.startswith("pruned_")),
+    }
 
 
 JOBS: dict[str, JobFunc] = {

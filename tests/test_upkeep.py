@@ -90,6 +90,7 @@ def test_the_lock_is_free_after_a_sweep(probe):
     probe["hold"].set()
     upkeep.sweep(only=["probe"])
     with conf.db().cursor() as cur:
-        cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s",
-                    [upkeep.LOCK_KEY & 0xFFFFFFFF])
+        cur.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s", [upkeep.LOCK_KEY & 0xFFFFFFFF]
+        )
         assert cur.fetchone()[0] == 0

@@ -36,8 +36,15 @@ def parse_queue_weight(text: str) -> tuple[str, int]:
     return name, weight
 
 
-def check_number(value: Any, label: str, *, minimum: float, maximum: float | None = None,
-                 integer: bool = False, optional: bool = False) -> None:
+def check_number(
+    value: Any,
+    label: str,
+    *,
+    minimum: float,
+    maximum: float | None = None,
+    integer: bool = False,
+    optional: bool = False,
+) -> None:
     """Raise :class:`WorkerConfigError` unless ``value`` is a number (``integer``: a whole one) in range.
 
     ``optional`` lets None through (the option is unset). Booleans and NaN are refused.
@@ -111,8 +118,9 @@ class WorkerConfig:
             seen.add(name)
         check_number(self.concurrency, "concurrency", minimum=1, maximum=1000, integer=True)
         check_number(self.prefetch, "prefetch", minimum=1, maximum=MAX_BATCH, integer=True, optional=True)
-        check_number(self.visibility_timeout, "visibility timeout", minimum=1.0,
-                     maximum=MAX_VISIBILITY_TIMEOUT, optional=True)
+        check_number(
+            self.visibility_timeout, "visibility timeout", minimum=1.0, maximum=MAX_VISIBILITY_TIMEOUT, optional=True
+        )
         check_number(self.max_messages, "max messages", minimum=1, integer=True, optional=True)
         check_number(self.max_seconds, "max seconds", minimum=0.1, optional=True)
         check_number(self.grace, "grace", minimum=0)

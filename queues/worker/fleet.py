@@ -37,8 +37,13 @@ WORKER_ROW_RETENTION = timedelta(days=1)
 def register(name: str, *, queues: Sequence[str], concurrency: int) -> int:
     """Create the heartbeat row of a starting worker; return its id."""
     row = WorkerRow.objects.create(
-        name=name[:200], host=socket.gethostname()[:255], pid=os.getpid(), queues=list(queues),
-        concurrency=concurrency, started_at=timezone.now(), last_beat_at=timezone.now(),
+        name=name[:200],
+        host=socket.gethostname()[:255],
+        pid=os.getpid(),
+        queues=list(queues),
+        concurrency=concurrency,
+        started_at=timezone.now(),
+        last_beat_at=timezone.now(),
     )
     # The database's clock is the only one all workers share: beats are compared with it.
     WorkerRow.objects.filter(pk=row.pk).update(started_at=Now(), last_beat_at=Now())
@@ -46,14 +51,23 @@ def register(name: str, *, queues: Sequence[str], concurrency: int) -> int:
 
 
 def beat(
-    row_id: int, *, state: WorkerState, processed: int, failed: int, held_receipts: Sequence[str],
+    row_id: int,
+    *,
+    state: WorkerState,
+    processed: int,
+    failed: int,
+    held_receipts: Sequence[str],
     handler_durations: Any,
 ) -> None:
     """Write one heartbeat: the counts, the receipts of the leases held (released by whoever finds this
     worker dead), and the handler-duration histograms. A ``STOPPED`` beat is the last: it holds nothing."""
     fields: dict[str, Any] = {
-        "last_beat_at": Now(), "processed": processed, "failed": failed, "state": state,
-        "in_flight": len(held_receipts), "held_receipts": list(held_receipts),
+        "last_beat_at": Now(),
+        "processed": processed,
+        "failed": failed,
+        "state": state,
+        "in_flight": len(held_receipts),
+        "held_receipts": list(held_receipts),
         "handler_durations": handler_durations,
     }
     if state == WorkerState.STOPPED:
@@ -84,8 +98,9 @@ def reap_dead_workers(*, dead_after: float | None = None) -> Reaped:
     workers = released = 0
     with conf.atomic():
         dead = list(
-            WorkerRow.objects.select_for_update(skip_locked=True)
-            .filter(state__in=[WorkerState.LIVE, WorkerState.STOPPING], last_beat_at__lt=cutoff)
+            WorkerRow.objects.select_for_update(skip_locked=True).filter(
+                state__in=[WorkerState.LIVE, WorkerState.STOPPING], last_beat_at__lt=cutoff
+            )
         )
         for row in dead:
             receipts = [r for r in row.held_receipts if isinstance(r, str) and ":" in r]
@@ -93,8 +108,12 @@ def reap_dead_workers(*, dead_after: float | None = None) -> Reaped:
             WorkerRow.objects.filter(pk=row.pk).update(state=WorkerState.DEAD, stopped_at=Now(), in_flight=0)
             workers += 1
             released += len(receipts) - len(stale)
-            log.warning("event=worker_dead worker=%s released=%d note=silent for over %gs",
-                        row.name, len(receipts) - len(stale), seconds)
+            log.warning(
+                "event=worker_dead worker=%s released=%d note=silent for over %gs",
+                row.name,
+                len(receipts) - len(stale),
+                seconds,
+            )
     return Reaped(workers=workers, released=released)
 
 
@@ -103,6 +122,11 @@ def delete_old_rows(*, older_than: timedelta = WORKER_ROW_RETENTION) -> int:
 
     Their duration histograms are folded into the totals first, so ``/metrics``' sums never shrink.
     """
-    return fold_and_delete(list(WorkerRow.objects.filter(
-        state__in=[WorkerState.STOPPED, WorkerState.DEAD], last_beat_at__lt=Now() - older_than,
-    ).values_list("pk", flat=True)))
+    return fold_and_delete(
+        list(
+            WorkerRow.objects.filter(
+                state__in=[WorkerState.STOPPED, WorkerState.DEAD],
+                last_beat_at__lt=Now() - older_than,
+            ).values_list("pk", flat=True)
+        )
+    )

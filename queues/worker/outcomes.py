@@ -64,7 +64,11 @@ def retry_delay(spec: HandlerSpec, receive_count: int) -> float:
 
 
 def decide_nack(
-    spec: HandlerSpec, receive_count: int, exc: BaseException, *, reason: str | None = None,
+    spec: HandlerSpec,
+    receive_count: int,
+    exc: BaseException,
+    *,
+    reason: str | None = None,
     dead_letter: bool = False,
 ) -> Nack:
     """The nack of a failed attempt: dead-lettered now for a :class:`Reject`, when the caller says so (a

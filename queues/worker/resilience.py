@@ -64,8 +64,11 @@ class Outage:
     def failed(self, exc: BaseException) -> float:
         """Record a failure; return how long to wait before the next attempt."""
         if not is_outage(exc):
-            log.error("event=db_refused where=%s error=%s note=the database refused a statement; not an outage",
-                      self.where, one_line(exc))
+            log.error(
+                "event=db_refused where=%s error=%s note=the database refused a statement; not an outage",
+                self.where,
+                one_line(exc),
+            )
             return DB_RETRY_MAX
         if self.down_since is None:
             self.down_since = time.monotonic()

@@ -17,8 +17,11 @@ from tests.conftest import wait_for
 def lease_left(message_id: int) -> float:
     """Seconds until the lease of the in-flight message ``message_id`` runs out (0 when not in flight)."""
     with connection.cursor() as cur:
-        cur.execute("SELECT greatest(extract(epoch FROM available_at - now()), 0) FROM queues_message "
-                    "WHERE id = %s AND receipt IS NOT NULL", [message_id])
+        cur.execute(
+            "SELECT greatest(extract(epoch FROM available_at - now()), 0) FROM queues_message "
+            "WHERE id = %s AND receipt IS NOT NULL",
+            [message_id],
+        )
         row = cur.fetchone()
     return float(row[0]) if row else 0.0
 

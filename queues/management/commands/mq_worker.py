@@ -125,8 +125,9 @@ class Command(MQCommand):
         )
         parser.add_argument(
             "--prune-interval", type=parse_duration, default=60.0, metavar="DURATION",
-            help="How often to try running retention (queues.prune); only one worker at a time does it. "
-                 "0: never (then run mq_prune from cron). Default: 60s.",
+            help="How often to try an upkeep sweep (queues.upkeep: retention, dead workers, stale redrives, old "
+                 "task results and samples); one process at a time runs it. 0: never (then run mq_prune from "
+                 "cron). Default: 60s.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
