@@ -120,13 +120,13 @@ class _Item:
 
     __slots__ = ("delivery", "expires_at", "queue", "renew_at", "started", "state", "task", "thread")
 
-    def __init__(self, delivery: Delivery, queue: _QueueState, claimed_at: float) -> None:
+    def __init__(self, delivery: Delivery, queue: _QueueState, claimed_at: float, vt: float) -> None:
         self.delivery = delivery
         self.queue = queue
         self.state = WAITING
         # Measured from before the claim statement, so our idea of the lease never outlives the real one.
-        self.expires_at = claimed_at + queue.vt
-        self.renew_at = claimed_at + queue.vt / 2
+        self.expires_at = claimed_at + vt
+        self.renew_at = claimed_at + vt / 2
         self.started = 0.0
         self.task: Any = None
         self.thread: threading.Thread | None = None
@@ -362,12 +362,13 @@ class WorkerProcess:
             seen = listener.seq(q.id)
             claimed_at = time.monotonic()
             try:
-                got = engine.receive(q.name, max_messages=share, visibility_timeout=q.vt)
+                vt = q.vt  # read once: the watcher may change it meanwhile, and the items must know this lease
+                got = engine.receive(q.name, max_messages=share, visibility_timeout=vt)
                 tracing.record_receive(q.name, got)
             except QueueNotFound:
                 log.error("event=queue_missing queue=%s note=deleted while the worker runs; retrying later", q.name)
                 got = []
-            self._accept(q, got, claimed_at)
+            self._accept(q, got, claimed_at, vt)
             if len(got) < share:
                 q.empty, q.seen = True, seen
                 q.poll_at = time.monotonic() + q.idle_delay
@@ -393,10 +394,10 @@ class WorkerProcess:
             counts[best] += 1
         return [(q, n) for q, n in counts.items() if n > 0]
 
-    def _accept(self, q: _QueueState, deliveries: list[Delivery], claimed_at: float) -> None:
+    def _accept(self, q: _QueueState, deliveries: list[Delivery], claimed_at: float, vt: float) -> None:
         if not deliveries:
             return
-        items = [_Item(d, q, claimed_at) for d in deliveries]
+        items = [_Item(d, q, claimed_at, vt) for d in deliveries]
         with self._lock:
             for item in items:
                 self._held[item.delivery.receipt] = item
