@@ -160,7 +160,7 @@ class Sampler:
         self._maintained_minute = None
 
     def tick(self) -> dict[str, Any]:
-        """Read the live counts, store them as 1 s samples, maintain if due; return the message to push."""
+        """Read the live counts, store them as 1 s samples, sweep upkeep if due; return the message to push."""
         stats = engine.stats()
         at, worker_queues = self._record(stats)
         message = self._message(stats, at, worker_queues)
