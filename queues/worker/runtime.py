@@ -1042,7 +1042,6 @@ class WorkerProcess:
             self._wake.notify_all()
 
 
-
 class _Abandoned(Exception):
     """Raised inside an atomic handler's transaction when it finished after its timeout."""
 
