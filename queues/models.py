@@ -364,7 +364,7 @@ class Worker(models.Model):
     processed = models.BigIntegerField(default=0)
     failed = models.BigIntegerField(default=0)
     in_flight = models.IntegerField(default=0)
-    in_flight_ids = models.JSONField(
+    held_receipts = models.JSONField(
         default=list, help_text="Receipts (id:token) of the leases it holds, released early if it dies."
     )
     handler_durations = models.JSONField(

@@ -21,7 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from queues import conf
-from queues.worker.runtime import Worker, WorkerConfig
+from queues.worker.config import WorkerConfig
+from queues.worker.runtime import WorkerProcess
 
 
 class DrainError(RuntimeError):
@@ -51,7 +52,7 @@ def drain(*queues: str | Iterable[str], concurrency: int = 1, max_seconds: float
             "drain() runs handlers on worker threads with their own database connections, which cannot see "
             "this test's uncommitted transaction: use TransactionTestCase or @pytest.mark.django_db(transaction=True)"
         )
-    worker = Worker(WorkerConfig(
+    worker = WorkerProcess(WorkerConfig(
         queues=[(name, 1) for name in names], concurrency=concurrency, burst=True, max_seconds=max_seconds,
         grace=max_seconds, log_interval=0, prune_interval=0,
     ))

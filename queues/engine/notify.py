@@ -8,6 +8,10 @@ receiver's empty claim and its wait is never lost.
 
 If the connection fails the thread reconnects with backoff; receivers meanwhile fall back to
 polling, so a lost notification costs at most one poll interval.
+
+A change to a queue's row arrives as ``config:<queue id>`` (a trigger, migration 0013): it bumps the
+queue's config number (:meth:`Listener.config_seq`) and wakes its waiters, so a worker re-reads the
+queue's settings at once. After a reconnect every config number moves too (changes may have been missed).
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from queues.engine.sql import NOTIFY_CHANNEL
 
 log = logging.getLogger("queues.engine")
 
+CONFIG_PREFIX = "config:"
+"""Payload prefix of a queue settings change (then the queue id), sent by a trigger on ``queues_queue``."""
+
 
 class Listener:
     """The process's LISTEN connection and the waiters on it."""
@@ -34,6 +41,7 @@ class Listener:
         self._conninfo = conninfo
         self._cond = threading.Condition()
         self._seq: defaultdict[int, int] = defaultdict(int)
+        self._config_seq: defaultdict[int, int] = defaultdict(int)
         self._async_waiters: defaultdict[int, set[tuple[asyncio.AbstractEventLoop, asyncio.Future]]] = (
             defaultdict(set)
         )
@@ -46,6 +54,11 @@ class Listener:
         """The number of wake-ups seen for ``queue_id`` so far."""
         with self._cond:
             return self._seq[queue_id]
+
+    def config_seq(self, queue_id: int) -> int:
+        """The number of settings changes seen for ``queue_id`` so far (a wake-up comes with each)."""
+        with self._cond:
+            return self._config_seq[queue_id]
 
     def wait(self, queue_id: int, seen: int, timeout: float) -> bool:
         """Block until a wake-up for ``queue_id`` newer than ``seen``, or ``timeout``. True if woken."""
@@ -107,6 +120,7 @@ class Listener:
         with self._cond:
             for key in list(self._seq):
                 self._seq[key] += 1
+                self._config_seq[key] += 1
             self._cond.notify_all()
             waiters = [w for ws in self._async_waiters.values() for w in ws]
         for loop, fut in waiters:
@@ -126,9 +140,13 @@ class Listener:
                             if self._stop:
                                 break
                             try:
-                                self._wake(int(note.payload))
+                                queue_id = int(note.payload.removeprefix(CONFIG_PREFIX))
                             except ValueError:
                                 continue
+                            if note.payload.startswith(CONFIG_PREFIX):
+                                with self._cond:
+                                    self._config_seq[queue_id] += 1
+                            self._wake(queue_id)
                         conn.execute("SELECT 1")  # notice a dead server even when idle
             except Exception as exc:
                 self._connected.clear()

@@ -9,6 +9,9 @@ The lock is taken on the Django connection of the sampler's own thread (nothing 
 nothing closes it behind our back: ``close_old_connections`` only touches the calling thread's
 connections). If that connection is ever replaced, the lock went with the old session: leadership is
 checked against the very DB-API connection object that took it, at no cost per tick.
+
+It elects the sampler only. Upkeep (retention, reaping, sample pruning) has its own lock in
+:mod:`queues.upkeep`, because workers and ``mq_prune`` sweep too and never stand in this election.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ A tick costs two statements whatever the number of dashboards open: :func:`queue
 and index ranges, never a ``count(*)`` of the backlog) and :data:`RECORD`, which stores one 1 s
 ``QueueSample`` per queue and reads the live workers back in the same round trip. Rates come from the
 previous tick kept in memory, not from the database. Once a minute (on the first tick of each minute,
-and at once after an election) :meth:`Sampler.maintain` downsamples and prunes.
+and at once after an election) the tick runs an upkeep sweep (:func:`queues.upkeep.sweep`), whose
+``samples`` job is :func:`maintain_samples`: downsample, then prune by retention.
 
 Time is the database's: samples carry ``statement_timestamp()`` of the statement that stored them, so
 several web processes on several machines (one leading at a time) never disagree about the clock.
@@ -23,17 +24,11 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
-from queues import conf, engine
+from queues import conf, engine, upkeep
 from queues.engine.types import QueueStats
 from queues.metrics.numbers import Rates, Totals, rate
 
 logger = logging.getLogger("queues.metrics")
-
-FIELDS = (
-    "ready", "in_flight", "delayed", "dead", "depth", "oldest_ready_age", "rate_in", "rate_out", "rate_failed",
-    "workers",
-)
-"""The numbers each queue (and the ``total``) carries in a pushed sample; ``state`` rides along."""
 
 # A rate needs two readings close together: after a gap (sampler restarted, leader changed, process
 # stalled) the delta spans an unknown stretch, so the rate is unknown rather than an average.
@@ -159,7 +154,7 @@ class Sampler:
         self._maintained_minute = None
 
     def tick(self) -> dict[str, Any]:
-        """Read the live counts, store them as 1 s samples, maintain if due; return the message to push."""
+        """Read the live counts, store them as 1 s samples, sweep upkeep if due; return the message to push."""
         stats = engine.stats()
         at, worker_queues = self._record(stats)
         message = self._message(stats, at, worker_queues)
@@ -167,12 +162,10 @@ class Sampler:
         if minute != self._maintained_minute:
             self._maintained_minute = minute
             try:
-                self.maintain(at)
-                # The web side's redrives run in web processes: the leader gives up those whose process died.
-                engine.reap_redrives()
+                upkeep.sweep()
             except Exception:
                 # Upkeep must not stop the live numbers; it is retried next minute.
-                logger.exception("downsampling or pruning samples, or reaping redrives, failed; retrying next minute")
+                logger.exception("the upkeep sweep failed; retrying next minute")
         self.ticks += 1
         return message
 
@@ -226,18 +219,27 @@ class Sampler:
                 "total": total.as_sample()}
 
     def maintain(self, now: datetime) -> dict[str, int]:
-        """Downsample complete buckets into each coarser resolution, then prune by retention.
+        """:func:`maintain_samples` as of ``now``."""
+        return maintain_samples(now)
 
-        Returns the rows made and removed per step (``{"made_60": n, "pruned_1": m, ...}``).
-        """
-        keep = retention()
-        resolutions = list(keep)
-        done: dict[str, int] = {}
-        with conf.atomic(), conf.db().cursor() as cur:
-            for src, res in pairwise(resolutions):
-                cur.execute(DOWNSAMPLE, {"src": src, "res": res, "step": timedelta(seconds=res), "now": now})
-                done[f"made_{res}"] = cur.rowcount
-            for res, seconds in keep.items():
-                cur.execute(PRUNE, {"res": res, "now": now, "keep": timedelta(seconds=seconds)})
-                done[f"pruned_{res}"] = cur.rowcount
-        return done
+
+def maintain_samples(now: datetime | None = None) -> dict[str, int]:
+    """Downsample complete buckets into each coarser resolution, then prune by retention (the upkeep
+    job ``samples``). Idempotent, so any process may run it; ``now`` defaults to the database's time.
+
+    Returns the rows made and removed per step (``{"made_60": n, "pruned_1": m, ...}``).
+    """
+    keep = retention()
+    resolutions = list(keep)
+    done: dict[str, int] = {}
+    with conf.atomic(), conf.db().cursor() as cur:
+        if now is None:
+            cur.execute("SELECT statement_timestamp()")
+            now = cur.fetchone()[0]
+        for src, res in pairwise(resolutions):
+            cur.execute(DOWNSAMPLE, {"src": src, "res": res, "step": timedelta(seconds=res), "now": now})
+            done[f"made_{res}"] = cur.rowcount
+        for res, seconds in keep.items():
+            cur.execute(PRUNE, {"res": res, "now": now, "keep": timedelta(seconds=seconds)})
+            done[f"pruned_{res}"] = cur.rowcount
+    return done

@@ -22,7 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from queues.engine.validation import validate_name
+from django.apps import apps
+from django.utils.module_loading import import_string, module_has_submodule
+
+from queues import conf
+from queues.engine import validate_name
 
 
 @dataclass(frozen=True)
@@ -116,11 +120,6 @@ def unregister(queue: str) -> None:
 
 def autodiscover() -> None:
     """Import ``<app>.handlers`` of every installed app and the dotted paths in settings."""
-    from django.apps import apps
-    from django.utils.module_loading import import_string, module_has_submodule
-
-    from queues import conf
-
     for app in apps.get_app_configs():
         if module_has_submodule(app.module, "handlers"):
             importlib.import_module(f"{app.name}.handlers")

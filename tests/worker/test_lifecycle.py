@@ -101,7 +101,7 @@ def test_leases_of_a_dead_worker_are_released_by_another(make_queue, handled, st
     make_queue("wt-record", visibility_timeout=120)
     ids = queues.send_batch("wt-record", [{"sleep_first": 120} for _ in range(4)])
     doomed = start_worker("wt-record", "--concurrency", "2", "--prefetch", "4")
-    wait_for(lambda: (r := worker_row(doomed.pid)) and len(r.in_flight_ids) == 4, timeout=20)
+    wait_for(lambda: (r := worker_row(doomed.pid)) and len(r.held_receipts) == 4, timeout=20)
     doomed.kill()
     # A message redelivered meanwhile has a new receipt: the dead worker's stale one must not touch it.
     with connection.cursor() as cur:

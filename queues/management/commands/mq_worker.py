@@ -9,8 +9,8 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from queues.management.base import MQCommand, parse_duration, positive_int
+from queues.worker.config import WorkerConfig, parse_queue_weight
 from queues.worker.errors import WorkerConfigError
-from queues.worker.runtime import Worker, WorkerConfig, parse_queue_weight
 
 
 def _queue_arg(text: str) -> tuple[str, int]:
@@ -125,8 +125,9 @@ class Command(MQCommand):
         )
         parser.add_argument(
             "--prune-interval", type=parse_duration, default=60.0, metavar="DURATION",
-            help="How often to try running retention (queues.prune); only one worker at a time does it. "
-                 "0: never (then run mq_prune from cron). Default: 60s.",
+            help="How often to try an upkeep sweep (queues.upkeep: retention, dead workers, stale redrives, old "
+                 "task results and samples); one process at a time runs it. 0: never (then run mq_prune from "
+                 "cron). Default: 60s.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -141,6 +142,10 @@ class Command(MQCommand):
             )
         except WorkerConfigError as exc:
             raise WorkerConfigError(f"{exc} (see python manage.py mq_worker --help)") from None
-        worker = Worker(config)
+        # deferred: the runtime loads queues.models, and this module must import without the app being
+        # installed (hosts and tests use its console set-up on its own)
+        from queues.worker.runtime import WorkerProcess
+
+        worker = WorkerProcess(config)
         worker.prepare()
         worker.run()
