@@ -12,9 +12,10 @@ import random
 import traceback
 from dataclasses import dataclass
 
+from queues.engine.text import safe_text
+
 # The engine's public limit; it moves to queues.engine.validation with the engine's split.
 from queues.engine.validation import MAX_DELAY
-from queues.engine.text import safe_text
 from queues.worker.errors import Reject
 from queues.worker.registry import HandlerSpec
 
