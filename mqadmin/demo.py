@@ -21,6 +21,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from django.db import DatabaseError, close_old_connections, connection, connections
+
 import queues
 from queues.engine.types import Delivery, Outgoing
 from queues.worker.registry import HandlerSpec
@@ -216,7 +218,6 @@ def run_producer(
     poison message (orders and emails by turns); now and then a burst of a few hundred orders.
     Database hiccups are reported and retried, so the producer outlives a database restart.
     """
-    from django.db import DatabaseError, close_old_connections, connection, connections
 
     rng = random.Random(seed)
     make = _Maker(rng)

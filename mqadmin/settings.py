@@ -16,6 +16,7 @@ Environment:
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -216,7 +217,6 @@ LOGGING = {
 # mqadmin's own settings: see docs/settings.md and queues/conf.py for the documented defaults.
 def _mqadmin_from_env() -> dict:
     """``MQADMIN_SETTINGS`` (a JSON object) replaces ``MQADMIN``; tests hand it to worker processes."""
-    import json
 
     return json.loads(os.environ["MQADMIN_SETTINGS"])
 
@@ -226,7 +226,6 @@ MQADMIN: dict = _mqadmin_from_env() if os.environ.get("MQADMIN_SETTINGS") else {
 
 def _tasks_from_env() -> dict:
     """``MQADMIN_TASKS`` (JSON of a whole TASKS dict) replaces the default; tests hand it to workers."""
-    import json
 
     return json.loads(os.environ["MQADMIN_TASKS"])
 

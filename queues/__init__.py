@@ -6,6 +6,7 @@ The public API is loaded lazily so that ``import queues`` works before Django's 
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 from typing import Any
 
@@ -15,8 +16,6 @@ __version__ = "0.2.0"
 def __getattr__(name: str) -> Any:
     if name.startswith("__") or name in ("engine", "worker", "models"):
         raise AttributeError(name)
-    import importlib
-
     engine = importlib.import_module("queues.engine")
 
     try:

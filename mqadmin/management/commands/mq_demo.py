@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import signal
@@ -60,7 +61,7 @@ def demo_password() -> str:
 
 def ensure_admin(password: str) -> bool:
     """Make ``admin`` a superuser with ``password``; return whether the user was created."""
-    from django.contrib.auth import get_user_model
+    from django.contrib.auth import get_user_model  # deferred: the auth app must be loaded first
 
     User = get_user_model()
     with transaction.atomic():
@@ -78,8 +79,6 @@ def _libc_prctl() -> Any:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        import ctypes
-
         return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
