@@ -39,13 +39,7 @@ from queues.models import (
     WorkerState,
     dead_letter_queue_ids,
 )
-
-# Re-exported: ``services`` reads a bulk action's messages through these names; the search language's
-# home is ``queues.search``.
-from queues.search import MessageFilter as MessageFilter
-from queues.search import SearchError as SearchError
-from queues.search import iter_matching_ids as iter_matching_ids
-from queues.search import message_queryset
+from queues.search import MessageFilter, message_queryset
 
 CHART_WINDOWS: dict[int, str] = {300: "5 min", 3600: "1 h", 86400: "24 h", 604800: "7 d"}
 QUEUE_SORTS = (

@@ -13,7 +13,7 @@ is written by :func:`queues.audit.record`, so both have one shape:
   an unknown queue, message or redrive raises :class:`NotFound` (404).
 
 Bulk message actions (delete, retry, move) take either ``ids`` or ``match`` (a
-:class:`queues.selectors.MessageFilter`: every message matching the browser's current search).
+:class:`queues.search.MessageFilter`: every message matching the browser's current search).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import close_old_connections, transaction
 
-from queues import audit, conf, engine, health, selectors
+from queues import audit, conf, engine, health, search, selectors
 from queues.engine.errors import QueueNotFound
 from queues.models import Message, Queue, Redrive
 from queues.permissions import Action, denial_reason
@@ -302,7 +302,7 @@ def _typed_count_ok(confirm: str, count: int) -> bool:
 
 
 def _selection(
-    ids: Sequence[int] | None, match: selectors.MessageFilter | None, bound: Bound | None = None,
+    ids: Sequence[int] | None, match: search.MessageFilter | None, bound: Bound | None = None,
 ) -> list[list[tuple[int, int]]]:
     """The chosen messages as batches of ``(id, queue id)``, read inside the action's transaction."""
     if (ids is None) == (match is None):
@@ -319,21 +319,21 @@ def _selection(
     assert match is not None
     try:
         if bound is None:
-            return list(selectors.iter_matching_ids(match))
+            return list(search.iter_matching_ids(match))
         left, out = bound.count, []
-        for batch in selectors.iter_matching_ids(match, max_id=bound.max_id):
+        for batch in search.iter_matching_ids(match, max_id=bound.max_id):
             if left <= 0:
                 break
             out.append(batch[:left])
             left -= len(out[-1])
         return out
-    except selectors.SearchError as exc:
+    except search.SearchError as exc:
         raise ActionFailed(str(exc))
 
 
 def _bulk(
     actor: Any, action: Action, per_queue: Callable[[str, list[int]], int], *, ids: Sequence[int] | None,
-    match: selectors.MessageFilter | None, remote_addr: str, detail: dict[str, Any] | None = None,
+    match: search.MessageFilter | None, remote_addr: str, detail: dict[str, Any] | None = None,
     precheck: Callable[[], None] | None = None, bound: Bound | None = None,
 ) -> int:
     names = dict(Queue.objects.values_list("id", "name"))
@@ -367,7 +367,7 @@ def _bulk(
 
 
 def delete_messages(
-    *, actor: Any, ids: Sequence[int] | None = None, match: selectors.MessageFilter | None = None,
+    *, actor: Any, ids: Sequence[int] | None = None, match: search.MessageFilter | None = None,
     bound: Bound | None = None, confirm: str = "", remote_addr: str = "",
 ) -> int:
     """Delete the chosen messages (in flight ones too); returns how many existed.
@@ -392,7 +392,7 @@ def delete_messages(
 
 
 def retry_messages(
-    *, actor: Any, ids: Sequence[int] | None = None, match: selectors.MessageFilter | None = None,
+    *, actor: Any, ids: Sequence[int] | None = None, match: search.MessageFilter | None = None,
     bound: Bound | None = None, remote_addr: str = "",
 ) -> int:
     """Make the chosen delayed or backing-off messages ready now; returns how many changed."""
@@ -401,7 +401,7 @@ def retry_messages(
 
 
 def move_messages(
-    *, actor: Any, to: str, ids: Sequence[int] | None = None, match: selectors.MessageFilter | None = None,
+    *, actor: Any, to: str, ids: Sequence[int] | None = None, match: search.MessageFilter | None = None,
     bound: Bound | None = None, remote_addr: str = "",
 ) -> int:
     """Move the chosen messages to the queue ``to``, ready at once; in-flight ones stay. Returns how many moved."""

@@ -25,10 +25,6 @@ from django.db import DatabaseError, OperationalError, ProgrammingError
 
 from queues import conf, validation
 from queues.engine.errors import MQError
-
-# Re-exported: the commands format settings with these; queues.formatting is their one home.
-from queues.formatting import format_duration as format_duration
-from queues.formatting import format_size as format_size
 from queues.permissions import Action, CommandLineActor
 
 

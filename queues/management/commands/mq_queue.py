@@ -8,11 +8,10 @@ from django.core.management.base import CommandError, CommandParser
 
 import queues
 from queues import services
+from queues.formatting import format_duration, format_size
 from queues.management.base import (
     MQCommand,
     confirm_by_name,
-    format_duration,
-    format_size,
     format_table,
     non_negative_int,
     parse_duration,
