@@ -10,8 +10,8 @@
 (function () {
   "use strict";
 
-  var script = document.currentScript;
-  var SERIES_URL = (script && script.dataset.seriesUrl) || "/api/series/";
+  // The URL is reversed on the server (any mount prefix) and handed over on the script tag.
+  var SERIES_URL = document.currentScript.dataset.seriesUrl;
   var MAX_FETCHES = 4;
 
   var KINDS = {
