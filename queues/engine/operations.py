@@ -90,16 +90,21 @@ def peek(
         rows = cur.fetchall()
         cur.execute(sql.IS_DEAD_LETTER_QUEUE, [cfg.id])
         is_dlq = cur.fetchone() is not None
+    # deferred: models need the app registry, and the engine is importable before it is ready
+    from queues.models import MessageState
+
     out = []
     for r in rows:
+        # PEEK computed "leased" (r[9]) and "not available yet" (r[14]) at the statement's time: the same
+        # rule as MessageState.of, with the database's clock.
         if r[9]:
-            state = "in_flight"
+            state = MessageState.IN_FLIGHT
         elif r[14]:
-            state = "delayed"
+            state = MessageState.DELAYED
         elif is_dlq:
-            state = "dead"
+            state = MessageState.DEAD
         else:
-            state = "ready"
+            state = MessageState.READY
         out.append(
             MessageInfo(
                 id=r[0], queue=queue, state=state, body=loads_column(r[1]), headers=loads_column(r[2]), priority=r[3],
