@@ -21,7 +21,8 @@ Every message carries its send time (``t``, wall clock taken just before the sen
 markdown, written as JSON (``--out``) for ``bench/held_snapshot_chart.py``.
 
 ``--find-limit``: during the held phase the offered rate rises by ``--step`` every ``--step-seconds``;
-the report says at which step handled/s fell below 95% of offered or the backlog kept growing.
+the report says at which step handled/s fell below 95% of offered or the backlog grew by more than
+5% of what the step offered.
 
 Without ``--dsn`` the project's embedded server is used, in a fresh database ``bench_held``. With
 ``--dsn`` that database is migrated and only the bench queue is recreated. Importing this module does
@@ -329,7 +330,8 @@ def find_limit(rows: list[dict], plan: list[tuple[float, float]], held: tuple[fl
             steps.append({"rate": rate, "offered_per_s": round(offered, 1), "handled_per_s": round(handled, 1),
                           "share": round(handled / offered, 3) if offered else None, "backlog_growth": grew,
                           "worst_p99_ms": max((r["p99_ms"] for r in part if r["p99_ms"] is not None), default=None),
-                          "keeps_up": bool(offered and handled / offered >= 0.95 and grew < rate * WINDOW)})
+                          "keeps_up": bool(offered and handled / offered >= 0.95
+                                           and grew <= 0.05 * offered * (until - lo))})
         lo = until
     return steps
 
