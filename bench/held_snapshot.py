@@ -196,6 +196,7 @@ class Monitor(threading.Thread):
         xmin = conn.execute("SELECT max(age(backend_xmin)) FROM pg_stat_activity WHERE datname = current_database() "
                             "AND state = 'idle in transaction'").fetchone()[0]
         row["held_xmin_age"] = xmin
+        row["load1"] = os.getloadavg()[0]  # the machine's 1-minute load: other work shows here
         return row
 
     def run(self) -> None:
@@ -282,6 +283,7 @@ def windows(start: float, total: float, plan: list[tuple[float, float]], phases:
             "offered_per_s": round(offered[k] / (hi - lo), 1), "handled_per_s": round(len(lat[k]) / (hi - lo), 1),
             "p50_ms": _r(pct(lat[k], 0.5)), "p99_ms": _r(pct(lat[k], 0.99)), "max_ms": _r(max(lat[k], default=None)),
             "backlog": sample.get("backlog"), "held_xmin_age": sample.get("held_xmin_age"),
+            "load1": sample.get("load1"),
             **{t: sample.get(t) for t in TABLES},
         })
     return rows
@@ -344,8 +346,8 @@ def markdown(result: dict) -> str:
         f"rate {meta['rate']} msg/s, phases {meta['clean']}/{meta['held']}/{meta['after']} s.",
         "",
         "| s | phase | offered/s | handled/s | p50 ms | p99 ms | backlog | message dead / MB | counter dead / kB "
-        "| group dead / kB |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| group dead / kB | load |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["windows"]:
         m, c, g = (r[t] or {} for t in TABLES)
@@ -353,7 +355,8 @@ def markdown(result: dict) -> str:
             f"| {r['to']:.0f} | {r['phase']} | {r['offered_per_s']:.0f} | {r['handled_per_s']:.0f} | "
             f"{_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} | {r['backlog']} | "
             f"{m.get('n_dead_tup')} / {m.get('bytes', 0) / 2**20:.1f} | {c.get('n_dead_tup')} / "
-            f"{c.get('bytes', 0) / 1024:.0f} | {g.get('n_dead_tup')} / {g.get('bytes', 0) / 1024:.0f} |")
+            f"{c.get('bytes', 0) / 1024:.0f} | {g.get('n_dead_tup')} / {g.get('bytes', 0) / 1024:.0f} | "
+            f"{_fmt(r.get('load1'))} |")
     lines += ["", "| phase | offered/s | handled/s | handled / offered | p50 ms | p99 ms | worst window p99 | "
               "backlog at end | message table MB at end |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, s in result["phases"].items():

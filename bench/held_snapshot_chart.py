@@ -32,8 +32,8 @@ def draw(result: dict, out: Path) -> None:
     top.set_ylim(bottom=0, top=max(max(r["offered_per_s"] for r in rows), max(r["handled_per_s"] for r in rows)) * 1.2)
     mid.plot(x, [r["p99_ms"] for r in rows], "o-", color="tab:red", label="p99", markersize=3)
     mid.plot(x, [r["p50_ms"] for r in rows], "o-", color="tab:orange", label="p50", markersize=3)
-    mid.set_ylabel("send → handled, ms")
-    mid.set_ylim(bottom=0)
+    mid.set_ylabel("send → handled, ms (log)")
+    mid.set_yscale("log")  # clean-phase milliseconds and backlog seconds on one axis
     low.plot(x, [r["queues_message"]["bytes"] / 2**20 for r in rows], "o-", color="tab:green", markersize=3,
              label="queues_message MB")
     low.set_ylabel("MB")
