@@ -16,6 +16,8 @@ After loading, the queue tables get ``VACUUM ANALYZE`` (the steady state autovac
 measured step is one ``receive(max_messages=100)`` + ``ack_batch`` of what it got, timed together;
 after it, 100 messages (same groups for fifo) are sent back untimed, so the depth stays put. Reports
 median and p95 ms per step and large / small (goal: <= 1.2x). JSON to ``--out``.
+Django and the app are imported inside functions: they can only be imported after ``django.setup()``,
+which runs once the database is known.
 """
 
 from __future__ import annotations
@@ -28,11 +30,15 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: bench/ is on the path, the project is not
+    sys.path.insert(0, str(ROOT))
+
+from bench.benchdb import fresh_database  # noqa: E402 (needs ROOT on the path)
+
 # The benchmarks name their database (DATABASE_URL), so the settings want a key: one for benchmarks only.
 os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-not-a-secret-" + "b" * 40)
 DB_NAME = "bench_deep"
@@ -40,32 +46,16 @@ BATCH = 100
 PAD = "x" * 60  # about 100-byte bodies, like the peer harness
 
 
-def fresh_database(admin_dsn: str | None) -> str:
+def fresh_database_here(admin_dsn: str | None) -> str:
     """DROP and CREATE ``bench_deep``, migrate it, point this process's Django at it; return its URL."""
-    import psycopg
-
-    if admin_dsn is None:
-        sys.path.insert(0, str(ROOT))
-        from mqadmin.embedded_db import ensure_server
-
-        admin_dsn = ensure_server().url("postgres")
     if "django" in sys.modules:
         from django.db import connection
 
-        connection.close()
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    dsn = urllib.parse.urlunsplit(urllib.parse.urlsplit(admin_dsn)._replace(path="/" + DB_NAME))
-    env = dict(os.environ, DATABASE_URL=dsn, DJANGO_SETTINGS_MODULE="mqadmin.settings")
-    done = subprocess.run([sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-    if done.returncode:
-        raise SystemExit(f"migrate failed:\n{done.stdout}\n{done.stderr}")
+        connection.close()  # the database it points at is about to be dropped
+    dsn = fresh_database(admin_dsn, DB_NAME)
     if "django" not in sys.modules:
         os.environ["DATABASE_URL"] = dsn
         os.environ["DJANGO_SETTINGS_MODULE"] = "mqadmin.settings"
-        sys.path.insert(0, str(ROOT))
         import django
 
         django.setup()
@@ -197,10 +187,10 @@ def main() -> None:
             "command": " ".join(["bench/deep_backlog.py", *sys.argv[1:]])}
     rows: list[dict] = []
     if opts.skip != "standard":
-        fresh_database(opts.admin_dsn)
+        fresh_database_here(opts.admin_dsn)
         rows += part("standard", opts.small, opts.large, 0, opts.iterations, opts.block)
     if opts.skip != "fifo":
-        fresh_database(opts.admin_dsn)
+        fresh_database_here(opts.admin_dsn)
         rows += part("fifo", opts.small_fifo or opts.groups, opts.large, opts.groups, opts.iterations, opts.block)
     from django.db import connection
 

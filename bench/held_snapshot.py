@@ -27,6 +27,8 @@ the report says at which step handled/s fell below 95% of offered or the backlog
 Without ``--dsn`` the project's embedded server is used, in a fresh database ``bench_held``. With
 ``--dsn`` that database is migrated and only the bench queue is recreated. Importing this module does
 nothing (the workers import it for the handler).
+Django and the app are imported inside functions: they can only be imported after ``django.setup()``,
+which runs once the database is known.
 """
 
 from __future__ import annotations
@@ -42,12 +44,16 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: bench/ is on the path, the project is not
+    sys.path.insert(0, str(ROOT))
+
+from bench.benchdb import fresh_database, migrate  # noqa: E402 (needs ROOT on the path)
+
 # The benchmarks name their database (DATABASE_URL), so the settings want a key: one for benchmarks only,
 # inherited by the processes they start (docs/deploy.md, "The secret key").
 os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-not-a-secret-" + "b" * 40)
@@ -79,24 +85,11 @@ def record(message: Any) -> None:
 
 # -- setup --------------------------------------------------------------------------------------------
 def prepare_database(dsn: str | None) -> str:
-    """The URL of the bench database: ``dsn`` as given, or a fresh ``bench_held`` on the embedded server."""
-    import psycopg
-
+    """The URL of the bench database: ``dsn`` as given (migrated), or a fresh ``bench_held`` on the embedded
+    server."""
     if dsn is None:
-        sys.path.insert(0, str(ROOT))
-        from mqadmin.embedded_db import ensure_server
-
-        admin = ensure_server().url("postgres")
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-        parts = urllib.parse.urlsplit(admin)
-        dsn = urllib.parse.urlunsplit(parts._replace(path="/" + DB_NAME))
-    env = dict(os.environ, DATABASE_URL=dsn, DJANGO_SETTINGS_MODULE="mqadmin.settings")
-    done = subprocess.run([sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-    if done.returncode:
-        raise SystemExit(f"migrate failed:\n{done.stdout}\n{done.stderr}")
+        return fresh_database(None, DB_NAME)
+    migrate(dsn)
     return dsn
 
 
