@@ -321,7 +321,8 @@ def find_limit(rows: list[dict], plan: list[tuple[float, float]], held: tuple[fl
         if part:
             offered = statistics.mean(r["offered_per_s"] for r in part)
             handled = statistics.mean(r["handled_per_s"] for r in part)
-            grew = (part[-1]["backlog"] or 0) - (part[0]["backlog"] or 0)
+            before = rows[part[0]["window"] - 1]["backlog"] if part[0]["window"] else 0  # at the step's start
+            grew = (part[-1]["backlog"] or 0) - (before or 0)
             steps.append({"rate": rate, "offered_per_s": round(offered, 1), "handled_per_s": round(handled, 1),
                           "share": round(handled / offered, 3) if offered else None, "backlog_growth": grew,
                           "worst_p99_ms": max((r["p99_ms"] for r in part if r["p99_ms"] is not None), default=None),
@@ -359,7 +360,7 @@ def markdown(result: dict) -> str:
     held = result["phases"].get("held", {})
     if "p99_vs_clean" in held:
         lines += ["", f"Held p99 / clean p99: {held['p99_vs_clean']}x (goal <= 3x); held handled / offered: "
-                      f"{held['handled_share']:.1%} (goal >= 95%); backlog at the end: "
+                      f"{_fmt(held['handled_share'], '.1%')} (goal >= 95%); backlog at the end: "
                       f"{result['phases']['after']['backlog_end']}."]
     if result.get("steps"):
         lines += ["", "| offered rate (held) | offered/s | handled/s | share | backlog growth | worst p99 ms "
@@ -409,6 +410,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-results/held_snapshot.json"),
                         help="JSON result (default bench-results/held_snapshot.json).")
     opts = parser.parse_args()
+    for name in ("clean", "held", "after", "step_seconds"):
+        value = getattr(opts, name)
+        if value < WINDOW or value % WINDOW:
+            parser.error(f"--{name.replace('_', '-')} must be a multiple of {WINDOW:.0f} s (the report's window)")
 
     dsn = prepare_database(opts.dsn)
     setup_django(dsn)
