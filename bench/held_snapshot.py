@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -469,6 +470,7 @@ def main() -> None:
             holder.release()
         stop_workers(procs)
     handled = read_records(record_dir)
+    shutil.rmtree(record_dir)
     meta["load_after"] = os.getloadavg()[0]
     rows = windows(start, total, plan, phases, sent, handled, monitor.samples)
     result = {"meta": meta, "sent": len(sent), "handled": len(handled), "left_after_drain": left, "plan": plan,
