@@ -1,0 +1,45 @@
+"""The databases of bench/held_snapshot.py and bench/deep_backlog.py: fresh and migrated, on the project's
+embedded server or beside a given one. Importing this module does nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.parse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def embedded_admin_dsn() -> str:
+    """The embedded server (started if needed), database ``postgres``."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    # deferred: starting the embedded server is only for runs that use it, not for a worker importing a handler
+    from mqadmin.embedded_db import ensure_server
+
+    return ensure_server().url("postgres")
+
+
+def migrate(dsn: str) -> None:
+    """``manage.py migrate`` against ``dsn``, in a child process (this one's Django may point elsewhere)."""
+    env = dict(os.environ, DATABASE_URL=dsn, DJANGO_SETTINGS_MODULE="mqadmin.settings")
+    done = subprocess.run([sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    if done.returncode:
+        raise SystemExit(f"migrate failed:\n{done.stdout}\n{done.stderr}")
+
+
+def fresh_database(admin_dsn: str | None, name: str) -> str:
+    """DROP and CREATE ``name`` beside ``admin_dsn``'s database (default: the embedded server), migrate
+    it, return its URL."""
+    import psycopg  # deferred: the workers that import a bench handler never need it
+
+    admin_dsn = admin_dsn or embedded_admin_dsn()
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    dsn = urllib.parse.urlunsplit(urllib.parse.urlsplit(admin_dsn)._replace(path="/" + name))
+    migrate(dsn)
+    return dsn
