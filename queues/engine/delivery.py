@@ -165,6 +165,18 @@ def send(
     )[0]
 
 
+# -- commit mode -----------------------------------------------------------------------------------
+def _async_commit(db: Any) -> bool:
+    """Whether a lease-only change (receive, ack, nack, extend, release) may commit without waiting for
+    the WAL flush (``sql._ASYNC_COMMIT``): lost in a server crash it only causes a redelivery.
+
+    Never inside the caller's transaction (``atomic()``, or autocommit turned off): the setting would
+    cover the caller's own writes too, and an atomic handler's writes and its ack must stay as durable
+    as any other commit. Ask after ``hot_cursor()``: Django knows its autocommit mode once connected.
+    """
+    return db.autocommit and not db.in_atomic_block and bool(conf.get("ASYNC_COMMIT_LEASES"))
+
+
 # -- receive --------------------------------------------------------------------------------------
 def _make_receipt(message_id: int, token_hex: str) -> str:
     return f"{message_id}:{token_hex}"
@@ -192,8 +204,9 @@ def parse_receipt(receipt: object) -> tuple[int, uuid.UUID]:
 
 def claim(cfg: QueueConfig, limit: int, visibility_timeout: float | None) -> list[Delivery]:
     """One claim of up to ``limit`` ready messages of the queue ``cfg`` (no waiting): what receive repeats."""
-    params = {"queue_id": cfg.id, "limit": limit, "vt": visibility_timeout}
+    params: dict[str, Any] = {"queue_id": cfg.id, "limit": limit, "vt": visibility_timeout}
     with hot_cursor() as cur:
+        params["async_commit"] = _async_commit(cur.db)
         if cfg.kind == "fifo":
             after = fifo_positions.get(cfg.id)
             params.update(after=after, max_groups=FIFO_MAX_GROUPS)
@@ -288,7 +301,7 @@ def ack_batch(receipts: Sequence[str]) -> AckResult:
         return AckResult()
     ids, tokens = _split(receipts)
     with hot_cursor() as cur:
-        cur.execute(sql.ACK, {"ids": ids, "receipts": tokens})
+        cur.execute(sql.ACK, {"ids": ids, "receipts": tokens, "async_commit": _async_commit(cur.db)})
         done = {row[0] for row in cur.fetchall()}
     acked = [r for r, i in zip(receipts, ids, strict=True) if i in done]
     stale = [r for r, i in zip(receipts, ids, strict=True) if i not in done]
@@ -325,7 +338,7 @@ def nack(receipt: str, *, delay: float | timedelta = 0.0, error: str = "", dead_
         cur.execute(
             sql.NACK,
             {"ids": ids, "receipts": tokens, "delay": seconds, "dead_letter": dead_letter,
-             "error": text.safe_text(error, max_length=MAX_ERROR_LENGTH)},
+             "error": text.safe_text(error, max_length=MAX_ERROR_LENGTH), "async_commit": _async_commit(cur.db)},
         )
         row = cur.fetchone()
     if row is None:
@@ -345,8 +358,11 @@ def release_batch(receipts: Sequence[str], *, refund: bool = False) -> list[str]
     if not receipts:
         return []
     ids, tokens = _split(receipts)
-    with conf.db().cursor() as cur:
-        cur.execute(sql.RELEASE, {"ids": ids, "receipts": tokens, "refund": bool(refund)})
+    db = conf.db()
+    with db.cursor() as cur:
+        cur.execute(
+            sql.RELEASE, {"ids": ids, "receipts": tokens, "refund": bool(refund), "async_commit": _async_commit(db)}
+        )
         rows = cur.fetchall()
         for queue_id in sorted({row[1] for row in rows}):
             cur.execute(sql.NOTIFY, {"queue_id": queue_id})
@@ -365,7 +381,9 @@ def extend_batch(receipts: Sequence[str], *, visibility_timeout: float) -> list[
         return []
     ids, tokens = _split(receipts)
     with hot_cursor() as cur:
-        cur.execute(sql.EXTEND, {"ids": ids, "receipts": tokens, "seconds": seconds})
+        cur.execute(
+            sql.EXTEND, {"ids": ids, "receipts": tokens, "seconds": seconds, "async_commit": _async_commit(cur.db)}
+        )
         done = {row[0] for row in cur.fetchall()}
     return [r for r, i in zip(receipts, ids, strict=True) if i not in done]
 
