@@ -1,0 +1,187 @@
+#!/usr/bin/env python
+"""What one lease and one ack write, and what waiting for the WAL flush costs them.
+
+On a FRESH database (``bench_lease_wal``, dropped and made again), with 20,000 messages queued:
+
+1. ``EXPLAIN (ANALYZE, BUFFERS, WAL)`` of ``sql.RECEIVE_STANDARD`` (100 messages) and of ``sql.ACK`` of
+   those 100, inside a transaction that is rolled back (so the figures are one claim's and one ack's).
+2. ``pg_stat_user_tables`` of ``queues_message`` after the engine leased and acked 10,000 messages:
+   updates against HOT updates (a lease changes ``available_at`` and ``receipt``, both in indexes).
+3. One consumer loop (``receive(100)`` + ``ack_batch``) for 10,000 messages with
+   ``MQADMIN["ASYNC_COMMIT_LEASES"]`` True and False, alternating, with ``pg_stat_wal`` deltas
+   (WAL writes and syncs, server-wide: a synchronous commit writes and flushes the WAL itself; the WAL
+   writer's own are counted too).
+
+    .venv/bin/python bench/lease_wal.py --admin-dsn postgresql://postgres@127.0.0.1:5432/postgres
+    .venv/bin/python bench/lease_wal.py          # the project's embedded server
+
+Prints a markdown summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+# The benchmarks name their database (DATABASE_URL), so the settings want a key: one for benchmarks only.
+os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-not-a-secret-" + "b" * 40)
+DATABASE = "bench_lease_wal"
+QUEUE = "lease-wal"
+PAD = "x" * 60
+
+
+def _default_admin_dsn() -> str:
+    sys.path.insert(0, str(ROOT))
+    from mqadmin.embedded_db import ensure_server
+
+    return ensure_server().url("postgres")
+
+
+def _setup(admin_dsn: str) -> str:
+    """A fresh, migrated database next to ``admin_dsn``'s; Django set up on it. Returns its URL."""
+    import subprocess
+
+    import psycopg
+
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    parts = urllib.parse.urlsplit(admin_dsn)
+    dsn = urllib.parse.urlunsplit(parts._replace(path="/" + DATABASE))
+    env = {**os.environ, "DATABASE_URL": dsn, "DJANGO_SETTINGS_MODULE": "mqadmin.settings"}
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], env=env, cwd=ROOT, check=True)
+    os.environ.update(DATABASE_URL=dsn, DJANGO_SETTINGS_MODULE="mqadmin.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    return dsn
+
+
+def _fill(count: int) -> None:
+    import queues
+
+    for start in range(0, count, 1000):
+        queues.send_batch(QUEUE, [{"i": i, "pad": PAD} for i in range(start, min(count, start + 1000))])
+
+
+def _explain() -> dict[str, str]:
+    """EXPLAIN (ANALYZE, BUFFERS, WAL) of one claim of 100 and one ack of them, rolled back."""
+    from django.db import connection, transaction
+
+    import queues
+    from queues.engine import sql
+
+    queue_id = queues.get_queue(QUEUE).id
+    out = {}
+    with transaction.atomic(), connection.cursor() as cur:
+        params = {"queue_id": queue_id, "limit": 100, "vt": None, "async_commit": False}
+        cur.execute("EXPLAIN (ANALYZE, BUFFERS, WAL, COSTS OFF, TIMING OFF) " + sql.RECEIVE_STANDARD, params)
+        out["receive(100)"] = "\n".join(r[0] for r in cur.fetchall())
+        cur.execute("SELECT id, replace(receipt::text, '-', '') FROM queues_message WHERE receipt IS NOT NULL")
+        rows = cur.fetchall()
+        params = {"ids": [r[0] for r in rows], "receipts": [r[1] for r in rows], "async_commit": False}
+        cur.execute("EXPLAIN (ANALYZE, BUFFERS, WAL, COSTS OFF, TIMING OFF) " + sql.ACK, params)
+        out["ack_batch(100)"] = "\n".join(r[0] for r in cur.fetchall())
+        transaction.set_rollback(True)
+    return out
+
+
+def _wal() -> dict[str, Any]:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_stat_force_next_flush()")  # this backend's own WAL counts, now
+        cur.execute("SELECT wal_records, wal_bytes FROM pg_stat_wal")
+        records, size = cur.fetchone()
+        if connection.pg_version >= 180000:  # WAL writes and syncs moved to pg_stat_io in PostgreSQL 18
+            cur.execute("SELECT sum(writes), sum(fsyncs) FROM pg_stat_io WHERE object = 'wal'")
+        else:
+            cur.execute("SELECT wal_write, wal_sync FROM pg_stat_wal")
+        writes, syncs = cur.fetchone()
+    return {"records": int(records), "bytes": int(size), "writes": int(writes), "syncs": int(syncs)}
+
+
+def _table() -> dict[str, int]:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_stat_force_next_flush()")
+        cur.execute(
+            "SELECT n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables "
+            "WHERE relname = 'queues_message'"
+        )
+        ins, upd, hot, dele = cur.fetchone()
+    return {"inserted": ins, "updated": upd, "hot_updated": hot, "deleted": dele}
+
+
+def _drain(count: int, async_commit: bool) -> dict[str, Any]:
+    """receive(100) + ack_batch until ``count`` messages went through; the rate and the WAL deltas."""
+    from django.conf import settings
+
+    import queues
+
+    settings.MQADMIN = {**getattr(settings, "MQADMIN", {}), "ASYNC_COMMIT_LEASES": async_commit}
+    _fill(count)
+    before = _wal()
+    started = time.perf_counter()
+    done = 0
+    while done < count:
+        got = queues.receive(QUEUE, max_messages=100)
+        queues.ack_batch([d.receipt for d in got])
+        done += len(got)
+    elapsed = time.perf_counter() - started
+    time.sleep(1.1)  # statistics are flushed at most once a second per backend
+    after = _wal()
+    batches = count / 100
+    return {"rate": count / elapsed, **{f"{k}/batch": (after[k] - before[k]) / batches for k in after}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--admin-dsn", default=None)
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    _setup(args.admin_dsn or _default_admin_dsn())
+    from django.db import connection
+
+    import queues
+
+    queues.ensure_queue(QUEUE)
+    _fill(20_000)
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE queues_message")
+        cur.execute("SELECT version(), current_setting('synchronous_commit'), current_setting('fsync')")
+        version, sync, fsync = cur.fetchone()
+    print(f"# Lease and ack cost ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, nproc {os.cpu_count()})\n")
+    print(f"{version}; synchronous_commit={sync}, fsync={fsync}\n")
+    for name, plan in _explain().items():
+        print(f"## {name}\n\n```\n{plan}\n```\n")
+    queues.purge(QUEUE)
+    table_before = _table()
+    results: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    for _ in range(args.rounds):
+        for mode in (False, True):
+            results[mode].append(_drain(args.messages, mode))
+    table_after = _table()
+    delta = {k: table_after[k] - table_before[k] for k in table_after}
+    print(f"## queues_message over the drains\n\n{delta}\n")
+    print("## receive(100) + ack_batch, one process, medians of", args.rounds, "rounds\n")
+    print("| ASYNC_COMMIT_LEASES | msg/s | WAL records/batch | WAL bytes/batch | WAL writes/batch | WAL syncs/batch |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for mode in (False, True):
+        med = {k: statistics.median(r[k] for r in results[mode]) for k in results[mode][0]}
+        print(f"| {mode} | {med['rate']:,.0f} | {med['records/batch']:.0f} | {med['bytes/batch']:,.0f} | "
+              f"{med['writes/batch']:.2f} | {med['syncs/batch']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
