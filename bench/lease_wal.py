@@ -11,6 +11,8 @@ On a FRESH database (``bench_lease_wal``, dropped and made again), with 20,000 m
    ``MQADMIN["ASYNC_COMMIT_LEASES"]`` True and False, alternating, with ``pg_stat_wal`` deltas
    (WAL writes and syncs, server-wide: a synchronous commit writes and flushes the WAL itself; the WAL
    writer's own are counted too).
+4. ``--consumers`` processes (2) draining together, as the peer harness's W2 does, the two settings
+   alternating ``--rounds`` times.
 
     .venv/bin/python bench/lease_wal.py --admin-dsn postgresql://postgres@127.0.0.1:5432/postgres
     .venv/bin/python bench/lease_wal.py          # the project's embedded server
@@ -144,11 +146,42 @@ def _drain(count: int, async_commit: bool) -> dict[str, Any]:
     return {"rate": count / elapsed, **{f"{k}/batch": (after[k] - before[k]) / batches for k in after}}
 
 
+def _consumer(async_commit: bool) -> None:
+    """One consumer process of ``_drain_together``: receive(100) + ack_batch until the queue is empty."""
+    from django.conf import settings
+
+    import queues
+
+    settings.MQADMIN = {**getattr(settings, "MQADMIN", {}), "ASYNC_COMMIT_LEASES": async_commit}
+    while got := queues.receive(QUEUE, max_messages=100):
+        queues.ack_batch([d.receipt for d in got])
+
+
+def _drain_together(count: int, async_commit: bool, consumers: int) -> dict[str, Any]:
+    """``consumers`` processes drain ``count`` messages together (the harness's W2 shape); the rate."""
+    import multiprocessing
+
+    from django.db import connections
+
+    _fill(count)
+    connections.close_all()  # the children must not share this process's connection
+    fork = multiprocessing.get_context("fork")
+    procs = [fork.Process(target=_consumer, args=(async_commit,)) for _ in range(consumers)]
+    started = time.perf_counter()
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    return {"rate": count / (time.perf_counter() - started)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--admin-dsn", default=None)
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--consumers", type=int, default=2, help="processes of the shared drain (part 4)")
+    parser.add_argument("--only-shared", action="store_true", help="part 4 only")
     args = parser.parse_args()
     _setup(args.admin_dsn or _default_admin_dsn())
     from django.db import connection
@@ -163,18 +196,38 @@ def main() -> None:
         version, sync, fsync = cur.fetchone()
     print(f"# Lease and ack cost ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, nproc {os.cpu_count()})\n")
     print(f"{version}; synchronous_commit={sync}, fsync={fsync}\n")
+    if args.only_shared:
+        queues.purge(QUEUE)
+    else:
+        _explain_and_drain(args.messages, args.rounds)
+    shared: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(args.rounds):
+        for mode in (False, True):
+            shared[mode].append(_drain_together(args.messages * 2, mode, args.consumers)["rate"])
+    print(f"## {args.consumers} processes draining {args.messages * 2:,} messages together, alternating\n")
+    print("| ASYNC_COMMIT_LEASES | msg/s, median | each round |")
+    print("|---|---:|---|")
+    for mode in (False, True):
+        each = ", ".join(f"{r:,.0f}" for r in shared[mode])
+        print(f"| {mode} | {statistics.median(shared[mode]):,.0f} | {each} |")
+
+
+def _explain_and_drain(messages: int, rounds: int) -> None:
+    """Parts 1 to 3 of the module docstring."""
+    import queues
+
     for name, plan in _explain().items():
         print(f"## {name}\n\n```\n{plan}\n```\n")
     queues.purge(QUEUE)
     table_before = _table()
     results: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         for mode in (False, True):
-            results[mode].append(_drain(args.messages, mode))
+            results[mode].append(_drain(messages, mode))
     table_after = _table()
     delta = {k: table_after[k] - table_before[k] for k in table_after}
     print(f"## queues_message over the drains\n\n{delta}\n")
-    print("## receive(100) + ack_batch, one process, medians of", args.rounds, "rounds\n")
+    print("## receive(100) + ack_batch, one process, medians of", rounds, "rounds\n")
     print("| ASYNC_COMMIT_LEASES | msg/s | WAL records/batch | WAL bytes/batch | WAL writes/batch | WAL syncs/batch |")
     print("|---|---:|---:|---:|---:|---:|")
     for mode in (False, True):
