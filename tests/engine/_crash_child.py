@@ -3,7 +3,8 @@
 ``python _crash_child.py work on|off``: with ``MQADMIN["ASYNC_COMMIT_LEASES"]`` on or off, send 200
 messages to queue ``c`` (one batch), receive and ack 100 of them, send 10 more one by one, then receive
 30 and ack 20 of those in 4 acks of 5, noting the WAL insert position before that receive and before
-and after each of these last acks. Prints one JSON line and waits for the server to die (its parent crashes it).
+and after each of these last acks. Prints ``"sent"`` after the sends and waits for a line before the
+last receive; at the end prints one JSON line and waits for the server to die (its parent crashes it).
 
 ``python _crash_child.py drain``: after the crash, receive (and ack) whatever queue ``c`` still holds
 until it has been empty for 3 s after the last lease could have run out; prints the deliveries.
@@ -49,6 +50,8 @@ def work(async_commit: bool) -> dict:
         assert not queues.ack_batch([d.receipt for d in batch]).stale
         acked_early += [d.id for d in batch]
     sent_late = [queues.send("c", {"n": 200 + n}) for n in range(10)]
+    print(json.dumps("sent"), flush=True)
+    sys.stdin.readline()  # the parent has stopped the WAL writer meanwhile
     leased_at = _lsn()
     leased = take(30)
     acks = []

@@ -6,14 +6,16 @@ receive count may end lower than the number of deliveries. It can never lose a m
 that returned, or leave a message and its queue's counters disagreeing. With the setting off, every
 ack that returned survives.
 
-The crash is real and its moment is exact: the WAL writer is stopped (SIGSTOP) so that what it has
-written to the operating system stays put, the write position is read, then the WAL writer is killed
-(SIGKILL), which makes the postmaster end every backend and recover from the WAL, as after a power
-cut of the server process (data the OS holds survives, WAL in PostgreSQL's buffers does not).
+The crash is real and its moment is exact: the WAL writer is stopped (SIGSTOP) before the consumer's
+last receive and acks, so what reaches the operating system is only what a synchronous commit
+writes; the write position is read, then the WAL writer is killed (SIGKILL), which makes the
+postmaster end every backend and recover from the WAL, as after a crash of the server process (what
+the OS holds survives, WAL in PostgreSQL's buffers does not).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -54,14 +56,20 @@ def _answer(proc: subprocess.Popen, timeout: float = 120.0) -> dict:
     return json.loads(line)
 
 
-def _crash(url: str) -> int:
-    """Crash the server; return the WAL position written to the OS at that moment (what survives)."""
+def _stop_wal_writer(url: str) -> int:
+    """Stop (SIGSTOP) the WAL writer: from now on only a synchronous commit writes the WAL. Its pid."""
     with psycopg.connect(url, autocommit=True) as conn:
         (pid,) = conn.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'walwriter'").fetchone()
-        os.kill(pid, signal.SIGSTOP)
+    os.kill(pid, signal.SIGSTOP)
+    return pid
+
+
+def _crash(url: str, wal_writer: int) -> int:
+    """Crash the server; return the WAL position written to the OS at that moment (what survives)."""
+    with psycopg.connect(url, autocommit=True) as conn:
         (written,) = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
-    os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: _was_restarted(url, pid), timeout=60, interval=0.1)
+    os.kill(wal_writer, signal.SIGKILL)
+    wait_for(lambda: _was_restarted(url, wal_writer), timeout=60, interval=0.1)
     return _lsn(written)
 
 
@@ -92,16 +100,23 @@ def _state(url: str) -> tuple[dict[int, int], dict[str, int]]:
 def test_a_server_crash_never_loses_a_message_and_only_undoes_unflushed_leases_and_acks(private_server, async_commit):
     _base, url = private_server
     with psycopg.connect(url, autocommit=True) as conn:
-        # The WAL writer writes only whole pages between its rounds (10 s apart here), so the last
-        # unflushed commits sit in PostgreSQL's buffers until the crash; no autovacuum flushing for it.
-        conn.execute("ALTER SYSTEM SET wal_writer_delay = '10s'")
-        conn.execute("ALTER SYSTEM SET autovacuum = off")
+        conn.execute("ALTER SYSTEM SET autovacuum = off")  # its commits would flush the WAL too
         conn.execute("SELECT pg_reload_conf()")
     worker = _child(url, "work", async_commit)
+    wal_writer = None
     try:
+        assert _answer(worker) == "sent"
+        # What the WAL writer would flush within a few hundred ms stays in PostgreSQL's buffers, so
+        # the crash comes right after the last ack, whatever the machine's load.
+        wal_writer = _stop_wal_writer(url)
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
         before = _answer(worker)
-        written = _crash(url)
+        written = _crash(url, wal_writer)
     finally:
+        if wal_writer is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(wal_writer, signal.SIGCONT)  # a failed test must not leave it stopped
         worker.kill()
         worker.wait(10)
     present, counters = _state(url)
