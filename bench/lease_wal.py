@@ -27,44 +27,23 @@ import os
 import statistics
 import sys
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-# The benchmarks name their database (DATABASE_URL), so the settings want a key: one for benchmarks only.
-os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-not-a-secret-" + "b" * 40)
+sys.path.insert(0, str(ROOT / "bench"))
+
+# (it also sets the benchmarks' DJANGO_SECRET_KEY)
+from engine_extra import _default_admin_dsn, _django, _fresh_database  # noqa: E402
+
 DATABASE = "bench_lease_wal"
 QUEUE = "lease-wal"
 PAD = "x" * 60
 
 
-def _default_admin_dsn() -> str:
-    sys.path.insert(0, str(ROOT))
-    from mqadmin.embedded_db import ensure_server
-
-    return ensure_server().url("postgres")
-
-
-def _setup(admin_dsn: str) -> str:
-    """A fresh, migrated database next to ``admin_dsn``'s; Django set up on it. Returns its URL."""
-    import subprocess
-
-    import psycopg
-
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    parts = urllib.parse.urlsplit(admin_dsn)
-    dsn = urllib.parse.urlunsplit(parts._replace(path="/" + DATABASE))
-    env = {**os.environ, "DATABASE_URL": dsn, "DJANGO_SETTINGS_MODULE": "mqadmin.settings"}
-    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], env=env, cwd=ROOT, check=True)
-    os.environ.update(DATABASE_URL=dsn, DJANGO_SETTINGS_MODULE="mqadmin.settings")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    return dsn
+def _setup(admin_dsn: str) -> None:
+    """A fresh, migrated database next to ``admin_dsn``'s, with this process's Django on it."""
+    _django(_fresh_database(admin_dsn, DATABASE))
 
 
 def _fill(count: int) -> None:
@@ -204,7 +183,7 @@ def main() -> None:
     for _ in range(args.rounds):
         for mode in (False, True):
             shared[mode].append(_drain_together(args.messages * 2, mode, args.consumers)["rate"])
-    print(f"## {args.consumers} processes draining {args.messages * 2:,} messages together, alternating\n")
+    print(f"\n## {args.consumers} processes draining {args.messages * 2:,} messages together, alternating\n")
     print("| ASYNC_COMMIT_LEASES | msg/s, median | each round |")
     print("|---|---:|---|")
     for mode in (False, True):
