@@ -131,7 +131,7 @@ NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', %(queue_id)s::text)"
 # flush (%(async_commit)s true; sends never do). set_config(..., true) lasts until this statement's
 # own commit: no extra round trip, and the connection's setting is untouched afterwards. An
 # uncorrelated scalar subquery in the final WHERE is a one-time filter: evaluated once, before the
-# first row (and a false parameter folds the call away when the plan is made).
+# first row (a false parameter short-circuits the OR, and folds it away in a custom plan).
 _ASYNC_COMMIT = "(SELECT NOT %(async_commit)s::boolean OR set_config('synchronous_commit', 'off', true) = 'off')"
 
 
