@@ -102,7 +102,7 @@ def _value_errors(value: Mapping[str, Any]) -> list[CheckMessage]:
             )
         )
 
-    for key in ("READ_ONLY", "HIDE_BODIES", "SAMPLER_ENABLED", "METRICS_PUBLIC"):
+    for key in ("READ_ONLY", "HIDE_BODIES", "SAMPLER_ENABLED", "METRICS_PUBLIC", "ASYNC_COMMIT_LEASES"):
         if key in value and not isinstance(value[key], bool):
             bad(key, "True or False")
     if "PAGE_SIZE" in value and not (_is_int(value["PAGE_SIZE"]) and 1 <= value["PAGE_SIZE"] <= 1000):

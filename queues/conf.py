@@ -36,6 +36,10 @@ DEFAULTS: dict[str, Any] = {
     # Database health (the Database page, mq_stats --database, mqadmin_db_* metrics)
     # A snapshot (open transaction) older than this many seconds that holds back vacuum gets a warning.
     "DB_SNAPSHOT_WARN_AFTER": 300.0,
+    # Durability: a lease, ack, nack, extend or release (outside the caller's own transaction) commits
+    # without waiting for the WAL flush; a server crash may then undo the last of them, which only
+    # causes redeliveries (docs/engine.md, "What a server crash can do"). Sends always wait.
+    "ASYNC_COMMIT_LEASES": True,
     # Workers
     "HANDLERS": {},  # {"queue name": "dotted.path.to.handler"}
     "HEARTBEAT_INTERVAL": 5.0,  # seconds between worker heartbeats

@@ -165,6 +165,18 @@ def send(
     )[0]
 
 
+# -- commit mode -----------------------------------------------------------------------------------
+def _async_commit(db: Any) -> bool:
+    """Whether a lease-only change (receive, ack, nack, extend, release) may commit without waiting for
+    the WAL flush (``sql._ASYNC_COMMIT``): lost in a server crash it only causes a redelivery.
+
+    Never inside the caller's transaction (``atomic()``, or autocommit turned off): the setting would
+    cover the caller's own writes too, and an atomic handler's writes and its ack must stay as durable
+    as any other commit. Ask after ``hot_cursor()``: Django knows its autocommit mode once connected.
+    """
+    return db.autocommit and not db.in_atomic_block and bool(conf.get("ASYNC_COMMIT_LEASES"))
+
+
 # -- receive --------------------------------------------------------------------------------------
 def _make_receipt(message_id: int, token_hex: str) -> str:
     return f"{message_id}:{token_hex}"
@@ -192,8 +204,9 @@ def parse_receipt(receipt: object) -> tuple[int, uuid.UUID]:
 
 def claim(cfg: QueueConfig, limit: int, visibility_timeout: float | None) -> list[Delivery]:
     """One claim of up to ``limit`` ready messages of the queue ``cfg`` (no waiting): what receive repeats."""
-    params = {"queue_id": cfg.id, "limit": limit, "vt": visibility_timeout}
+    params: dict[str, Any] = {"queue_id": cfg.id, "limit": limit, "vt": visibility_timeout}
     with hot_cursor() as cur:
+        params["async_commit"] = _async_commit(cur.db)
         if cfg.kind == "fifo":
             after = fifo_positions.get(cfg.id)
             params.update(after=after, max_groups=FIFO_MAX_GROUPS)
@@ -259,7 +272,13 @@ def receive(
 
 
 # -- ack / nack / extend ----------------------------------------------------------------------------
-def _split(receipts: Sequence[str]) -> tuple[list[int], list[str]]:
+def _split(receipts: Sequence[str]) -> tuple[list[int], dict[str, str]]:
+    """The receipts' message ids, and the ``ids`` and ``receipts`` parameters of the statements.
+
+    The parameters are array literals built here: digits, hex digits and hyphens need no quoting,
+    and psycopg's list dumper costs more per element (a quoting check each) than the statement's
+    share of the server's work per message.
+    """
     ids, tokens = [], []
     for receipt in receipts:
         match = _CANONICAL_RECEIPT.fullmatch(receipt) if isinstance(receipt, str) else None
@@ -270,7 +289,7 @@ def _split(receipts: Sequence[str]) -> tuple[list[int], list[str]]:
             message_id, token = parse_receipt(receipt)
             ids.append(message_id)
             tokens.append(str(token))
-    return ids, tokens
+    return ids, {"ids": "{" + ",".join(map(str, ids)) + "}", "receipts": "{" + ",".join(tokens) + "}"}
 
 
 def _stale_message(receipt: str) -> str:
@@ -286,9 +305,9 @@ def ack_batch(receipts: Sequence[str]) -> AckResult:
     receipts = list(receipts)
     if not receipts:
         return AckResult()
-    ids, tokens = _split(receipts)
+    ids, params = _split(receipts)
     with hot_cursor() as cur:
-        cur.execute(sql.ACK, {"ids": ids, "receipts": tokens})
+        cur.execute(sql.ACK, {**params, "async_commit": _async_commit(cur.db)})
         done = {row[0] for row in cur.fetchall()}
     acked = [r for r, i in zip(receipts, ids, strict=True) if i in done]
     stale = [r for r, i in zip(receipts, ids, strict=True) if i not in done]
@@ -320,12 +339,12 @@ def nack(receipt: str, *, delay: float | timedelta = 0.0, error: str = "", dead_
         raise InvalidMessage(f"error must be a string, got {error!r}")
     if not isinstance(dead_letter, bool):
         raise InvalidMessage(f"dead_letter must be True or False, got {dead_letter!r}")
-    ids, tokens = _split([receipt])
+    _, params = _split([receipt])
     with hot_cursor() as cur:
         cur.execute(
             sql.NACK,
-            {"ids": ids, "receipts": tokens, "delay": seconds, "dead_letter": dead_letter,
-             "error": text.safe_text(error, max_length=MAX_ERROR_LENGTH)},
+            {**params, "delay": seconds, "dead_letter": dead_letter,
+             "error": text.safe_text(error, max_length=MAX_ERROR_LENGTH), "async_commit": _async_commit(cur.db)},
         )
         row = cur.fetchone()
     if row is None:
@@ -344,9 +363,10 @@ def release_batch(receipts: Sequence[str], *, refund: bool = False) -> list[str]
     receipts = list(receipts)
     if not receipts:
         return []
-    ids, tokens = _split(receipts)
-    with conf.db().cursor() as cur:
-        cur.execute(sql.RELEASE, {"ids": ids, "receipts": tokens, "refund": bool(refund)})
+    ids, params = _split(receipts)
+    db = conf.db()
+    with db.cursor() as cur:
+        cur.execute(sql.RELEASE, {**params, "refund": bool(refund), "async_commit": _async_commit(db)})
         rows = cur.fetchall()
         for queue_id in sorted({row[1] for row in rows}):
             cur.execute(sql.NOTIFY, {"queue_id": queue_id})
@@ -363,9 +383,9 @@ def extend_batch(receipts: Sequence[str], *, visibility_timeout: float) -> list[
     receipts = list(receipts)
     if not receipts:
         return []
-    ids, tokens = _split(receipts)
+    ids, params = _split(receipts)
     with hot_cursor() as cur:
-        cur.execute(sql.EXTEND, {"ids": ids, "receipts": tokens, "seconds": seconds})
+        cur.execute(sql.EXTEND, {**params, "seconds": seconds, "async_commit": _async_commit(cur.db)})
         done = {row[0] for row in cur.fetchall()}
     return [r for r, i in zip(receipts, ids, strict=True) if i not in done]
 

@@ -125,6 +125,16 @@ SELECT dedup_id, message_id FROM queues_dedup WHERE queue_id = %(queue_id)s AND 
 
 NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', %(queue_id)s::text)"
 
+# -- commit mode ------------------------------------------------------------------------------------
+# A lease, ack, nack, extend or release lost in a server crash only means a redelivery, which
+# at-least-once allows, so outside a caller's transaction these commit without waiting for the WAL
+# flush (%(async_commit)s true; sends never do). set_config(..., true) lasts until this statement's
+# own commit: no extra round trip, and the connection's setting is untouched afterwards. An
+# uncorrelated scalar subquery in the final WHERE is a one-time filter: evaluated once, before the
+# first row (a false parameter short-circuits the OR, and folds it away in a custom plan).
+_ASYNC_COMMIT = "(SELECT NOT %(async_commit)s::boolean OR set_config('synchronous_commit', 'off', true) = 'off')"
+
+
 # -- receive ----------------------------------------------------------------------------------------
 # A claimed message is leased unless it has used up its receives; then it is dead-lettered instead.
 _LEASE_ENDS = "statement_timestamp() + coalesce(%(vt)s::float8 * interval '1 second', q.visibility_timeout)"
@@ -164,7 +174,7 @@ deltas AS (
 {_bump("bumped", "deltas")}
 SELECT id, body::text, headers, priority, group_key, receive_count, enqueued_at, available_at,
        replace(receipt::text, '-', ''), last_error
-FROM leased ORDER BY priority DESC, id
+FROM leased WHERE {_ASYNC_COMMIT} ORDER BY priority DESC, id
 """
 
 _QUEUE_ROW = """
@@ -296,7 +306,7 @@ notified AS (
         WHERE n.queue_id = x.queue_id AND n.group_key = x.group_key AND n.id > x.id)
     GROUP BY x.queue_id
 )
-SELECT id, (SELECT count(*) FROM notified) FROM removed
+SELECT id, (SELECT count(*) FROM notified) FROM removed WHERE {_ASYNC_COMMIT}
 """
 
 # The group row of a fifo message follows its lease, or the group would open while it is still held.
@@ -314,7 +324,7 @@ followed AS (
     WHERE x.group_key IS NOT NULL AND g.queue_id = x.queue_id AND g.group_key = x.group_key
       AND g.message_id = x.id
 )
-SELECT id, available_at FROM extended
+SELECT id, available_at FROM extended WHERE {_ASYNC_COMMIT}
 """
 
 # A nack puts the message back (after `delay`) with the error on record; one that has used up its
@@ -360,7 +370,7 @@ deltas AS (
     FROM changed WHERE dies GROUP BY dead_letter_queue_id
 ),
 {_bump("bumped", "deltas")}
-SELECT id, dies FROM changed
+SELECT id, dies FROM changed WHERE {_ASYNC_COMMIT}
 """
 
 # Give leases back early (a stopping consumer, or a dead one's leases released by another process):
@@ -376,7 +386,7 @@ WITH released AS (
     RETURNING m.id, m.queue_id, m.group_key
 ),
 {_free_groups("freed", "released")}
-SELECT id, queue_id FROM released
+SELECT id, queue_id FROM released WHERE {_ASYNC_COMMIT}
 """
 
 # -- operator actions -------------------------------------------------------------------------------
