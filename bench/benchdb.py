@@ -1,5 +1,5 @@
-"""The databases of bench/held_snapshot.py and bench/deep_backlog.py: fresh and migrated, on the project's
-embedded server or beside a given one. Importing this module does nothing."""
+"""The databases of the bench scripts: fresh and migrated, on the project's embedded server or beside a
+given one, and Django set up against one of them. Importing this module does nothing."""
 
 from __future__ import annotations
 
@@ -43,3 +43,14 @@ def fresh_database(admin_dsn: str | None, name: str) -> str:
     dsn = urllib.parse.urlunsplit(urllib.parse.urlsplit(admin_dsn)._replace(path="/" + name))
     migrate(dsn)
     return dsn
+
+
+def setup_django(dsn: str) -> None:
+    """Set Django up in this process with the project's settings against ``dsn``."""
+    os.environ["DATABASE_URL"] = dsn
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mqadmin.settings")
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import django  # deferred: the settings read DATABASE_URL when Django is set up, not before
+
+    django.setup()

@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: bench/ is on the path, the project is not
     sys.path.insert(0, str(ROOT))
 
-from bench.benchdb import fresh_database, migrate  # noqa: E402 (needs ROOT on the path)
+from bench.benchdb import fresh_database, migrate, setup_django  # noqa: E402 (needs ROOT on the path)
 
 # The benchmarks name their database (DATABASE_URL), so the settings want a key: one for benchmarks only,
 # inherited by the processes they start (docs/deploy.md, "The secret key").
@@ -92,16 +92,6 @@ def prepare_database(dsn: str | None) -> str:
         return fresh_database(None, DB_NAME)
     migrate(dsn)
     return dsn
-
-
-def setup_django(dsn: str) -> None:
-    os.environ["DATABASE_URL"] = dsn
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mqadmin.settings")
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
 
 
 def child_env(dsn: str, record_dir: str) -> dict[str, str]:

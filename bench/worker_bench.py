@@ -33,6 +33,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: bench/ is on the path, the project is not
+    sys.path.insert(0, str(ROOT))
+
+from bench.benchdb import setup_django  # noqa: E402 (needs ROOT on the path)
+
 # The benchmarks name their database (DATABASE_URL), so the settings want a key: one for benchmarks only,
 # inherited by the processes they start (docs/deploy.md, "The secret key").
 os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-not-a-secret-" + "b" * 40)
@@ -76,16 +81,6 @@ def child_env(url: str) -> dict[str, str]:
         MQADMIN_SETTINGS=json.dumps({"HANDLERS": HANDLERS, "HEARTBEAT_INTERVAL": 0.5}), MQADMIN_LOG_LEVEL="WARNING",
     )
     return env
-
-
-def setup_django(url: str) -> None:
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mqadmin.settings")
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
 
 
 def notify(queue: str) -> None:
