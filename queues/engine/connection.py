@@ -202,15 +202,20 @@ def config(name: str) -> QueueConfig:
     return cfg
 
 
-def clear_cache(name: str | None = None) -> None:
-    """Forget the cached config of the queue ``name``, or of every queue (and where each fifo walk stands).
+def clear_cache(name: str | None = None, *, queue_id: int | None = None) -> None:
+    """Forget the cached config of the queue ``name`` (or with id ``queue_id``), or of every queue (and
+    where each fifo walk stands).
 
-    The engine calls it for the queue it changed; call it with no name after the tables were emptied
-    behind the engine's back (tests flushing the database, a benchmark on a fresh one), where queue ids
-    change without the engine knowing.
+    The engine calls it for the queue it changed, and the process's listener for a queue another process
+    changed (:mod:`queues.engine.notify`); call it with no argument after the tables were emptied behind
+    the engine's back (tests flushing the database, a benchmark on a fresh one), where queue ids change
+    without the engine knowing.
     """
     with _cache_lock:
-        if name is None:
+        if queue_id is not None:
+            for key in [key for key, cfg in _cache.items() if cfg.id == queue_id]:
+                del _cache[key]
+        elif name is None:
             _cache.clear()
             fifo_positions.clear()
         else:

@@ -26,6 +26,7 @@ from collections import defaultdict
 import psycopg
 
 from queues import conf
+from queues.engine.connection import clear_cache
 from queues.engine.sql import NOTIFY_CHANNEL
 
 log = logging.getLogger("queues.engine")
@@ -119,6 +120,7 @@ class Listener:
         # After a reconnect notifications may have been missed: let everyone re-check.
         with self._cond:
             for key in list(self._seq):
+                clear_cache(queue_id=key)  # a settings change may be among them
                 self._seq[key] += 1
                 self._config_seq[key] += 1
             self._cond.notify_all()
@@ -144,6 +146,7 @@ class Listener:
                             except ValueError:
                                 continue
                             if note.payload.startswith(CONFIG_PREFIX):
+                                clear_cache(queue_id=queue_id)  # before the wake-up, so readers see the change
                                 with self._cond:
                                     self._config_seq[queue_id] += 1
                             self._wake(queue_id)

@@ -393,7 +393,6 @@ class WorkerProcess(HandlerRunner, Settling):
         """Re-read the settings of ``q`` the worker uses (its visibility timeout, unless ``mq_worker`` set
         one): the next claim from ``q`` uses them."""
         close_old_connections()
-        engine.clear_cache(q.name)  # this process's cached copy of the queue's settings is stale too
         with contextlib.suppress(QueueNotFound):  # deleted: the claim loop says so
             queue = engine.get_queue(q.name)
             if self.config.visibility_timeout is None:

@@ -14,6 +14,7 @@ from django.db import connections
 
 import queues
 from queues.engine.notify import get_listener
+from tests.conftest import wait_for
 from tests.engine.conftest import Thread
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -205,3 +206,23 @@ def test_receive_inside_a_transaction_does_not_wait(make_queue):
     with transaction.atomic():
         assert queues.receive(queue, wait=3) == []
     assert time.monotonic() - started < 1.0, "a waiting receive held the caller's transaction open"
+
+
+def test_a_settings_change_from_another_process_reaches_this_processs_cache_at_once(
+    make_queue, listening, monkeypatch
+):
+    from queues.engine import connection as engine_connection
+
+    queue = make_queue(max_message_size=1000)
+    assert engine_connection.config(queue).max_message_size == 1000
+    monkeypatch.setattr(engine_connection, "CONFIG_TTL", 3600.0)  # only the notification can refresh it
+
+    def other_connection_changes_it() -> None:  # its own connection, behind the engine's back
+        with connections["default"].cursor() as cur:
+            cur.execute("UPDATE queues_queue SET max_message_size = 2000 WHERE name = %s", [queue])
+        connections["default"].close()
+
+    changer = Thread(other_connection_changes_it)
+    changer.start()
+    changer.outcome()
+    wait_for(lambda: engine_connection.config(queue).max_message_size == 2000, timeout=5)
