@@ -22,18 +22,27 @@ def _seed() -> dict[str, Any]:
     """A standard queue with retries and dead letters, a fifo queue, a worker holding messages."""
     queues.create_queue("orders", max_receives=2)
     queues.create_queue("jobs.fifo", kind="fifo")
-    ids = queues.send_batch("orders", [
-        Outgoing(body={"order": i, "note": "x" * 300}, headers={"tenant": "acme-corporation-" + "y" * 60})
-        for i in range(6)
-    ])
+    ids = queues.send_batch(
+        "orders",
+        [
+            Outgoing(body={"order": i, "note": "x" * 300}, headers={"tenant": "acme-corporation-" + "y" * 60})
+            for i in range(6)
+        ],
+    )
     for _ in range(3):  # two failures each: the third receive moves them to orders.dlq
         for d in queues.receive("orders", max_messages=3):
             queues.nack(d.receipt, error="KeyError: 'unknown SKU ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789' " * 3)
     queues.send("jobs.fifo", {"job": 1}, group="customer-7", dedup_id="job-1")
     held = queues.receive("orders", max_messages=1)
     row = fleet.register("worker-host.example.com:4242:abcdef", queues=["orders", "jobs.fifo"], concurrency=4)
-    fleet.beat(row, state=WorkerState.LIVE, processed=1234, failed=5,
-               held_receipts=[d.receipt for d in held], handler_durations=[])
+    fleet.beat(
+        row,
+        state=WorkerState.LIVE,
+        processed=1234,
+        failed=5,
+        held_receipts=[d.receipt for d in held],
+        handler_durations=[],
+    )
     dead = queues.peek("orders.dlq", limit=1)
     return {"message": ids[-1], "dead": dead[0].id if dead else ids[0]}
 
@@ -46,10 +55,24 @@ def test_every_page_fits_at_1400_and_400_pixels(login, server, browser, make_use
     page.click("button:has-text('Pause')")
     page.wait_for_load_state()
     paths = [
-        "/", "/queues/", "/queues/orders/", "/queues/jobs.fifo/", "/queues/orders.dlq/", "/messages/",
-        "/queues/orders/messages/", f"/messages/{seeded['message']}/", f"/messages/{seeded['dead']}/",
-        "/queues/orders/publish/", "/queues/jobs.fifo/publish/", "/new-queue/", "/queues/orders/purge/",
-        "/queues/orders/delete/", "/queues/orders.dlq/redrive/", "/workers/", "/audit/", "/database/",
+        "/",
+        "/queues/",
+        "/queues/orders/",
+        "/queues/jobs.fifo/",
+        "/queues/orders.dlq/",
+        "/messages/",
+        "/queues/orders/messages/",
+        f"/messages/{seeded['message']}/",
+        f"/messages/{seeded['dead']}/",
+        "/queues/orders/publish/",
+        "/queues/jobs.fifo/publish/",
+        "/new-queue/",
+        "/queues/orders/purge/",
+        "/queues/orders/delete/",
+        "/queues/orders.dlq/redrive/",
+        "/workers/",
+        "/audit/",
+        "/database/",
         "/messages/?q=nonsense:1",
     ]
     failures = []
