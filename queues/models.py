@@ -372,6 +372,11 @@ class Worker(models.Model):
         help_text="Cumulative handler-duration histograms per queue and handler, written with each beat "
                   "(queues.metrics.durations); /metrics adds up every row.",
     )
+    stop_requested_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="Set when an operator asks this worker to stop; the worker reads it on its next beat, "
+                  "finishes what it holds and exits.",
+    )
 
     class Meta:
         db_table = "queues_worker"

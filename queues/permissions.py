@@ -3,7 +3,8 @@
 | permission                | allows                                                            |
 |---------------------------|-------------------------------------------------------------------|
 | ``queues.view_dashboard`` | every page, revealing hidden bodies (audited)                     |
-| ``queues.operate_queues`` | pause, resume, retry, move, redrive, edit settings, create queues |
+| ``queues.operate_queues`` | pause, resume, retry, move, redrive, edit settings, create queues, |
+|                           | ask a worker to stop                                              |
 | ``queues.purge_queues``   | purge queues, delete messages, delete queues, shorten retention,  |
 |                           | end a database session that holds vacuum back (Database page)     |
 | ``queues.publish_messages`` | publish messages                                                |
@@ -64,6 +65,7 @@ class Action(StrEnum):
     SHORTEN_RETENTION = "shorten_retention"
     SEARCH_BODIES = "search_bodies"
     CANCEL_BACKEND = "cancel_backend"
+    STOP_WORKER = "stop_worker"
 
 
 # The one table of which permission each action needs.
@@ -85,6 +87,8 @@ REQUIRED: dict[Action, str] = {
     Action.SEARCH_BODIES: VIEW,
     # Ending another program's database session can destroy its uncommitted work.
     Action.CANCEL_BACKEND: PURGE,
+    # A stop is graceful: the worker finishes what it holds, nothing is lost; like pausing a queue.
+    Action.STOP_WORKER: OPERATE,
 }
 
 # Actions that read rather than change queues: allowed even when the dashboard is read-only.

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import OperationalError
 from django.db.models import F, TextField
 from django.db.models.functions import Cast, Left
 from django.utils import timezone
@@ -341,20 +342,23 @@ class MessagePage:
 
 
 def search_messages(
-    f: MessageFilter, *, after: int | None = None, before: int | None = None, limit: int | None = None
+    f: MessageFilter, *, after: int | None = None, before: int | None = None, limit: int | None = None,
+    newest_first: bool = False,
 ) -> MessagePage:
     """A page of messages matching ``f`` in id order: after the id ``after``, or the page before ``before``.
 
     Keyset pagination (``id > cursor ORDER BY id LIMIT n+1``): page 10,000 costs what page 1 does.
+    ``newest_first`` walks the ids downwards; "after" and "before" then mean after and before in that order.
     """
     limit = limit or int(conf.get("PAGE_SIZE"))
     now = timezone.now()
     qs = message_queryset(f, now=now)
-    order = "-id" if before is not None else "id"
+    # Walking backwards (the page before ``before``) reverses the display order; the rows are turned back below.
+    order = "-id" if (before is not None) != newest_first else "id"
     if after is not None:
-        qs = qs.filter(id__gt=after)
+        qs = qs.filter(id__lt=after) if newest_first else qs.filter(id__gt=after)
     elif before is not None:
-        qs = qs.filter(id__lt=before)
+        qs = qs.filter(id__gt=before) if newest_first else qs.filter(id__lt=before)
     columns = qs.annotate(
         queue_name=F("queue__name"),
         preview=Left(Cast("body", TextField()), BODY_PREVIEW_CHARS + 1),
@@ -434,6 +438,72 @@ def _priority_slices(f: MessageFilter) -> list[tuple[int, int]]:
             if len(out) > MAX_SLICES:
                 break
     return out
+
+
+COUNT_CAP = 10_000
+"""The browser counts matching messages up to this many, then says "10,000+"."""
+COUNT_BUDGET_MS = 250
+"""Most milliseconds the browser's count may take; past it the total is left out (a filter on bodies that
+matches almost nothing reads the whole table, and the page must not wait for that)."""
+
+
+@dataclass(frozen=True)
+class MessageTotal:
+    """How many messages a search matches, for "50 of 1,500"."""
+
+    count: int | None
+    """The number, or None when counting took longer than ``COUNT_BUDGET_MS``."""
+    at_least: bool = False
+    """The count stopped at ``COUNT_CAP``: there are that many or more."""
+
+
+def count_messages(f: MessageFilter, *, stats: QueueStats | None = None) -> MessageTotal:
+    """How many messages ``f`` matches, cheaply: one queue's counters when ``f`` names only that queue
+    (``stats``), else a count stopped at ``COUNT_CAP`` rows and ``COUNT_BUDGET_MS`` milliseconds."""
+    only_queue = f.single_queue is not None and not (f.states or f.ids or f.groups or f.headers or f.body)
+    if only_queue and stats is not None and stats.queue == f.single_queue:
+        return MessageTotal(count=stats.depth)
+    try:
+        with conf.atomic(), conf.db().cursor() as cur:
+            # SET LOCAL ends with the transaction; inside a caller's transaction it would outlive this
+            # savepoint, so the previous value is put back after the count.
+            cur.execute("SELECT current_setting('statement_timeout')")
+            previous = cur.fetchone()[0]
+            cur.execute(f"SET LOCAL statement_timeout = {int(COUNT_BUDGET_MS)}")
+            n = message_queryset(f).values("id")[: COUNT_CAP + 1].count()
+            cur.execute("SELECT set_config('statement_timeout', %s, true)", [previous])
+    except OperationalError:  # QueryCanceled: the budget ran out
+        return MessageTotal(count=None)
+    return MessageTotal(count=min(n, COUNT_CAP), at_least=n > COUNT_CAP)
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """The messages just before and after one message in its queue, by id (None at either end)."""
+
+    previous: int | None
+    next: int | None
+
+
+def get_message_neighbours(queue: Queue, message_id: int) -> Neighbours:
+    """The previous and next message ids of ``queue`` around ``message_id``, for the message page's arrows.
+
+    Read per (queue, priority) slice on the claim index, as the browser's pages are: walking the primary
+    key for one queue could pass over every other queue's messages first.
+    """
+    f = MessageFilter(queues=(queue.name,))
+    slices = _priority_slices(f)
+    base = Message.objects.filter(queue_id=queue.pk)
+    if len(slices) > MAX_SLICES:
+        before = base.filter(id__lt=message_id).order_by("-id").values_list("id", flat=True).first()
+        after = base.filter(id__gt=message_id).order_by("id").values_list("id", flat=True).first()
+        return Neighbours(previous=before, next=after)
+    earlier = [base.filter(priority=p, id__lt=message_id).order_by("-id").values_list("id", flat=True).first()
+               for _, p in slices]
+    later = [base.filter(priority=p, id__gt=message_id).order_by("id").values_list("id", flat=True).first()
+             for _, p in slices]
+    return Neighbours(previous=max((i for i in earlier if i is not None), default=None),
+                      next=min((i for i in later if i is not None), default=None))
 
 
 @dataclass

@@ -30,8 +30,9 @@ from django.db import close_old_connections, transaction
 
 from queues import audit, conf, engine, health, search, selectors
 from queues.engine.errors import QueueNotFound
-from queues.models import Message, Queue, Redrive
+from queues.models import Message, Queue, Redrive, Worker
 from queues.permissions import Action, denial_reason
+from queues.worker import fleet
 
 logger = logging.getLogger("queues.services")
 
@@ -263,8 +264,12 @@ def delete_queue(*, actor: Any, queue: str, confirm: str, remote_addr: str = "")
 def publish_message(
     *, actor: Any, queue: str, body: Any, headers: dict[str, str] | None = None, delay: float | None = None,
     priority: int = 0, group: str | None = None, dedup_id: str | None = None, remote_addr: str = "",
+    copied_from: int | None = None,
 ) -> int:
-    """Send one message to ``queue`` as the operator; returns its id (the first one's, for a dedup repeat)."""
+    """Send one message to ``queue`` as the operator; returns its id (the first one's, for a dedup repeat).
+
+    ``copied_from``: the message this one was copied from ("publish a copy"), kept in the audit row.
+    """
 
     def run() -> _Done:
         _check_name(queue)
@@ -274,6 +279,8 @@ def publish_message(
         return _Done(result=message_id, count=1, message_ids=[message_id])
 
     detail = {"headers": headers or {}, "delay": delay, "priority": priority, "group": group, "dedup_id": dedup_id}
+    if copied_from is not None:
+        detail["copied_from"] = copied_from
     return _perform(actor, Action.PUBLISH_MESSAGE, run, queue_name=queue, remote_addr=remote_addr,
                     detail=detail).result
 
@@ -534,3 +541,25 @@ def cancel_backend(
 
     return _perform(actor, Action.CANCEL_BACKEND, run, remote_addr=remote_addr,
                     detail={"pid": pid, "mode": mode[:20]}).result
+
+
+# -- workers ----------------------------------------------------------------------------------------
+def stop_worker(*, actor: Any, worker_id: int, remote_addr: str = "") -> str:
+    """Ask a running worker to stop gracefully; returns its name.
+
+    The worker reads the request on its next heartbeat, stops claiming, finishes (acks or nacks) the
+    messages it holds and exits, as on SIGTERM: nothing it holds is lost. A stopped or dead worker is
+    refused (:class:`ActionFailed`), an unknown one is :class:`NotFound`.
+    """
+    row = Worker.objects.filter(pk=worker_id).values("name", "queues").first()
+
+    def run() -> _Done:
+        if row is None:
+            raise NotFound(f"there is no worker {worker_id}: its row may have been pruned")
+        if not fleet.request_stop(worker_id):
+            raise ActionFailed(f"worker {row['name']} is not running: it has stopped already")
+        return _Done(result=row["name"], count=1)
+
+    detail = {"worker": row["name"] if row else worker_id, "queues": row["queues"] if row else []}
+    return _perform(actor, Action.STOP_WORKER, run, remote_addr=remote_addr, detail=detail).result
+

@@ -31,6 +31,8 @@ urlpatterns = [
     path("audit/", views.audit_log, name="audit"),
     path("database/", views.database, name="database"),
     path("database/sessions/<int:pid>/end/", views.database_session_end, name="database-session-end"),
+    path("bulk-queues/", views.queue_bulk, name="queue-bulk"),
+    path("workers/<int:worker_id>/stop/", views.worker_stop, name="worker-stop"),
     path("metrics", metrics_views.metrics, name="metrics"),
     # --- live layer: "live" adds the /api/series/ route (queues/api.py) on the line below -----------
     path("api/series/", api.series, name="api-series"),

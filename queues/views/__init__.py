@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from queues.views.actions import (
     message_bulk,
+    queue_bulk,
     queue_create,
     queue_delete,
     queue_pause,
@@ -26,6 +27,7 @@ from queues.views.actions import (
     queue_resume,
     queue_settings,
     redrive_stop,
+    worker_stop,
 )
 from queues.views.pages import (
     audit_log,
@@ -50,6 +52,7 @@ __all__ = [
     "message_detail",
     "message_reveal",
     "overview",
+    "queue_bulk",
     "queue_create",
     "queue_delete",
     "queue_detail",
@@ -63,4 +66,5 @@ __all__ = [
     "redrive_stop",
     "websocket_endpoint",
     "worker_list",
+    "worker_stop",
 ]

@@ -3,16 +3,17 @@ change on POST through ``queues.services`` (permission check, engine call, audit
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import TooManyFieldsSent
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from queues import search, selectors, services
+from queues import conf, search, selectors, services, validation
 from queues.forms import (
     BULK_ACTIONS,
     MAX_SELECTED,
@@ -168,25 +169,66 @@ def queue_create(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @action_endpoint
 def queue_publish(request: HttpRequest, name: str) -> HttpResponse:
-    """GET: the publish form; POST: send the message."""
+    """GET: the publish form (``?copy=ID``: prefilled from that message); POST: send the message."""
     if request.method == "GET":
         queue = page_queue(request, Action.PUBLISH_MESSAGE, name)
-        return render_page(request, "queues/publish.html", {"queue": queue, "form": PublishForm(), "nav": "queues"})
+        copied = copy_source(request)
+        initial = copy_initial(copied) if copied is not None else None
+        return render_page(request, "queues/publish.html", {
+            "queue": queue, "form": publish_form(queue, initial=initial), "nav": "queues",
+            "copied_from": copied.info.id if copied is not None else None})
     queue = action_queue(request, Action.PUBLISH_MESSAGE, name)
-    form = PublishForm(request.POST)
+    form = publish_form(queue, data=request.POST)
+    copied_from = request.POST.get("copied_from", "")
+    context = {"queue": queue, "form": form, "nav": "queues", "copied_from": copied_from}
     if not form.is_valid():
         refuse(request, Action.PUBLISH_MESSAGE, name, form_errors(form))
-        return render_page(request, "queues/publish.html", {"queue": queue, "form": form, "nav": "queues"}, status=400)
+        return render_page(request, "queues/publish.html", context, status=400)
     try:
+        source = validation.parse_int(copied_from, "copied_from (a message id)", minimum=1,
+                                      maximum=validation.BIGINT_MAX) if copied_from else None
         message_id = services.publish_message(actor=request.user, queue=name, remote_addr=remote_addr(request),
-                                              **form.message())
+                                              copied_from=source, **form.message())
     except services.NotFound:
         raise
-    except services.ActionFailed as exc:
+    except (services.ActionFailed, validation.InvalidInput) as exc:
         form.add_error(None, str(exc))
-        return render_page(request, "queues/publish.html", {"queue": queue, "form": form, "nav": "queues"}, status=400)
+        return render_page(request, "queues/publish.html", context, status=400)
     messages.success(request, f"Published message {message_id} to {name}.")
     return HttpResponseRedirect(reverse("queues:message-detail", args=[message_id]))
+
+
+def publish_form(queue: Queue, **kwargs: Any) -> PublishForm:
+    """The publish form of ``queue``: without the group key on a standard queue (groups order fifo queues only)."""
+    form = PublishForm(**kwargs)
+    if queue.kind != "fifo":
+        del form.fields["group"]
+    return form
+
+
+def copy_source(request: HttpRequest) -> selectors.MessageDetail | None:
+    """The message ``?copy=ID`` names, or None; 404 when it is gone. With ``HIDE_BODIES`` on, copying
+    shows the body, so it goes through the audited reveal."""
+    raw = request.GET.get("copy", "")
+    if not raw:
+        return None
+    message_id = validation.parse_int(raw, "copy (a message id)", minimum=1, maximum=validation.BIGINT_MAX)
+    if conf.get("HIDE_BODIES"):
+        return services.reveal_body(actor=request.user, message_id=message_id, remote_addr=remote_addr(request))
+    detail = selectors.get_message(message_id)
+    if detail is None:
+        raise Http404(f"message {message_id} does not exist: it was acked, deleted or never sent")
+    return detail
+
+
+def copy_initial(detail: selectors.MessageDetail) -> dict[str, Any]:
+    """The publish form's fields filled from a message: body, headers, priority, group (not its dedup id:
+    a copy with the same id inside the window would store nothing)."""
+    headers = dict(detail.headers)
+    return {
+        "body": detail.body_json, "headers": json.dumps(headers, indent=2, ensure_ascii=False) if headers else "",
+        "priority": detail.info.priority, "group": detail.info.group or "",
+    }
 
 
 @require_http_methods(["GET", "POST"])
@@ -314,3 +356,42 @@ def message_bulk(request: HttpRequest) -> HttpResponse:
         return render_page(request, "queues/bulk_confirm.html",
                      {**context, "count": bulk.count, "max_id": bulk.max_id, "error": str(exc)}, status=400)
     return done(request, text, back)
+
+
+# -- queue list and workers page ---------------------------------------------------------------------
+BULK_QUEUE_ACTIONS = {"pause": Action.PAUSE_QUEUE, "resume": Action.RESUME_QUEUE}
+
+
+@require_POST
+@action_endpoint
+def queue_bulk(request: HttpRequest) -> HttpResponse:
+    """Pause or resume the queues ticked on the queue list, each through its service (one audit row each)."""
+    verb = request.POST.get("action", "")
+    action = BULK_QUEUE_ACTIONS.get(verb, Action.PAUSE_QUEUE)
+    authorize(request, action, "")
+    names = list(dict.fromkeys(request.POST.getlist("name")))
+    if verb not in BULK_QUEUE_ACTIONS:
+        refuse(request, action, "", f"unknown bulk action {verb!r}")
+        return error_page(request, f"unknown bulk action {verb!r}: use pause or resume")
+    if not names:
+        refuse(request, action, "", "no queue selected")
+        return error_page(request, "no queue selected: tick the queues to pause or resume, then press the button")
+    # Every name is checked before any queue changes, so a typo does not leave half the selection paused.
+    for name in names:
+        action_queue(request, action, name)
+    service = services.pause_queue if verb == "pause" else services.resume_queue
+    for name in names:
+        service(actor=request.user, queue=name, remote_addr=remote_addr(request))
+    done_verb = "Paused" if verb == "pause" else "Resumed"
+    back = safe_next(request, request.POST.get("next", ""), reverse("queues:queue-list"))
+    return done(request, f"{done_verb} {len(names)} queue{'s' if len(names) != 1 else ''}: {', '.join(names)}.", back)
+
+
+@require_POST
+@action_endpoint
+def worker_stop(request: HttpRequest, worker_id: int) -> HttpResponse:
+    """Ask a worker to stop gracefully (it finishes what it holds, then exits)."""
+    name = services.stop_worker(actor=request.user, worker_id=worker_id, remote_addr=remote_addr(request))
+    return done(request, f"Asked worker {name} to stop: it finishes the messages it holds, then exits.",
+                reverse("queues:workers"))
+

@@ -10,7 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from queues import conf, search, selectors, services, validation
+from queues import conf, search, selectors, services, validation, workload
 from queues.forms import (
     BULK_ACTIONS,
     QueueSettingsForm,
@@ -113,29 +113,34 @@ def message_browser(request: HttpRequest, name: str | None = None) -> HttpRespon
     queue = queue_or_404(name) if name is not None else None
     q = request.GET.get("q", "")
     state = request.GET.get("state", "")
+    order = request.GET.get("order", "") or "oldest"
     context: dict[str, Any] = {
         "queue": queue, "q": q, "state": state, "states": search.STATES, "help": search.QUALIFIER_HELP,
-        "nav": "messages", "queue_names": selectors.queue_names(), "bulk_actions": BULK_ACTIONS,
+        "nav": "messages", "queue_names": selectors.queue_names(), "bulk_actions": BULK_ACTIONS, "order": order,
     }
     try:
+        if order not in ("oldest", "newest"):
+            raise ValueError(f"unknown order {order!r}: use oldest or newest")
         after = int_param(request, "after")
         before = int_param(request, "before")
         match = search.parse_search(q, queue=queue.name if queue else None, state=state or None)
         if match.reads_bodies:
             authorize(request, Action.SEARCH_BODIES, match.single_queue or "", **hidden_terms(match))
-        page = selectors.search_messages(match, after=after, before=before)
-    except ValueError as exc:  # SearchError and bad cursors
+        page = selectors.search_messages(match, after=after, before=before, newest_first=order == "newest")
+    except ValueError as exc:  # SearchError, bad cursors, an unknown order
         context.update(error=str(exc), page=selectors.MessagePage())
         return render_page(request, "queues/message_browser.html", context, status=400)
-    base = {"q": q, "state": state}
+    base = {k: v for k, v in {"q": q, "state": state, "order": "newest" if order == "newest" else ""}.items() if v}
+    stats = selectors.get_queue_stats(queue.name) if queue is not None else None
     context.update(
         page=page, match=match, filter_text=match.text(),
         next_query=urlencode({**base, "after": page.next_after}) if page.next_after else "",
         prev_query=urlencode({**base, "before": page.prev_before}) if page.prev_before else "",
-        here=request.get_full_path(),
+        here=request.get_full_path(), stats=stats, total=selectors.count_messages(match, stats=stats),
+        # The other order starts again at its first page: a cursor of one order means nothing in the other.
+        flip_query=urlencode({**{k: v for k, v in base.items() if k != "order"},
+                              **({} if order == "newest" else {"order": "newest"})}),
     )
-    if queue is not None:
-        context["stats"] = selectors.get_queue_stats(queue.name)
     return render_page(request, "queues/message_browser.html", context)
 
 
@@ -151,10 +156,20 @@ def _message_or_404(message_id: int) -> selectors.MessageDetail:
 def message_detail(request: HttpRequest, message_id: int) -> HttpResponse:
     """One message: body, headers, receive count, timestamps, attempts and errors."""
     detail = _message_or_404(message_id)
-    return render_page(request, "queues/message_detail.html", {
-        "m": detail, "info": detail.info, "revealed": not conf.get("HIDE_BODIES"), "nav": "messages",
+    return render_page(request, "queues/message_detail.html",
+                       message_context(detail, revealed=not conf.get("HIDE_BODIES")))
+
+
+def message_context(detail: selectors.MessageDetail, *, revealed: bool) -> dict[str, Any]:
+    """What the message page shows besides the message: its neighbours in the queue, the queue pickers."""
+    origin = detail.info.origin_queue
+    return {
+        "m": detail, "info": detail.info, "revealed": revealed, "nav": "messages",
         "queue_names": selectors.queue_names(),
-    })
+        "around": selectors.get_message_neighbours(detail.queue, detail.info.id),
+        # A copy of a dead letter goes back where it died (while that queue exists); others to their own queue.
+        "copy_to": origin if origin and selectors.get_queue(origin) else detail.queue.name,
+    }
 
 
 @require_POST
@@ -162,9 +177,7 @@ def message_detail(request: HttpRequest, message_id: int) -> HttpResponse:
 def message_reveal(request: HttpRequest, message_id: int) -> HttpResponse:
     """Show a hidden body once (the reveal is audited); the page is not cached as revealed."""
     detail = services.reveal_body(actor=request.user, message_id=message_id, remote_addr=remote_addr(request))
-    return render_page(request, "queues/message_detail.html", {
-        "m": detail, "info": detail.info, "revealed": True, "nav": "messages", "queue_names": selectors.queue_names(),
-    })
+    return render_page(request, "queues/message_detail.html", message_context(detail, revealed=True))
 
 
 @require_safe
@@ -172,7 +185,7 @@ def message_reveal(request: HttpRequest, message_id: int) -> HttpResponse:
 def worker_list(request: HttpRequest) -> HttpResponse:
     """Every running worker and the latest stopped or dead ones."""
     return render_page(request, "queues/workers.html", {
-        "workers": selectors.list_workers(), "nav": "workers",
+        "workers": workload.with_load(selectors.list_workers()), "nav": "workers",
         "stale_after": conf.worker_stale_after(),
     })
 

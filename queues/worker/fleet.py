@@ -58,9 +58,11 @@ def beat(
     failed: int,
     held_receipts: Sequence[str],
     handler_durations: Any,
-) -> None:
+) -> bool:
     """Write one heartbeat: the counts, the receipts of the leases held (released by whoever finds this
-    worker dead), and the handler-duration histograms. A ``STOPPED`` beat is the last: it holds nothing."""
+    worker dead), and the handler-duration histograms. A ``STOPPED`` beat is the last: it holds nothing.
+
+    Returns True when an operator has asked this worker to stop (:func:`request_stop`)."""
     fields: dict[str, Any] = {
         "last_beat_at": Now(),
         "processed": processed,
@@ -73,6 +75,15 @@ def beat(
     if state == WorkerState.STOPPED:
         fields.update(stopped_at=Now(), in_flight=0, held_receipts=[])
     WorkerRow.objects.filter(pk=row_id).update(**fields)
+    return WorkerRow.objects.filter(pk=row_id, stop_requested_at__isnull=False).exists()
+
+
+def request_stop(row_id: int) -> bool:
+    """Ask the worker of heartbeat row ``row_id`` to stop: it reads the flag on its next beat, stops claiming,
+    finishes the messages it holds and exits. False when the worker is not running (stopped, dead, unknown)."""
+    running = WorkerRow.objects.filter(pk=row_id, state__in=[WorkerState.LIVE, WorkerState.STOPPING])
+    running.filter(stop_requested_at__isnull=True).update(stop_requested_at=Now())  # the first request's time stays
+    return running.exists()
 
 
 @dataclass(frozen=True)

@@ -448,8 +448,11 @@ class WorkerProcess(HandlerRunner, Settling):
         with self._lock:
             receipts = [i.delivery.receipt for i in self._held.values() if i.state is not FINISHED]
         assert self.row_id is not None
-        fleet.beat(self.row_id, state=self._state, processed=self.processed, failed=self.failed,
-                   held_receipts=receipts, handler_durations=self.durations.snapshot())
+        asked_to_stop = fleet.beat(self.row_id, state=self._state, processed=self.processed, failed=self.failed,
+                                   held_receipts=receipts, handler_durations=self.durations.snapshot())
+        if asked_to_stop and self._stop_reason is None:
+            log.info("event=stop_requested worker=%s note=asked from the dashboard; finishing what it holds", self.name)
+            self.stop("requested-by-operator")
 
     def _log_stats(self, processed: int, elapsed: float) -> None:
         backlog = {s.queue: s.ready for s in engine.stats([q.name for q in self._queues])}
