@@ -111,7 +111,7 @@ def test_worker_states(client_for, make_worker, make_queue):
     make_worker(["orders"], state="stopped", beat_ago=300)
     make_worker(["orders"], state="dead", beat_ago=900)
     html = client_for("viewer").get(reverse("queues:workers")).content.decode()
-    states = re.findall(r'<tr class="worker-([a-z]+)">', html)
+    states = re.findall(r'<tr class="worker-([a-z]+)"', html)
     assert sorted(states) == ["dead", "live", "stale", "stopped"]
 
 
