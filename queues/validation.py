@@ -24,7 +24,9 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 """PostgreSQL ``integer`` (Django ``IntegerField``; ``PositiveIntegerField`` is 0..INT32_MAX)."""
@@ -263,3 +265,36 @@ def parse_priority(text: str) -> int:
     if not -100 <= value <= 100:
         raise InvalidInput(f"invalid priority {_show(text)}: it must be from -100 to 100 (larger first)")
     return value
+
+
+_DATE_ONLY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+def parse_instant(text: str, what: str, *, zone: str = "UTC", end_of_day: bool = False) -> datetime:
+    """An aware datetime from ISO 8601 text typed by a person: ``2026-12-03``, ``2026-12-03 14:02``,
+    ``2026-12-03T14:02:35.123``, each with an optional offset (``Z``, ``+05:30``).
+
+    Without an offset the text is read in ``zone`` (an IANA name: the zone the page showed times in).
+    A date alone is its first instant, or with ``end_of_day`` the first instant of the next day (an
+    exclusive end). Anything else is :class:`InvalidInput` naming the value and the form to use.
+    """
+    value = text.strip()
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"unknown time zone {_show(zone)}: use an IANA name such as UTC or Europe/Paris") from None
+    try:
+        if len(value) > 40:
+            raise ValueError
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(
+            f"invalid {what} {_show(text)}: use a date and time such as 2026-12-03 or 2026-12-03 14:05:00"
+        ) from None
+    if not 1900 <= parsed.year <= 9000:  # far years overflow once shifted to UTC, and mean a typo
+        raise InvalidInput(f"invalid {what} {_show(text)}: the year must be from 1900 to 9000")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=tz)
+    if end_of_day and _DATE_ONLY.match(value):
+        parsed += timedelta(days=1)
+    return parsed
