@@ -51,6 +51,8 @@ def when(value: datetime | None, style: str = "") -> SafeString | str:
         raise template.TemplateSyntaxError(f"when: unknown style {style!r}; use one of {STYLES}")
     iso = iso_utc(value)
     if style == "ago":
-        return format_html('<time datetime="{}" data-when="ago" title="{}">{} ago</time>',
-                           iso, utc_text(value), timesince(value))
-    return format_html('<time datetime="{}" data-when="{}">{}</time>', iso, style or "s", utc_text(value, ms=style == "ms"))
+        return format_html(
+            '<time datetime="{}" data-when="ago" title="{}">{} ago</time>', iso, utc_text(value), timesince(value)
+        )
+    text = utc_text(value, ms=style == "ms")
+    return format_html('<time datetime="{}" data-when="{}">{}</time>', iso, style or "s", text)
