@@ -47,6 +47,7 @@ def kolkata(browser: Any) -> Iterator[Any]:
     ctx.add_init_script(RECORD_PILL)
     violations: list[str] = []
     ctx.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    ctx.on("page", lambda page: page.on("pageerror", lambda error: violations.append(f"script error: {error}")))
     yield ctx
     ctx.close()
     assert not violations, violations
@@ -108,6 +109,10 @@ def test_live_parts_move_without_reload_and_every_time_is_in_the_browsers_zone(
     page.wait_for_function("() => document.querySelectorAll('.chart[data-chart][data-zone]').length === 3")
     _one_zone(page, charts=3)
     page.screenshot(path=str(artifacts / "live-queue-detail-kolkata.png"), full_page=True)
+    # The log toggle redraws every chart on the other scale.
+    page.locator(".chart-scale").first.click()
+    assert page.locator(".chart-scale").all_inner_texts() == ["linear scale"] * 3
+    assert page.locator(".chart[data-chart] canvas").count() == 3
     page.goto(f"{server.url}/")
     page.wait_for_function("() => document.querySelectorAll('.chart[data-chart][data-zone]').length === 1")
     seen = page.evaluate(TIMES)

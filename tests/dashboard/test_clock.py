@@ -63,6 +63,9 @@ def test_audit_log_filters_by_a_range_read_in_the_pages_zone(client_for):
         ({"from": "yesterday"}, "yesterday"),
         ({"to": "2026-13-45"}, "invalid end (to)"),
         ({"from": "2026-12-03", "tz": "Mars/Olympus"}, "unknown time zone"),
+        ({"from": "2026-12-03", "tz": "a" * 300}, "unknown time zone"),  # a path in tzdata: never opened
+        ({"from": "2026-12-03", "tz": "../../../etc/passwd"}, "unknown time zone"),
+        ({"from": "2026-12-03\x00"}, "nul character"),  # refused before the view, as every NUL
         ({"from": "2026-12-03", "to": "2026-12-02"}, "the start must be before the end"),
         ({"from": "0001-01-01"}, "the year must be from 1900"),
     ],
