@@ -111,8 +111,13 @@ def test_live_parts_move_without_reload_and_every_time_is_in_the_browsers_zone(
     page.screenshot(path=str(artifacts / "live-queue-detail-kolkata.png"), full_page=True)
     # The log toggle redraws every chart on the other scale.
     page.locator(".chart-scale").first.click()
-    assert page.locator(".chart-scale").all_inner_texts() == ["linear scale"] * 3
+    assert page.locator(".chart-scale").all_inner_texts() == ["log scale: on"] * 3
     assert page.locator(".chart[data-chart] canvas").count() == 3
+    page.screenshot(path=str(artifacts / "live-queue-detail-log-scale.png"))
+    # Sparklines share one scale, shown in their column's header: the largest depth among them.
+    page.goto(f"{server.url}/queues/")
+    page.wait_for_function("() => (document.querySelector('.spark-scale') || {}).textContent === '0–20'")
+    page.screenshot(path=str(artifacts / "live-queue-list-sparklines.png"))
     page.goto(f"{server.url}/")
     page.wait_for_function("() => document.querySelectorAll('.chart[data-chart][data-zone]').length === 1")
     seen = page.evaluate(TIMES)

@@ -186,6 +186,13 @@
     var y = logScale
       ? { distr: 4, asinh: 1, range: function (u, min, max) { return [0, max > 0 ? max * 1.5 : 1]; } }
       : { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } };
+    // On the log scale: 0 and the powers of ten up to the top, nothing between (uPlot's own log ticks
+    // crowd the low decades with unlabeled marks).
+    var logSplits = function (u) {
+      var out = [0];
+      for (var p = 1; p <= u.scales.y.max; p *= 10) out.push(p);
+      return out;
+    };
     // The page's own key (the overview's throughput) makes uPlot's legend redundant.
     var ownKey = this.el.parentNode && this.el.parentNode.querySelector(".legend");
     return {
@@ -194,7 +201,7 @@
       scales: { x: { time: true, range: this.xRange() }, y: y },
       axes: [
         { space: 90, values: timeValues },
-        { size: 64, space: 36, values: function (u, ticks) {
+        { size: 64, space: 36, splits: logScale ? logSplits : undefined, values: function (u, ticks) {
           // Whole numbers only for counts; asinh ticks can land on fractions.
           return ticks.map(function (v) { return unit === "count" && v % 1 ? "" : fmt(v); });
         } },
@@ -240,7 +247,7 @@
     zone.textContent = "times in " + clock().zoneName() + " (" + clock().zone() + ")";
     this.el.dataset.zone = clock().zoneName();
     var button = bar.querySelector(".chart-scale");
-    button.textContent = logScale ? "linear scale" : "log scale";
+    button.textContent = logScale ? "log scale: on" : "log scale: off";
     button.setAttribute("aria-pressed", logScale ? "true" : "false");
   };
 
