@@ -88,6 +88,8 @@ def test_live_parts_move_without_reload_and_every_time_is_in_the_browsers_zone(
     page.fill("#id_rate", "4")
     page.click("button:has-text('Start redrive')")
     page.wait_for_load_state()
+    assert page.url.endswith("/queues/orders/")
+    assert page.locator("#dead-letters tbody tr").count() == 10
     page.evaluate("window.__notReloaded = true")
     cell = page.locator("[data-redrive-moved]").first
     first = cell.inner_text()
@@ -101,6 +103,8 @@ def test_live_parts_move_without_reload_and_every_time_is_in_the_browsers_zone(
         "() => document.querySelector('[data-redrive-moved]').textContent === '20 / 20'", timeout=20_000
     )
     page.wait_for_function("() => document.querySelector('[data-redrive-state]').textContent === 'finished'")
+    # The dead-letter list of the same page follows its count: emptied by the redrive, without a reload.
+    page.wait_for_function("() => document.querySelector('#dead-letters').textContent.includes('No dead letters')")
     assert page.evaluate("window.__notReloaded === true")
 
     # One zone on every page: the server's times and the charts' axes.

@@ -7,6 +7,8 @@
  * - Redrive rows (tr[data-redrive="<id>"]) get their progress, moved/total and state from the
  *   sample's "redrives"; the workers page (#workers-live) its numbers from "workers", and the page's
  *   table again (fetched, server-rendered) when a worker starts or stops.
+ * - <section id="…" data-live-fragment="<queue>.<field>" data-live-value="<as rendered>">: fetched
+ *   again from the server when that number changes (lists that a number alone cannot update).
  * - #live-status shows the connection state (data-state = connecting | live | waiting | reconnecting |
  *   paused | off | denied) and the refresh choice: off / 1 s / 5 s / 15 s. The choice throttles how
  *   often samples are applied; "off" closes the socket. It is remembered per browser.
@@ -144,6 +146,7 @@
     }
     applyRedrives(sample.redrives || []);
     applyWorkers(sample.workers);
+    applyFragments(sample);
     lastApplied = Date.now();
     lastData = Date.now();
     document.dispatchEvent(new CustomEvent("mq:sample", { detail: sample }));
@@ -171,10 +174,63 @@
     });
   }
 
+  // Server-rendered parts fetched again (the page's own URL, the element of the same id) when what
+  // they show has changed: the workers page when a worker starts or stops, and any element marked
+  // data-live-fragment="<queue or _total>.<field>" (with data-live-value, the value it was rendered
+  // with) when that field of a sample differs. One fetch at a time per element, at most every 2 s;
+  // a change meanwhile fetches again once the 2 s are over, so the last state always lands.
+  var fragments = {};
+  function refetch(id) {
+    var f = fragments[id] || (fragments[id] = { busy: false, again: false });
+    if (f.busy) { f.again = true; return; }
+    f.busy = true;
+    f.again = false;
+    fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.text(); })
+      .then(function (html) {
+        // The server's own rendering of this page (escaped by its templates), not data from the socket.
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById(id);
+        var old = document.getElementById(id);
+        if (!fresh || !old) return;
+        var copy = document.importNode(fresh, true);
+        old.replaceWith(copy);
+        if (window.mqClock) window.mqClock.localize(copy);
+      })
+      .catch(function () { f.again = true; })
+      .finally(function () {
+        setTimeout(function () {
+          f.busy = false;
+          if (f.again) refetch(id);
+        }, 2000);
+      });
+  }
+
+  var seenValues = {};
+  function applyFragments(sample) {
+    var els = document.querySelectorAll("[data-live-fragment][id]");
+    for (var i = 0; i < els.length; i++) {
+      var el = els[i];
+      var key = el.getAttribute("data-live-fragment");
+      var dot = key.lastIndexOf(".");
+      if (dot < 1) continue;
+      var name = key.slice(0, dot);
+      var row = name === "_total" ? sample.total : (sample.queues || {})[name];
+      var field = key.slice(dot + 1);
+      if (!row || !Object.prototype.hasOwnProperty.call(row, field)) continue;
+      var value = String(row[field]);
+      if (!Object.prototype.hasOwnProperty.call(seenValues, el.id)) {
+        seenValues[el.id] = el.hasAttribute("data-live-value") ? el.getAttribute("data-live-value") : value;
+      }
+      if (seenValues[el.id] !== value) {
+        seenValues[el.id] = value;
+        refetch(el.id);
+      }
+    }
+  }
+
   // The workers page: numbers in place; a started or stopped worker brings the server's table again.
-  var fleetBox = document.getElementById("workers-live");
-  var fleetFetching = false;
   function applyWorkers(workers) {
+    var fleetBox = document.getElementById("workers-live");
     if (!fleetBox || !workers) return;
     var rendered = {};
     fleetBox.querySelectorAll('tr[data-worker-status="live"]').forEach(function (tr) {
@@ -195,24 +251,7 @@
         if (window.mqClock) window.mqClock.localize(beat.parentNode);
       }
     });
-    if (!same) refetchFleet();
-  }
-  function refetchFleet() {
-    if (fleetFetching) return;
-    fleetFetching = true;
-    fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
-      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.text(); })
-      .then(function (html) {
-        // The server's own rendering of this page (escaped by its templates), not data from the socket.
-        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("workers-live");
-        if (!fresh) return;
-        var copy = document.importNode(fresh, true);
-        fleetBox.replaceWith(copy);
-        fleetBox = copy;
-        if (window.mqClock) window.mqClock.localize(copy);
-      })
-      .catch(function () { /* next sample tries again */ })
-      .finally(function () { setTimeout(function () { fleetFetching = false; }, 2000); });
+    if (!same) refetch("workers-live");
   }
 
   function applyPending() {
