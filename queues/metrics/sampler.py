@@ -194,6 +194,7 @@ class Sampler:
         message = self._message(stats, at, [w.queues for w in workers])
         message["workers"] = [w.as_sample() for w in workers]
         message["redrives"] = redrives
+        message["total"]["redrives_running"] = sum(r["state"] in ("running", "stopping") for r in redrives)
         message["total"]["failed_last_hour"] = self._failed_last_hour(stats, at)
         minute = int(at.timestamp() // 60)
         if minute != self._maintained_minute:

@@ -212,3 +212,4 @@ def test_a_tick_pushes_live_workers_running_redrives_and_the_last_hours_failures
     assert [(r["id"], r["state"], r["moved"], r["total"]) for r in message["redrives"]] == [
         (running.pk, "running", 6, 20), (just_ended.pk, "finished", 3, 3)]
     assert message["total"]["failed_last_hour"] == 0
+    assert message["total"]["redrives_running"] == 1
