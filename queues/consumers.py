@@ -47,7 +47,11 @@ def _fresh_latest() -> str | None:
 
 
 class DashboardConsumer(AsyncWebsocketConsumer):
-    """``/ws/dashboard/``: one JSON text message per sample (``{"type": "sample", "at", "queues", "total"}``)."""
+    """``/ws/dashboard/``: one JSON text message per sample.
+
+    ``{"type": "sample", "at", "interval", "queues", "total", "workers", "redrives"}``: see
+    ``queues.metrics.sampler`` (``Sampler.tick``) for what each holds.
+    """
 
     joined_at: float | None = None
     checked_at: float = 0.0

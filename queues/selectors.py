@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import OperationalError
-from django.db.models import F, TextField
+from django.db.models import F, Q, TextField
 from django.db.models.functions import Cast, Left
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -551,7 +551,7 @@ def _with_detail_json(events: Iterable[AuditEvent]) -> list[AuditEvent]:
 
 @dataclass
 class AuditPage:
-    """One page of the audit log, newest first, keyset-paged by id."""
+    """One page of the audit log, newest first, keyset-paged by (time, id) through the last event's id."""
 
     events: list[AuditEvent]
     next_before: int | None
@@ -559,10 +559,19 @@ class AuditPage:
 
 def list_audit_events(
     *, actor: str = "", action: str = "", queue: str = "", outcome: str = "", before: int | None = None,
-    limit: int = 100,
+    limit: int = 100, since: datetime | None = None, until: datetime | None = None,
 ) -> AuditPage:
-    """Audit events filtered by actor name, action, queue and outcome (exact matches), newest first."""
-    qs = AuditEvent.objects.select_related("actor").order_by("-id")
+    """Audit events filtered by actor name, action, queue and outcome (exact matches) and a time range
+    (``since`` inclusive, ``until`` exclusive), newest first: by time to the microsecond, then by id.
+
+    ``before`` is the id of the last event of the previous page; the next page continues after that
+    event's (time, id), so ids need not follow times (concurrent writers commit out of order).
+    """
+    qs = AuditEvent.objects.select_related("actor").order_by("-at", "-id")
+    if since is not None:
+        qs = qs.filter(at__gte=since)
+    if until is not None:
+        qs = qs.filter(at__lt=until)
     if actor:
         qs = qs.filter(actor_name=actor)
     if action:
@@ -572,7 +581,11 @@ def list_audit_events(
     if outcome:
         qs = qs.filter(outcome=outcome)
     if before is not None:
-        qs = qs.filter(id__lt=before)
+        cursor_at = AuditEvent.objects.filter(id=before).values_list("at", flat=True).first()
+        if cursor_at is None:
+            qs = qs.filter(id__lt=before)  # the event is gone (pruned): fall back to id order
+        else:
+            qs = qs.filter(Q(at__lt=cursor_at) | Q(at=cursor_at, id__lt=before))
     events = _with_detail_json(qs[: limit + 1])
     more = len(events) > limit
     events = events[:limit]

@@ -20,11 +20,14 @@ the value and the fix, and raises :class:`InvalidInput` (a ``ValueError``) befor
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, available_timezones
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 """PostgreSQL ``integer`` (Django ``IntegerField``; ``PositiveIntegerField`` is 0..INT32_MAX)."""
@@ -263,3 +266,41 @@ def parse_priority(text: str) -> int:
     if not -100 <= value <= 100:
         raise InvalidInput(f"invalid priority {_show(text)}: it must be from -100 to 100 (larger first)")
     return value
+
+
+_DATE_ONLY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones() | {"UTC"})
+
+
+def parse_instant(text: str, what: str, *, zone: str = "UTC", end_of_day: bool = False) -> datetime:
+    """An aware datetime from ISO 8601 text typed by a person: ``2026-12-03``, ``2026-12-03 14:02``,
+    ``2026-12-03T14:02:35.123``, each with an optional offset (``Z``, ``+05:30``).
+
+    Without an offset the text is read in ``zone`` (an IANA name: the zone the page showed times in).
+    A date alone is its first instant, or with ``end_of_day`` the first instant of the next day (an
+    exclusive end). Anything else is :class:`InvalidInput` naming the value and the form to use.
+    """
+    value = text.strip()
+    # Looked up in the known names, never handed to ZoneInfo as it is: the name is a path in tzdata.
+    if zone not in _zone_names():
+        raise InvalidInput(f"unknown time zone {_show(zone)}: use an IANA name such as UTC or Europe/Paris")
+    tz = ZoneInfo(zone)
+    try:
+        if len(value) > 40:
+            raise ValueError
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(
+            f"invalid {what} {_show(text)}: use a date and time such as 2026-12-03 or 2026-12-03 14:05:00"
+        ) from None
+    if not 1900 <= parsed.year <= 9000:  # far years overflow once shifted to UTC, and mean a typo
+        raise InvalidInput(f"invalid {what} {_show(text)}: the year must be from 1900 to 9000")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=tz)
+    if end_of_day and _DATE_ONLY.match(value):
+        parsed += timedelta(days=1)
+    return parsed

@@ -2,7 +2,9 @@
 
 A tick costs two statements whatever the number of dashboards open: :func:`queues.stats` (counter rows
 and index ranges, never a ``count(*)`` of the backlog) and :data:`RECORD`, which stores one 1 s
-``QueueSample`` per queue and reads the live workers back in the same round trip. Rates come from the
+``QueueSample`` per queue and reads the live workers and the running redrives back in the same round
+trip; every :data:`FAILURES_EVERY` seconds a third reads the last hour's failures. So every number a
+page shows as live (workers, redrive progress, the failures card) moves with the pushes. Rates come from the
 previous tick kept in memory, not from the database. Once a minute (on the first tick of each minute,
 and at once after an election) the tick runs an upkeep sweep (:func:`queues.upkeep.sweep`), whose
 ``samples`` job is :func:`maintain_samples`: downsample, then prune by retention.
@@ -26,6 +28,7 @@ from typing import Any
 
 from queues import conf, engine, upkeep
 from queues.engine.types import QueueStats
+from queues.metrics.history import get_failures_since
 from queues.metrics.numbers import Rates, Totals, rate
 
 logger = logging.getLogger("queues.metrics")
@@ -48,12 +51,24 @@ saved AS (
            sent_total, acked_total, failed_total
     FROM input
 )
-SELECT statement_timestamp(), w.queues
+SELECT statement_timestamp(), w.queues, w.name, w.processed, w.failed, w.in_flight, w.last_beat_at,
+       (SELECT json_agg(json_build_array(r.id, r.state, r.moved, r.total, r.error) ORDER BY r.id)
+        FROM queues_redrive r
+        WHERE r.state IN ('running', 'stopping')
+           OR r.finished_at >= statement_timestamp() - make_interval(secs => %(redrives_after)s))
 FROM (SELECT 1) AS one
 LEFT JOIN queues_worker w
     ON w.state = 'live' AND w.last_beat_at >= statement_timestamp() - make_interval(secs => %(stale)s)
 """
-"""Store the tick's 1 s samples; return the statement's time and the queue lists of live workers."""
+"""Store the tick's 1 s samples; return the statement's time, the live workers (one row each: queues and
+numbers) and the redrives running or just ended (the same JSON on every row: an uncorrelated subquery,
+run once; the running ones by the partial unique index, the ended ones a few rows)."""
+
+REDRIVES_KEPT_AFTER = 60.0
+"""Seconds an ended redrive stays in the pushed samples, so pages that showed it running see how it ended."""
+
+FAILURES_EVERY = 10.0
+"""Seconds between two readings of the last hour's failures (index probes per queue: not every tick)."""
 
 # Gauges average over the bucket, the age keeps its worst, the counters keep their last value so that
 # rates stay (difference of totals) / (difference of times) at every resolution. A bucket is made only
@@ -128,6 +143,23 @@ class _Reading:
     failed: int
 
 
+@dataclass(frozen=True, slots=True)
+class LiveWorker:
+    """A live worker as a tick reads it: its queues and the numbers the workers page shows."""
+
+    queues: list[str]
+    name: str
+    processed: int
+    failed: int
+    in_flight: int
+    last_beat_at: datetime
+
+    def as_sample(self) -> dict[str, Any]:
+        """One entry of a pushed sample's ``workers`` list."""
+        return {"name": self.name, "processed": self.processed, "failed": self.failed, "in_flight": self.in_flight,
+                "last_beat_at": self.last_beat_at.timestamp()}
+
+
 def _as_list(value: Any) -> list[str]:
     # Django's psycopg setup hands jsonb back as text; other setups decode it.
     if value is None:
@@ -146,18 +178,24 @@ class Sampler:
     def __init__(self) -> None:
         self._previous: dict[str, _Reading] = {}
         self._maintained_minute: int | None = None
+        self._failures: tuple[float, int | None] | None = None
         self.ticks = 0
 
     def reset(self) -> None:
         """Forget the previous tick (after losing the lead: the next tick's rates would span a gap)."""
         self._previous.clear()
         self._maintained_minute = None
+        self._failures = None
 
     def tick(self) -> dict[str, Any]:
         """Read the live counts, store them as 1 s samples, sweep upkeep if due; return the message to push."""
         stats = engine.stats()
-        at, worker_queues = self._record(stats)
-        message = self._message(stats, at, worker_queues)
+        at, workers, redrives = self._record(stats)
+        message = self._message(stats, at, [w.queues for w in workers])
+        message["workers"] = [w.as_sample() for w in workers]
+        message["redrives"] = redrives
+        message["total"]["redrives_running"] = sum(r["state"] in ("running", "stopping") for r in redrives)
+        message["total"]["failed_last_hour"] = self._failed_last_hour(stats, at)
         minute = int(at.timestamp() // 60)
         if minute != self._maintained_minute:
             self._maintained_minute = minute
@@ -169,7 +207,15 @@ class Sampler:
         self.ticks += 1
         return message
 
-    def _record(self, stats: Sequence[QueueStats]) -> tuple[datetime, list[list[str]]]:
+    def _failed_last_hour(self, stats: Sequence[QueueStats], at: datetime) -> int | None:
+        # The overview's "Failures (1 h)" card, kept current: re-read every FAILURES_EVERY seconds,
+        # the value in between is the last one read (the card is a one-hour count; 10 s is fresh enough).
+        now = at.timestamp()
+        if self._failures is None or now - self._failures[0] >= FAILURES_EVERY:
+            self._failures = (now, get_failures_since(stats, at - timedelta(hours=1)))
+        return self._failures[1]
+
+    def _record(self, stats: Sequence[QueueStats]) -> tuple[datetime, list[LiveWorker], list[dict[str, Any]]]:
         params = {
             "names": [s.queue for s in stats],
             "ready": [s.ready for s in stats],
@@ -181,12 +227,18 @@ class Sampler:
             "acked": [s.acked_total for s in stats],
             "failed": [s.failed_total for s in stats],
             "stale": conf.worker_stale_after(),
+            "redrives_after": REDRIVES_KEPT_AFTER,
         }
         with conf.db().cursor() as cur:
             cur.execute(RECORD, params)
             rows = cur.fetchall()
         at = rows[0][0]
-        return at, [_as_list(q) for _, q in rows if q is not None]
+        workers = [LiveWorker(_as_list(q), name, processed, failed, in_flight, beat)
+                   for _, q, name, processed, failed, in_flight, beat, _ in rows if name is not None]
+        raw = rows[0][7]
+        redrives = json.loads(raw) if isinstance(raw, str) else (raw or [])
+        return at, workers, [{"id": r[0], "state": r[1], "moved": r[2], "total": r[3], "error": r[4]}
+                             for r in redrives]
 
     def _message(self, stats: Sequence[QueueStats], at: datetime, worker_queues: list[list[str]]) -> dict[str, Any]:
         now = at.timestamp()

@@ -217,17 +217,30 @@ def database_session_end(request: HttpRequest, pid: int) -> HttpResponse:
 @require_safe
 @dashboard_page
 def audit_log(request: HttpRequest) -> HttpResponse:
-    """Who did what to which queue or messages, when, from where, and how it ended."""
-    filters = {k: request.GET.get(k, "").strip() for k in ("actor", "action", "queue", "outcome")}
+    """Who did what to which queue or messages, when, from where, and how it ended.
+
+    ``from`` and ``to`` bound the time (``to`` exclusive; a date alone is the whole day), read in
+    ``tz`` (the zone the page showed times in, set by clock.js; UTC without script) unless they carry
+    an offset. A bad date, zone or an empty range is a 400 that says so.
+    """
+    filters = {k: request.GET.get(k, "").strip() for k in ("actor", "action", "queue", "outcome", "from", "to", "tz")}
     try:
         before = int_param(request, "before")
+        zone = filters["tz"] or "UTC"
+        since = validation.parse_instant(filters["from"], "start (from)", zone=zone) if filters["from"] else None
+        until = (validation.parse_instant(filters["to"], "end (to)", zone=zone, end_of_day=True)
+                 if filters["to"] else None)
     except ValueError as exc:
         return error_page(request, str(exc))
+    if since is not None and until is not None and since >= until:
+        return error_page(request, f"the range from {filters['from']!r} to {filters['to']!r} is empty: "
+                                   "the start must be before the end")
     if filters["action"] and filters["action"] not in {a.value for a in Action}:
         return error_page(request, f"unknown action {filters['action']!r}: pick one from the list")
     if filters["outcome"] and filters["outcome"] not in ("ok", "denied", "error"):
         return error_page(request, f"unknown outcome {filters['outcome']!r}: use ok, denied or error")
-    page = selectors.list_audit_events(before=before, **filters)
+    page = selectors.list_audit_events(
+        before=before, since=since, until=until, **{k: filters[k] for k in ("actor", "action", "queue", "outcome")})
     next_query = urlencode({**{k: v for k, v in filters.items() if v}, "before": page.next_before}) \
         if page.next_before else ""
     return render_page(request, "queues/audit.html", {

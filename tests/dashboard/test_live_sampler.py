@@ -185,3 +185,31 @@ def test_tick_maintains_once_a_minute(make_queue):
     sampler = Sampler()
     sampler.tick()  # first tick after an election maintains at once
     assert not QueueSample.objects.filter(at=old).exists()
+
+
+def test_a_tick_pushes_live_workers_running_redrives_and_the_last_hours_failures(make_queue, make_worker):
+    from queues.models import Queue, Redrive
+
+    make_queue("orders", max_receives=1)
+    queues.send("orders", {"n": 1})
+    [delivery] = queues.receive("orders")
+    queues.nack(delivery.receipt, error="boom")
+    live = make_worker(["orders"], processed=7, failed=1, in_flight=2)
+    make_worker(["orders"], state="stopped", beat_ago=60)
+    dlq = Queue.objects.get(name="orders.dlq")
+    running = Redrive.objects.create(source=dlq, moved=6, total=20)
+    now = timezone.now()
+    just_ended = Redrive.objects.create(source=dlq, state="finished", moved=3, total=3, finished_at=now)
+    Redrive.objects.create(source=dlq, state="finished", moved=1, total=1, finished_at=now - timedelta(hours=1))
+    sampler = Sampler()
+    sampler.tick()  # the first sample is the last hour's baseline
+
+    message = sampler.tick()
+
+    [worker] = message["workers"]
+    assert (worker["name"], worker["processed"], worker["failed"], worker["in_flight"]) == (live.name, 7, 1, 2)
+    assert worker["last_beat_at"] == pytest.approx(live.last_beat_at.timestamp())
+    assert [(r["id"], r["state"], r["moved"], r["total"]) for r in message["redrives"]] == [
+        (running.pk, "running", 6, 20), (just_ended.pk, "finished", 3, 3)]
+    assert message["total"]["failed_last_hour"] == 0
+    assert message["total"]["redrives_running"] == 1

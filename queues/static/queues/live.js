@@ -2,10 +2,18 @@
  *
  * - Elements with data-live="<queue name or _total>.<field>" get the field's value as text (the queue
  *   name may contain dots: the field is what follows the last one). Fields: ready, in_flight, delayed,
- *   dead, depth, oldest_ready_age, rate_in, rate_out, rate_failed, workers.
+ *   dead, depth, oldest_ready_age, rate_in, rate_out, rate_failed, workers; _total also has
+ *   failed_last_hour.
+ * - Redrive rows (tr[data-redrive="<id>"]) get their progress, moved/total and state from the
+ *   sample's "redrives"; the workers page (#workers-live) its numbers from "workers", and the page's
+ *   table again (fetched, server-rendered) when a worker starts or stops.
+ * - <section id="…" data-live-fragment="<queue>.<field>" data-live-value="<as rendered>">: fetched
+ *   again from the server when that number changes (lists that a number alone cannot update).
  * - #live-status shows the connection state (data-state = connecting | live | waiting | reconnecting |
  *   paused | off | denied) and the refresh choice: off / 1 s / 5 s / 15 s. The choice throttles how
  *   often samples are applied; "off" closes the socket. It is remembered per browser.
+ * - The page was rendered with current numbers, so it starts "live" while they are fresh; when no
+ *   sample has come for a while (socket down, sampler stopped) it says "updated 12 s ago".
  * - Hidden tab: the socket closes; visible again: it reopens and charts reload their history.
  * - Lost connection: reconnects with exponential backoff (1 s doubling to 30 s, with jitter).
  *   Close code 4403 (no permission) is final.
@@ -48,10 +56,10 @@
   var STORE_KEY = "mqadmin.live.refresh";
   var FORBIDDEN = 4403;
   var LABELS = {
-    connecting: "connecting…", live: "live", waiting: "live · no samples", reconnecting: "reconnecting",
+    connecting: "live", live: "live", waiting: "updated", reconnecting: "reconnecting",
     paused: "paused (tab hidden)", off: "updates off", denied: "live updates not allowed",
   };
-  var PILLS = { connecting: "stale", live: "live", waiting: "stale", reconnecting: "stale", paused: "stopped",
+  var PILLS = { connecting: "live", live: "live", waiting: "stale", reconnecting: "stale", paused: "stopped",
                 off: "stopped", denied: "dead" };
 
   var refresh = loadChoice();
@@ -63,7 +71,9 @@
   var applyTimer = null;
   var pending = null;
   var lastApplied = 0;
-  var lastMessage = 0;
+  // The page's own numbers count as the first sample: they were read when it was rendered.
+  var lastMessage = Date.now();
+  var lastData = Date.now();
   var interval = 1;
   var everLive = false;
 
@@ -101,12 +111,21 @@
     try { window.localStorage.setItem(STORE_KEY, v); } catch (e) { /* not remembered */ }
   }
 
+  function staleAfter() { return Math.max(5, 3 * interval) * 1000; }
+
+  function updatedAgo() {
+    return "updated " + Math.max(0, Math.round((Date.now() - lastData) / 1000)) + " s ago";
+  }
+
   function setState(next, detail) {
     state = next;
     box.dataset.state = next;
     pill.className = "pill live-state pill-" + PILLS[next];
-    pill.textContent = LABELS[next] + (detail ? " " + detail : "");
-    if (lastMessage) box.title = "last sample " + new Date(lastMessage).toLocaleTimeString();
+    var text = next === "waiting" ? updatedAgo() : LABELS[next] + (detail ? " " + detail : "");
+    if (next === "reconnecting" || next === "paused" || next === "off") text += " · " + updatedAgo();
+    pill.textContent = text;
+    var clock = window.mqClock;
+    box.title = "numbers from " + (clock ? clock.format(new Date(lastData)) : new Date(lastData).toISOString());
   }
 
   // -- applying samples -----------------------------------------------------------------------------
@@ -125,8 +144,114 @@
       var text = format(field, row[field]);
       if (el.textContent !== text) el.textContent = text;
     }
+    applyRedrives(sample.redrives || []);
+    applyWorkers(sample.workers);
+    applyFragments(sample);
     lastApplied = Date.now();
+    lastData = Date.now();
     document.dispatchEvent(new CustomEvent("mq:sample", { detail: sample }));
+  }
+
+  function applyRedrives(redrives) {
+    redrives.forEach(function (r) {
+      var row = document.querySelector('tr[data-redrive="' + Number(r.id) + '"]');
+      if (!row) return;
+      var bar = row.querySelector("progress");
+      if (bar) { bar.max = Math.max(1, r.total); bar.value = r.moved; }
+      var moved = row.querySelector("[data-redrive-moved]");
+      if (moved) moved.textContent = formatCount(r.moved) + " / " + formatCount(r.total);
+      var st = row.querySelector("[data-redrive-state]");
+      if (st && st.textContent !== r.state) {
+        st.textContent = r.state;
+        st.className = "pill pill-redrive-" + String(r.state).replace(/[^a-z]/g, "");
+      }
+      var err = row.querySelector("[data-redrive-error]");
+      if (err) err.textContent = r.error || "";
+      if (r.state !== "running") {
+        var stop = row.querySelector("form[data-redrive-stop]");
+        if (stop) stop.hidden = true;
+      }
+    });
+  }
+
+  // Server-rendered parts fetched again (the page's own URL, the element of the same id) when what
+  // they show has changed: the workers page when a worker starts or stops, and any element marked
+  // data-live-fragment="<queue or _total>.<field>" (with data-live-value, the value it was rendered
+  // with) when that field of a sample differs. One fetch at a time per element, at most every 2 s;
+  // a change meanwhile fetches again once the 2 s are over, so the last state always lands.
+  var fragments = {};
+  function refetch(id) {
+    var f = fragments[id] || (fragments[id] = { busy: false, again: false });
+    if (f.busy) { f.again = true; return; }
+    f.busy = true;
+    f.again = false;
+    fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.text(); })
+      .then(function (html) {
+        // The server's own rendering of this page (escaped by its templates), not data from the socket.
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById(id);
+        var old = document.getElementById(id);
+        if (!fresh || !old) return;
+        var copy = document.importNode(fresh, true);
+        old.replaceWith(copy);
+        if (window.mqClock) window.mqClock.localize(copy);
+      })
+      .catch(function () { f.again = true; })
+      .finally(function () {
+        setTimeout(function () {
+          f.busy = false;
+          if (f.again) refetch(id);
+        }, 2000);
+      });
+  }
+
+  var seenValues = {};
+  function applyFragments(sample) {
+    var els = document.querySelectorAll("[data-live-fragment][id]");
+    for (var i = 0; i < els.length; i++) {
+      var el = els[i];
+      var key = el.getAttribute("data-live-fragment");
+      var dot = key.lastIndexOf(".");
+      if (dot < 1) continue;
+      var name = key.slice(0, dot);
+      var row = name === "_total" ? sample.total : (sample.queues || {})[name];
+      var field = key.slice(dot + 1);
+      if (!row || !Object.prototype.hasOwnProperty.call(row, field)) continue;
+      var value = String(row[field]);
+      if (!Object.prototype.hasOwnProperty.call(seenValues, el.id)) {
+        seenValues[el.id] = el.hasAttribute("data-live-value") ? el.getAttribute("data-live-value") : value;
+      }
+      if (seenValues[el.id] !== value) {
+        seenValues[el.id] = value;
+        refetch(el.id);
+      }
+    }
+  }
+
+  // The workers page: numbers in place; a started or stopped worker brings the server's table again.
+  function applyWorkers(workers) {
+    var fleetBox = document.getElementById("workers-live");
+    if (!fleetBox || !workers) return;
+    var rendered = {};
+    fleetBox.querySelectorAll('tr[data-worker-status="live"]').forEach(function (tr) {
+      rendered[tr.dataset.worker] = tr;
+    });
+    var same = Object.keys(rendered).length === workers.length;
+    workers.forEach(function (w) {
+      var tr = rendered[w.name];
+      if (!tr) { same = false; return; }
+      ["processed", "failed", "in_flight"].forEach(function (f) {
+        var cell = tr.querySelector('[data-worker-field="' + f + '"]');
+        var text = formatCount(w[f]);
+        if (cell && cell.textContent !== text) cell.textContent = text;
+      });
+      var beat = tr.querySelector('[data-worker-field="last_beat_at"] time');
+      if (beat) {
+        beat.setAttribute("datetime", new Date(w.last_beat_at * 1000).toISOString());
+        if (window.mqClock) window.mqClock.localize(beat.parentNode);
+      }
+    });
+    if (!same) refetch("workers-live");
   }
 
   function applyPending() {
@@ -169,8 +294,8 @@
     ws = sock;
     sock.onopen = function () {
       attempts = 0;
-      lastMessage = Date.now();
-      setState("waiting");
+      // Fresh numbers on the page (just rendered, or a sample moments ago): live until they age.
+      setState(Date.now() - lastData <= staleAfter() ? "live" : "waiting");
     };
     sock.onmessage = function (ev) {
       var sample;
@@ -237,9 +362,10 @@
     }
   });
 
-  // Open but silent: say so (the sampler may not be running anywhere); count down a pending retry.
+  // Open but silent: say since when (the sampler may not be running anywhere); count down a retry.
   setInterval(function () {
-    if (state === "live" && Date.now() - lastMessage > Math.max(5, 3 * interval) * 1000) setState("waiting");
+    if ((state === "live" || state === "connecting") && Date.now() - lastMessage > staleAfter()) setState("waiting");
+    else if (state === "waiting" || state === "paused" || state === "off") setState(state);
     if (state === "reconnecting" && retryTimer) {
       setState("reconnecting", "in " + Math.max(0, Math.ceil((retryAt - Date.now()) / 1000)) + " s");
     }
