@@ -3,7 +3,8 @@
 | permission                | allows                                                            |
 |---------------------------|-------------------------------------------------------------------|
 | ``queues.view_dashboard`` | every page, revealing hidden bodies (audited)                     |
-| ``queues.operate_queues`` | pause, resume, retry, move, redrive, edit settings, create queues |
+| ``queues.operate_queues`` | pause, resume, retry, move, redrive, edit settings, create queues, |
+|                           | create, pause, resume, run and delete schedules                   |
 | ``queues.purge_queues``   | purge queues, delete messages, delete queues, shorten retention,  |
 |                           | end a database session that holds vacuum back (Database page)     |
 | ``queues.publish_messages`` | publish messages                                                |
@@ -64,6 +65,11 @@ class Action(StrEnum):
     SHORTEN_RETENTION = "shorten_retention"
     SEARCH_BODIES = "search_bodies"
     CANCEL_BACKEND = "cancel_backend"
+    SAVE_SCHEDULE = "save_schedule"
+    PAUSE_SCHEDULE = "pause_schedule"
+    RESUME_SCHEDULE = "resume_schedule"
+    RUN_SCHEDULE = "run_schedule"
+    DELETE_SCHEDULE = "delete_schedule"
 
 
 # The one table of which permission each action needs.
@@ -85,6 +91,12 @@ REQUIRED: dict[Action, str] = {
     Action.SEARCH_BODIES: VIEW,
     # Ending another program's database session can destroy its uncommitted work.
     Action.CANCEL_BACKEND: PURGE,
+    # Schedules add messages on a clock and destroy none: operating, like pausing or creating queues.
+    Action.SAVE_SCHEDULE: OPERATE,
+    Action.PAUSE_SCHEDULE: OPERATE,
+    Action.RESUME_SCHEDULE: OPERATE,
+    Action.RUN_SCHEDULE: OPERATE,
+    Action.DELETE_SCHEDULE: OPERATE,
 }
 
 # Actions that read rather than change queues: allowed even when the dashboard is read-only.

@@ -26,6 +26,10 @@ from queues.views.actions import (
     queue_resume,
     queue_settings,
     redrive_stop,
+    schedule_delete,
+    schedule_pause,
+    schedule_resume,
+    schedule_run,
 )
 from queues.views.pages import (
     audit_log,
@@ -37,6 +41,7 @@ from queues.views.pages import (
     overview,
     queue_detail,
     queue_list,
+    schedule_list,
     websocket_endpoint,
     worker_list,
 )
@@ -61,6 +66,11 @@ __all__ = [
     "queue_resume",
     "queue_settings",
     "redrive_stop",
+    "schedule_delete",
+    "schedule_list",
+    "schedule_pause",
+    "schedule_resume",
+    "schedule_run",
     "websocket_endpoint",
     "worker_list",
 ]

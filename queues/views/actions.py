@@ -8,11 +8,11 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import TooManyFieldsSent
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from queues import search, selectors, services
+from queues import schedules, search, selectors, services
 from queues.forms import (
     BULK_ACTIONS,
     MAX_SELECTED,
@@ -24,7 +24,7 @@ from queues.forms import (
     RedriveForm,
     parse_bulk,
 )
-from queues.models import Queue
+from queues.models import Queue, Schedule
 from queues.permissions import Action, check
 from queues.views.common import (
     action_endpoint,
@@ -314,3 +314,55 @@ def message_bulk(request: HttpRequest) -> HttpResponse:
         return render_page(request, "queues/bulk_confirm.html",
                      {**context, "count": bulk.count, "max_id": bulk.max_id, "error": str(exc)}, status=400)
     return done(request, text, back)
+
+
+# -- schedules ------------------------------------------------------------------------------------
+def _schedule_done(request: HttpRequest, message: str) -> HttpResponse:
+    return done(request, message, reverse("queues:schedules"))
+
+
+@require_POST
+@action_endpoint
+def schedule_pause(request: HttpRequest, name: str) -> HttpResponse:
+    """Pause a schedule: no occurrence is enqueued until it is resumed."""
+    services.pause_schedule(actor=request.user, name=name, remote_addr=remote_addr(request))
+    return _schedule_done(request, f"Paused the schedule {name}.")
+
+
+@require_POST
+@action_endpoint
+def schedule_resume(request: HttpRequest, name: str) -> HttpResponse:
+    """Resume a schedule from its next occurrence after now."""
+    row = services.resume_schedule(actor=request.user, name=name, remote_addr=remote_addr(request))
+    return _schedule_done(request, f"Resumed the schedule {name}; next run {row.next_run_at:%Y-%m-%d %H:%M:%S} UTC.")
+
+
+@require_POST
+@action_endpoint
+def schedule_run(request: HttpRequest, name: str) -> HttpResponse:
+    """Enqueue a schedule's message once now."""
+    message_id = services.run_schedule(actor=request.user, name=name, remote_addr=remote_addr(request))
+    return _schedule_done(request, f"Ran the schedule {name} now: message {message_id}.")
+
+
+@require_http_methods(["GET", "POST"])
+@action_endpoint
+def schedule_delete(request: HttpRequest, name: str) -> HttpResponse:
+    """GET: confirm page; POST: delete the schedule (the messages it sent stay)."""
+    if request.method == "GET":
+        check(request.user, Action.DELETE_SCHEDULE)
+        row = Schedule.objects.filter(name=name).first() if _named(name) else None
+        if row is None:
+            raise Http404(f"there is no schedule named {name!r}")
+        return render_page(request, "queues/schedule_delete.html", {"schedule": row, "nav": "schedules"})
+    services.delete_schedule(actor=request.user, name=name, remote_addr=remote_addr(request))
+    return _schedule_done(request, f"Deleted the schedule {name}.")
+
+
+def _named(name: str) -> bool:
+    """Whether ``name`` could name a schedule (a malformed one, a NUL, must not reach SQL)."""
+    try:
+        schedules.check_name(name)
+    except ValueError:
+        return False
+    return True
