@@ -28,6 +28,11 @@ def __getattr__(name: str) -> Any:
             return value
     if name in ("handler", "register"):
         return getattr(importlib.import_module("queues.worker.registry"), name)
+    if name in ("schedule", "unschedule", "pause_schedule", "resume_schedule", "run_schedule_now"):
+        module = importlib.import_module("queues.schedules")
+        return getattr(module, "run_now" if name == "run_schedule_now" else name)
+    if name in ("periodic",):
+        return importlib.import_module("queues.tasks.periodic").periodic
     if name in ("Reject",):
         return getattr(importlib.import_module("queues.worker.errors"), name)
     raise AttributeError(f"module 'queues' has no attribute {name!r}")

@@ -28,6 +28,7 @@ from queues.models import (
     Queue,
     QueueCounter,
     Redrive,
+    Schedule,
     Subscription,
     TaskResult,
     Topic,
@@ -313,3 +314,13 @@ class SubscriptionAdmin(ReadOnlyAdmin):
 
     list_display = ("topic", "queue", "filter")
     list_select_related = ("topic", "queue")
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(ReadOnlyAdmin):
+    """Periodic schedules, read-only: change them with ``mq_schedule`` or ``queues.schedule()``, pause, resume,
+    run or delete them on the dashboard's Schedules page (all audited)."""
+
+    list_display = ("name", "cron", "timezone", "queue", "task_path", "paused", "next_run_at", "last_run_at", "source")
+    list_filter = ("paused", "source")
+    search_fields = ("name", "queue", "task_path")

@@ -28,6 +28,7 @@ from django.conf import settings
 from django.core import checks
 from django.core.checks import CheckMessage, Error, Warning
 
+from queues import schedules
 from queues.conf import DEFAULTS
 from queues.engine import validate_name
 from queues.engine.errors import InvalidQueueName
@@ -136,6 +137,31 @@ def _value_errors(value: Mapping[str, Any]) -> list[CheckMessage]:
         errors += _handlers_errors(value["HANDLERS"])
     if "DATABASE" in value:
         errors += _database_errors(value["DATABASE"])
+    interval = value.get("SCHEDULER_INTERVAL")
+    if "SCHEDULER_INTERVAL" in value and not (
+        _seconds_between(interval, 0.1, 3600) or _seconds_between(interval, 0, 0)
+    ):
+        bad("SCHEDULER_INTERVAL", "a number of seconds from 0.1 to 3600, or 0 for no scheduler in this process")
+    if "SCHEDULES" in value:
+        errors += _schedules_errors(value["SCHEDULES"])
+    return errors
+
+
+def _schedules_errors(value: Any) -> list[CheckMessage]:
+    """``MQADMIN["SCHEDULES"]``: a dict of valid schedule names to specs :mod:`queues.schedules` accepts."""
+    hint = ('Use {"name": {"cron": "0 3 * * *", "queue": "reports", "body": {...}}} or {"name": {"cron": ..., '
+            '"task": "app.tasks.report"}} (see docs/flow-control.md, "Schedules").')
+    if not isinstance(value, Mapping):
+        return [Error(f"settings.MQADMIN['SCHEDULES'] = {value!r} is not valid: it must be a dict.", hint=hint,
+                      id="queues.E011")]
+    errors: list[CheckMessage] = []
+    for name, spec in value.items():
+        try:
+            schedules.check_name(name)
+            schedules.check_spec(name, spec)
+        except ValueError as exc:
+            errors.append(Error(f"settings.MQADMIN['SCHEDULES'][{name!r}] is not valid: {exc}.", hint=hint,
+                                id="queues.E011"))
     return errors
 
 

@@ -46,6 +46,13 @@ DEFAULTS: dict[str, Any] = {
     "WORKER_DEAD_AFTER": 30.0,  # a worker silent this long is marked dead and its leases released
     # Redrives
     "REDRIVE_STALE_AFTER": 30.0,  # a running redrive silent this long lost its process: marked failed
+    # Schedules (docs/flow-control.md, "Schedules")
+    # {"name": {"cron": "0 3 * * *", "queue": "reports", "body": {...}, "timezone": "Europe/Paris"}} or
+    # {"name": {"cron": ..., "task": "app.tasks.report", "args": [...]}}: written to the database by every scheduler.
+    "SCHEDULES": {},
+    # Seconds between two scheduler rounds in each worker and daphne process (one of them sends per
+    # round); 0: this process runs no scheduler. The finest schedule is this coarse.
+    "SCHEDULER_INTERVAL": 1.0,
 }
 
 

@@ -494,3 +494,45 @@ class TaskResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_path} {self.id} ({self.status})"
+
+
+class Schedule(models.Model):
+    """A periodic schedule: a message (or a ``django.tasks`` task) enqueued at each occurrence of a cron
+    expression in a time zone (see ``queues/schedules.py`` and ``docs/flow-control.md``, *Schedules*).
+
+    Each occurrence is enqueued once: the scheduler locks the row, sends, and moves ``next_run_at`` on
+    in one transaction. Either ``queue`` + ``body`` (a message) or ``task_path`` (a task) is set.
+    """
+
+    name = models.CharField(max_length=80, unique=True)
+    cron = models.CharField(max_length=120, help_text="Five fields (minute first) or six (second first).")
+    timezone = models.CharField(max_length=64, default="UTC", help_text="An IANA zone the cron is read in.")
+    queue = models.CharField(max_length=80, blank=True, default="", help_text="Where a message schedule sends.")
+    body = models.TextField(blank=True, default="null", help_text="The message body as JSON text, sent as written.")
+    headers = models.JSONField(default=dict, blank=True)
+    task_path = models.CharField(max_length=255, blank=True, default="",
+                                 help_text="A django.tasks task to enqueue instead of a message.")
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    catch_up = models.BooleanField(
+        default=True, help_text="After downtime, enqueue the latest missed occurrence once (else skip it).")
+    paused = models.BooleanField(default=False)
+    source = models.CharField(max_length=16, default="api",
+                              help_text="api, settings (MQADMIN['SCHEDULES']) or code (@periodic).")
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    last_run_at = models.DateTimeField(null=True, blank=True, help_text="The last occurrence enqueued.")
+    last_message_id = models.BigIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "queues_schedule"
+        ordering = ["name"]
+        indexes = [
+            # The scheduler's one query: active schedules whose next occurrence has come.
+            models.Index(fields=["next_run_at"], name="queues_schedule_due", condition=Q(paused=False)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.cron} {self.timezone})"

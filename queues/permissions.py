@@ -5,6 +5,7 @@
 | ``queues.view_dashboard`` | every page, revealing hidden bodies (audited)                     |
 | ``queues.operate_queues`` | pause, resume, retry, move, redrive, edit settings, create queues, |
 |                           | ask a worker to stop                                              |
+|                           | create, pause, resume, run and delete schedules                   |
 | ``queues.purge_queues``   | purge queues, delete messages, delete queues, shorten retention,  |
 |                           | end a database session that holds vacuum back (Database page)     |
 | ``queues.publish_messages`` | publish messages                                                |
@@ -66,6 +67,11 @@ class Action(StrEnum):
     SEARCH_BODIES = "search_bodies"
     CANCEL_BACKEND = "cancel_backend"
     STOP_WORKER = "stop_worker"
+    SAVE_SCHEDULE = "save_schedule"
+    PAUSE_SCHEDULE = "pause_schedule"
+    RESUME_SCHEDULE = "resume_schedule"
+    RUN_SCHEDULE = "run_schedule"
+    DELETE_SCHEDULE = "delete_schedule"
 
 
 # The one table of which permission each action needs.
@@ -89,6 +95,12 @@ REQUIRED: dict[Action, str] = {
     Action.CANCEL_BACKEND: PURGE,
     # A stop is graceful: the worker finishes what it holds, nothing is lost; like pausing a queue.
     Action.STOP_WORKER: OPERATE,
+    # Schedules add messages on a clock and destroy none: operating, like pausing or creating queues.
+    Action.SAVE_SCHEDULE: OPERATE,
+    Action.PAUSE_SCHEDULE: OPERATE,
+    Action.RESUME_SCHEDULE: OPERATE,
+    Action.RUN_SCHEDULE: OPERATE,
+    Action.DELETE_SCHEDULE: OPERATE,
 }
 
 # Actions that read rather than change queues: allowed even when the dashboard is read-only.

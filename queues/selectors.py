@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db import OperationalError
 from django.db.models import F, Q, TextField
@@ -24,7 +25,7 @@ from django.db.models.functions import Cast, Left
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from queues import conf, engine, health
+from queues import conf, engine, health, schedules
 from queues.engine import MessageInfo, QueueStats
 from queues.formatting import duration_words
 from queues.metrics.history import get_failures_since, get_rates
@@ -36,6 +37,7 @@ from queues.models import (
     Queue,
     Redrive,
     RedriveState,
+    Schedule,
     Worker,
     WorkerState,
     dead_letter_queue_ids,
@@ -606,3 +608,32 @@ def get_database_health(*, holders: int = 5) -> health.DatabaseHealth:
 def get_database_session(pid: int) -> health.SnapshotHolder | None:
     """One session of the queues' database by pid, for the confirm page of ending it."""
     return health.get_session(pid)
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    """One schedule as the Schedules page shows it."""
+
+    schedule: Schedule
+    words: str
+    """The cron expression in words (cronsim's explanation)."""
+    next_local: datetime | None
+    """The next run in the schedule's own zone (the page shows it in the viewer's zone too)."""
+    last_message_live: bool
+    """Whether the last message sent is still in a queue (else it was handled, or deleted)."""
+
+
+def list_schedule_rows() -> list[ScheduleRow]:
+    """Every schedule, by name, with what the Schedules page shows."""
+    rows = list(Schedule.objects.order_by("name"))
+    live = set(Message.objects.filter(id__in=[r.last_message_id for r in rows if r.last_message_id])
+               .values_list("id", flat=True))
+    out = []
+    for row in rows:
+        try:
+            zone: tzinfo | None = ZoneInfo(row.timezone)
+        except (ValueError, ZoneInfoNotFoundError):
+            zone = None
+        next_local = row.next_run_at.astimezone(zone) if row.next_run_at and zone else None
+        out.append(ScheduleRow(row, schedules.describe(row.cron), next_local, row.last_message_id in live))
+    return out

@@ -28,9 +28,9 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import close_old_connections, transaction
 
-from queues import audit, conf, engine, health, search, selectors
+from queues import audit, conf, engine, health, schedules, search, selectors
 from queues.engine.errors import QueueNotFound
-from queues.models import Message, Queue, Redrive, Worker
+from queues.models import Message, Queue, Redrive, Schedule, Worker
 from queues.permissions import Action, denial_reason
 from queues.worker import fleet
 
@@ -563,3 +563,62 @@ def stop_worker(*, actor: Any, worker_id: int, remote_addr: str = "") -> str:
     detail = {"worker": row["name"] if row else worker_id, "queues": row["queues"] if row else []}
     return _perform(actor, Action.STOP_WORKER, run, remote_addr=remote_addr, detail=detail).result
 
+# -- schedules --------------------------------------------------------------------------------------
+def _schedule_action(
+    actor: Any, action: Action, name: str, fn: Callable[[], _Done], remote_addr: str, detail: dict | None = None,
+    queue: str = "",
+) -> _Done:
+    def run() -> _Done:
+        try:
+            return fn()
+        except schedules.ScheduleNotFound as exc:
+            raise NotFound(str(exc)) from None
+
+    return _perform(actor, action, run, queue_name=queue or schedules.queue_of(name), remote_addr=remote_addr,
+                    detail={"schedule": str(name)[:100], **(detail or {})})
+
+
+def save_schedule(*, actor: Any, name: str, remote_addr: str = "", **spec: Any) -> Schedule:
+    """Create or update the schedule ``name`` (keywords of :func:`queues.schedules.schedule`)."""
+
+    def run() -> _Done:
+        row = schedules.schedule(name, **spec)
+        return _Done(result=row, queue_name=row.queue, detail={"task": row.task_path or None})
+
+    shown = {k: v if isinstance(v, bool) else getattr(v, "module_path", None) or str(v)[:200] for k, v in spec.items()
+             if k in ("cron", "queue", "timezone", "task", "catch_up", "paused") and v is not None}
+    queue = spec.get("queue") if isinstance(spec.get("queue"), str) else ""
+    return _schedule_action(actor, Action.SAVE_SCHEDULE, name, run, remote_addr, shown, queue).result
+
+
+def pause_schedule(*, actor: Any, name: str, remote_addr: str = "") -> Schedule:
+    """Stop enqueueing occurrences of the schedule ``name``."""
+    return _schedule_action(actor, Action.PAUSE_SCHEDULE, name,
+                            lambda: _Done(result=schedules.pause_schedule(name)), remote_addr).result
+
+
+def resume_schedule(*, actor: Any, name: str, remote_addr: str = "") -> Schedule:
+    """Enqueue occurrences of the schedule ``name`` again, from the next one after now."""
+    return _schedule_action(actor, Action.RESUME_SCHEDULE, name,
+                            lambda: _Done(result=schedules.resume_schedule(name)), remote_addr).result
+
+
+def run_schedule(*, actor: Any, name: str, remote_addr: str = "") -> int:
+    """Enqueue the schedule ``name``'s message (or task) once now; returns the message id."""
+
+    def run() -> _Done:
+        message_id = schedules.run_now(name)
+        return _Done(result=message_id, count=1, message_ids=[message_id] if message_id else [])
+
+    return _schedule_action(actor, Action.RUN_SCHEDULE, name, run, remote_addr).result
+
+
+def delete_schedule(*, actor: Any, name: str, remote_addr: str = "") -> None:
+    """Delete the schedule ``name`` (messages it sent stay); :class:`NotFound` if there is none."""
+
+    def run() -> _Done:
+        if not schedules.unschedule(name):
+            raise NotFound(f"there is no schedule named {name!r} (list them with mq_schedule list)")
+        return _Done()
+
+    _schedule_action(actor, Action.DELETE_SCHEDULE, name, run, remote_addr)

@@ -14,6 +14,9 @@ job                       what it does                                          
 ``task_results``          finished ``django.tasks`` results past retention        :func:`queues.tasks.prune_results`
 ``samples``               history samples: downsampled, then pruned by            :mod:`queues.metrics.sampler`
                           ``SAMPLE_RETENTION``
+``schedules``             due occurrences of periodic schedules enqueued (the     :func:`queues.schedules.run_due`
+                          scheduler threads do it every second; this catches
+                          up where none runs, e.g. ``mq_prune`` from cron)
 ========================  =====================================================  ===========================
 
 Who sweeps: every worker (every ``--prune-interval``, and the ``workers`` job alone at heartbeat pace),
@@ -34,7 +37,7 @@ from dataclasses import dataclass, field
 from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from queues import conf, engine
+from queues import conf, engine, schedules
 from queues.tasks import prune_results
 from queues.worker import fleet
 
@@ -80,6 +83,11 @@ def _samples(batch: int) -> dict[str, int]:
     }
 
 
+def _schedules(batch: int) -> dict[str, int]:
+    fired = schedules.run_due(limit=batch)
+    return {"scheduled_messages": sum(1 for f in fired if f.message_id is not None)}
+
+
 JOBS: dict[str, JobFunc] = {
     "messages": _messages,
     "workers": _workers,
@@ -87,6 +95,7 @@ JOBS: dict[str, JobFunc] = {
     "redrives": _redrives,
     "task_results": _task_results,
     "samples": _samples,
+    "schedules": _schedules,
 }
 """Every upkeep job by name, in the order a sweep runs them."""
 

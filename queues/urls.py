@@ -33,6 +33,11 @@ urlpatterns = [
     path("database/sessions/<int:pid>/end/", views.database_session_end, name="database-session-end"),
     path("bulk-queues/", views.queue_bulk, name="queue-bulk"),
     path("workers/<int:worker_id>/stop/", views.worker_stop, name="worker-stop"),
+    path("schedules/", views.schedule_list, name="schedules"),
+    path("schedules/<str:name>/pause/", views.schedule_pause, name="schedule-pause"),
+    path("schedules/<str:name>/resume/", views.schedule_resume, name="schedule-resume"),
+    path("schedules/<str:name>/run/", views.schedule_run, name="schedule-run"),
+    path("schedules/<str:name>/delete/", views.schedule_delete, name="schedule-delete"),
     path("metrics", metrics_views.metrics, name="metrics"),
     # --- live layer: "live" adds the /api/series/ route (queues/api.py) on the line below -----------
     path("api/series/", api.series, name="api-series"),

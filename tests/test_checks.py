@@ -94,6 +94,22 @@ BAD_VALUES: list[tuple[str, object]] = [
     ("REDRIVE_STALE_AFTER", NAN),
     ("REDRIVE_STALE_AFTER", INF),
     ("REDRIVE_STALE_AFTER", "30"),
+    ("SCHEDULER_INTERVAL", -1),
+    ("SCHEDULER_INTERVAL", 0.01),
+    ("SCHEDULER_INTERVAL", NAN),
+    ("SCHEDULER_INTERVAL", False),
+    ("SCHEDULER_INTERVAL", "1"),
+    ("SCHEDULES", ["nightly"]),
+    ("SCHEDULES", {"Bad Name": {"cron": "0 3 * * *", "queue": "reports"}}),
+    ("SCHEDULES", {"nightly": {"cron": "61 * * * *", "queue": "reports"}}),
+    ("SCHEDULES", {"nightly": {"cron": "* * *", "queue": "reports"}}),
+    ("SCHEDULES", {"nightly": {"cron": "0 3 * * *\x00", "queue": "reports"}}),
+    ("SCHEDULES", {"nightly": {"cron": "0 3 * * *", "queue": "reports", "timezone": "Mars/Olympus"}}),
+    ("SCHEDULES", {"nightly": {"cron": "0 3 * * *"}}),
+    ("SCHEDULES", {"nightly": {"cron": "0 3 * * *", "queue": "reports", "body": float("nan")}}),
+    ("SCHEDULES", {"nightly": {"cron": "0 3 * * *", "task": "no.such.task"}}),
+    ("SCHEDULES", {"nightly": {"cron": "0 3 * * *", "queue": "reports", "every": 5}}),
+    ("SCHEDULES", {"nightly": "0 3 * * *"}),
 ]
 
 

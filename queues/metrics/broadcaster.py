@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,7 @@ from typing import Any, TypeVar
 from channels.layers import get_channel_layer
 from django.db import connections
 
-from queues import conf
+from queues import conf, schedules
 from queues.metrics import EVENT_TYPE, GROUP
 from queues.metrics.election import LOCK_KEY, Election
 from queues.metrics.sampler import Sampler, sample_interval
@@ -207,7 +208,18 @@ def start_when_daphne_runs() -> bool:
     return True
 
 
+def _start_scheduler() -> None:
+    """Run the periodic schedules' scheduler in this web process too (queues/schedules.py), until shutdown."""
+    # deferred: as the reactor import below, only a daphne process gets here
+    from twisted.internet import reactor
+
+    stop = threading.Event()
+    if schedules.start_scheduler(stop, name="mq-schedules-web") is not None:
+        reactor.addSystemEventTrigger("before", "shutdown", stop.set)
+
+
 def _start_in_reactor() -> None:
+    _start_scheduler()
     try:
         service = ensure_started()
     except Exception:

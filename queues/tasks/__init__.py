@@ -23,7 +23,9 @@ How it fits together (each module imports only those above it):
   that joins the caller's; ``priority`` becomes the message priority, ``run_after`` its delay), the
   configured backends, and the pruning of old results;
 - :mod:`~queues.tasks.executor`: :func:`run_task_message`, the handler that workers call for every
-  task queue (registered by ``queues/handlers.py`` through :func:`register_handlers`).
+  task queue (registered by ``queues/handlers.py`` through :func:`register_handlers`);
+- :mod:`~queues.tasks.periodic`: ``@periodic(cron=...)`` above a ``@task``: a periodic schedule
+  (:mod:`queues.schedules`).
 
 The names below are the public ones (settings name ``queues.tasks.QueuesBackend``; stored errors
 name ``queues.tasks.TaskLost`` and ``queues.tasks.InvalidTaskArguments``).
@@ -34,6 +36,7 @@ from __future__ import annotations
 from queues.tasks.backend import QueuesBackend, prune_results, queues_backends
 from queues.tasks.executor import register_handlers, run_task_message, worker_id
 from queues.tasks.options import MAX_DEFER_SECONDS, OPTION_DEFAULTS
+from queues.tasks.periodic import periodic
 from queues.tasks.results import FINAL_STATUSES, InvalidTaskArguments, TaskLost
 
 __all__ = [
@@ -44,6 +47,7 @@ __all__ = [
     "QueuesBackend",
     "TaskLost",
     "prune_results",
+    "periodic",
     "queues_backends",
     "register_handlers",
     "run_task_message",

@@ -27,6 +27,10 @@ from queues.views.actions import (
     queue_resume,
     queue_settings,
     redrive_stop,
+    schedule_delete,
+    schedule_pause,
+    schedule_resume,
+    schedule_run,
     worker_stop,
 )
 from queues.views.pages import (
@@ -39,6 +43,7 @@ from queues.views.pages import (
     overview,
     queue_detail,
     queue_list,
+    schedule_list,
     websocket_endpoint,
     worker_list,
 )
@@ -64,6 +69,11 @@ __all__ = [
     "queue_resume",
     "queue_settings",
     "redrive_stop",
+    "schedule_delete",
+    "schedule_list",
+    "schedule_pause",
+    "schedule_resume",
+    "schedule_run",
     "websocket_endpoint",
     "worker_list",
     "worker_stop",

@@ -13,7 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from queues import conf, search, selectors, services, validation
+from queues import conf, schedules, search, selectors, services, validation
 from queues.forms import (
     BULK_ACTIONS,
     MAX_SELECTED,
@@ -25,7 +25,7 @@ from queues.forms import (
     RedriveForm,
     parse_bulk,
 )
-from queues.models import Queue
+from queues.models import Queue, Schedule
 from queues.permissions import Action, check
 from queues.views.common import (
     action_endpoint,
@@ -360,6 +360,9 @@ def message_bulk(request: HttpRequest) -> HttpResponse:
 
 # -- queue list and workers page ---------------------------------------------------------------------
 BULK_QUEUE_ACTIONS = {"pause": Action.PAUSE_QUEUE, "resume": Action.RESUME_QUEUE}
+# -- schedules ------------------------------------------------------------------------------------
+def _schedule_done(request: HttpRequest, message: str) -> HttpResponse:
+    return done(request, message, reverse("queues:schedules"))
 
 
 @require_POST
@@ -385,6 +388,10 @@ def queue_bulk(request: HttpRequest) -> HttpResponse:
     done_verb = "Paused" if verb == "pause" else "Resumed"
     back = safe_next(request, request.POST.get("next", ""), reverse("queues:queue-list"))
     return done(request, f"{done_verb} {len(names)} queue{'s' if len(names) != 1 else ''}: {', '.join(names)}.", back)
+def schedule_pause(request: HttpRequest, name: str) -> HttpResponse:
+    """Pause a schedule: no occurrence is enqueued until it is resumed."""
+    services.pause_schedule(actor=request.user, name=name, remote_addr=remote_addr(request))
+    return _schedule_done(request, f"Paused the schedule {name}.")
 
 
 @require_POST
@@ -395,3 +402,38 @@ def worker_stop(request: HttpRequest, worker_id: int) -> HttpResponse:
     return done(request, f"Asked worker {name} to stop: it finishes the messages it holds, then exits.",
                 reverse("queues:workers"))
 
+def schedule_resume(request: HttpRequest, name: str) -> HttpResponse:
+    """Resume a schedule from its next occurrence after now."""
+    row = services.resume_schedule(actor=request.user, name=name, remote_addr=remote_addr(request))
+    return _schedule_done(request, f"Resumed the schedule {name}; next run {row.next_run_at:%Y-%m-%d %H:%M:%S} UTC.")
+
+
+@require_POST
+@action_endpoint
+def schedule_run(request: HttpRequest, name: str) -> HttpResponse:
+    """Enqueue a schedule's message once now."""
+    message_id = services.run_schedule(actor=request.user, name=name, remote_addr=remote_addr(request))
+    return _schedule_done(request, f"Ran the schedule {name} now: message {message_id}.")
+
+
+@require_http_methods(["GET", "POST"])
+@action_endpoint
+def schedule_delete(request: HttpRequest, name: str) -> HttpResponse:
+    """GET: confirm page; POST: delete the schedule (the messages it sent stay)."""
+    if request.method == "GET":
+        check(request.user, Action.DELETE_SCHEDULE)
+        row = Schedule.objects.filter(name=name).first() if _named(name) else None
+        if row is None:
+            raise Http404(f"there is no schedule named {name!r}")
+        return render_page(request, "queues/schedule_delete.html", {"schedule": row, "nav": "schedules"})
+    services.delete_schedule(actor=request.user, name=name, remote_addr=remote_addr(request))
+    return _schedule_done(request, f"Deleted the schedule {name}.")
+
+
+def _named(name: str) -> bool:
+    """Whether ``name`` could name a schedule (a malformed one, a NUL, must not reach SQL)."""
+    try:
+        schedules.check_name(name)
+    except ValueError:
+        return False
+    return True

@@ -259,3 +259,11 @@ def websocket_endpoint(request: HttpRequest) -> HttpResponse:
                             status=426, content_type="text/plain; charset=utf-8")
     response["Upgrade"] = "websocket"
     return response
+
+
+@require_safe
+@dashboard_page
+def schedule_list(request: HttpRequest) -> HttpResponse:
+    """Every periodic schedule: cron in words, zone, target, next and last run, paused; with its actions."""
+    return render_page(request, "queues/schedules.html", {"schedules": selectors.list_schedule_rows(),
+                                                          "nav": "schedules"})

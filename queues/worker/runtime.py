@@ -43,7 +43,7 @@ from typing import Any
 
 from django.db import DatabaseError, close_old_connections, connections
 
-from queues import conf, engine, tracing, upkeep
+from queues import conf, engine, schedules, tracing, upkeep
 from queues.engine.errors import QueueNotFound
 from queues.engine.notify import Listener, get_listener, stop_listener
 from queues.engine.types import Delivery
@@ -232,6 +232,10 @@ class WorkerProcess(HandlerRunner, Settling):
         listener = get_listener()
         for q in self._queues:
             start(self._watch_thread, f"mq-watch-{q.name}", listener, q)
+        # Periodic schedules: every worker runs a scheduler; one per round sends (queues/schedules.py).
+        scheduler = schedules.start_scheduler(self._stopped)
+        if scheduler is not None:
+            self._threads.append(scheduler)
 
     # -- claiming (main thread) ---------------------------------------------------------------------
     def _claim_loop(self) -> None:

@@ -59,7 +59,7 @@ def _other_work(counts: dict[str, int]) -> str:
     if dead := counts.get("dead_workers", 0):
         parts.append(f"{_plural(dead, 'dead worker')} ({_plural(counts.get('released_leases', 0), 'lease')} released)")
     for key, word in (("abandoned_redrives", "abandoned redrive"), ("worker_rows", "old worker row"),
-                      ("old_samples", "old history sample")):
+                      ("old_samples", "old history sample"), ("scheduled_messages", "scheduled message")):
         if n := counts.get(key, 0):
             parts.append(_plural(n, word))
     return ", ".join(parts)
