@@ -563,6 +563,7 @@ def stop_worker(*, actor: Any, worker_id: int, remote_addr: str = "") -> str:
     detail = {"worker": row["name"] if row else worker_id, "queues": row["queues"] if row else []}
     return _perform(actor, Action.STOP_WORKER, run, remote_addr=remote_addr, detail=detail).result
 
+
 # -- schedules --------------------------------------------------------------------------------------
 def _schedule_action(
     actor: Any, action: Action, name: str, fn: Callable[[], _Done], remote_addr: str, detail: dict | None = None,

@@ -360,9 +360,6 @@ def message_bulk(request: HttpRequest) -> HttpResponse:
 
 # -- queue list and workers page ---------------------------------------------------------------------
 BULK_QUEUE_ACTIONS = {"pause": Action.PAUSE_QUEUE, "resume": Action.RESUME_QUEUE}
-# -- schedules ------------------------------------------------------------------------------------
-def _schedule_done(request: HttpRequest, message: str) -> HttpResponse:
-    return done(request, message, reverse("queues:schedules"))
 
 
 @require_POST
@@ -388,10 +385,6 @@ def queue_bulk(request: HttpRequest) -> HttpResponse:
     done_verb = "Paused" if verb == "pause" else "Resumed"
     back = safe_next(request, request.POST.get("next", ""), reverse("queues:queue-list"))
     return done(request, f"{done_verb} {len(names)} queue{'s' if len(names) != 1 else ''}: {', '.join(names)}.", back)
-def schedule_pause(request: HttpRequest, name: str) -> HttpResponse:
-    """Pause a schedule: no occurrence is enqueued until it is resumed."""
-    services.pause_schedule(actor=request.user, name=name, remote_addr=remote_addr(request))
-    return _schedule_done(request, f"Paused the schedule {name}.")
 
 
 @require_POST
@@ -402,6 +395,23 @@ def worker_stop(request: HttpRequest, worker_id: int) -> HttpResponse:
     return done(request, f"Asked worker {name} to stop: it finishes the messages it holds, then exits.",
                 reverse("queues:workers"))
 
+
+
+# -- schedules ------------------------------------------------------------------------------------
+def _schedule_done(request: HttpRequest, message: str) -> HttpResponse:
+    return done(request, message, reverse("queues:schedules"))
+
+
+@require_POST
+@action_endpoint
+def schedule_pause(request: HttpRequest, name: str) -> HttpResponse:
+    """Pause a schedule: no occurrence is enqueued until it is resumed."""
+    services.pause_schedule(actor=request.user, name=name, remote_addr=remote_addr(request))
+    return _schedule_done(request, f"Paused the schedule {name}.")
+
+
+@require_POST
+@action_endpoint
 def schedule_resume(request: HttpRequest, name: str) -> HttpResponse:
     """Resume a schedule from its next occurrence after now."""
     row = services.resume_schedule(actor=request.user, name=name, remote_addr=remote_addr(request))
