@@ -16,6 +16,7 @@ denied attempt is on record. Bad input answers 400 with the reason on the page, 
 from __future__ import annotations
 
 from queues.views.actions import (
+    dead_letter_group,
     message_bulk,
     queue_create,
     queue_delete,
@@ -31,6 +32,8 @@ from queues.views.pages import (
     audit_log,
     database,
     database_session_end,
+    dead_letter_export,
+    dead_letters,
     message_browser,
     message_detail,
     message_reveal,
@@ -42,6 +45,9 @@ from queues.views.pages import (
 )
 
 __all__ = [
+    "dead_letter_export",
+    "dead_letter_group",
+    "dead_letters",
     "audit_log",
     "database",
     "database_session_end",
