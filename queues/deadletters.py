@@ -268,6 +268,8 @@ def _examples(holder_id: int, keys: list[tuple[int | None, str]]) -> dict[tuple[
 
 
 def _rows(qs: QuerySet[Message], limit: int) -> list[DeadLetterRow]:
+    if limit <= 0:
+        return []
     values = list(
         qs.annotate(line=RawSQL("split_part(last_error, E'\\n', 1)", ()))
         .order_by("-dead_at", "-id")
@@ -309,7 +311,8 @@ def count_dead_letters(queue: Queue) -> int:
 
 
 def get_view(queue: Queue, *, selected: GroupKey | None = None, limit: int = LIST_LIMIT) -> DeadLetterView:
-    """The dead-letter view of ``queue``: its groups, and the newest dead letters (of ``selected`` only)."""
+    """The dead-letter view of ``queue``: its groups, and the newest ``limit`` dead letters (of ``selected``
+    only; ``limit=0``: the groups alone, as the queue page shows them)."""
     holder, origin = holder_of(queue)
     view = DeadLetterView(
         queue=queue, dead_letter_queue=holder, origin=origin.name if origin else None, as_of=timezone.now()

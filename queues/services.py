@@ -445,21 +445,13 @@ def _each_in_group(
 ) -> _Done:
     """Apply ``act`` to the group's messages that died by ``as_of``, at most ``count`` of them, batch by batch
     inside the caller's transaction; the group is re-read here, so the ids are never a page's."""
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise ActionFailed(f"the confirmed count must be a whole number >= 0, got {count!r}")
-    left, total, ids = count, 0, []
+    Bound(count=count, max_id=0)  # the same check of the confirmed count as "all matching" actions
     try:
-        batches = list(deadletters.iter_group_ids(key, as_of=as_of))
+        chosen = [i for batch in deadletters.iter_group_ids(key, as_of=as_of) for i in batch][:count]
     except LookupError as exc:
         raise NotFound(str(exc)) from None
-    for batch in batches:
-        if left <= 0:
-            break
-        chunk = batch[:left]
-        left -= len(chunk)
-        total += act(chunk)
-        ids += chunk[: max(0, 1000 - len(ids))]
-    return _Done(count=total, message_ids=ids, queue_name=key.queue)
+    total = sum(act(chosen[i : i + 5000]) for i in range(0, len(chosen), 5000))
+    return _Done(count=total, message_ids=chosen[:1000], queue_name=key.queue)
 
 
 def redrive_dead_letter_group(

@@ -97,7 +97,7 @@ def queue_page(
         "d": detail, "queue": queue, "row": detail.row, "form": form, "window": window,
         "windows": selectors.CHART_WINDOWS.items(), "nav": "queues",
         "dlq_browse": browse_url(detail.dead_letter_queue.name) if detail.dead_letter_queue else "",
-        "dead": deadletters.get_view(queue) if detail.sources else None,
+        "dead": deadletters.get_view(queue, limit=0) if detail.sources else None,
         "dead_count": deadletters.count_dead_letters(queue) if detail.dead_letter_queue else 0,
     }, status=status)
 

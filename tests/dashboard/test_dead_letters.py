@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
@@ -55,7 +54,8 @@ GATEWAY_SIG = "HTTPError: # from the payment gateway (request #)"
 def test_the_signature_is_the_first_line_with_ids_and_numbers_folded():
     assert signature_of(SKU.format(n=42)) == SKU_SIG
     assert signature_of("PermissionError: tenant 3f2a1b4c-0d9e-4f00-a1b2-c3d4e5f60718 is suspended") == (
-        "PermissionError: tenant <uuid> is suspended")
+        "PermissionError: tenant <uuid> is suspended"
+    )
     assert signature_of("RuntimeError: <Lock object at 0x7f3a2b1c>") == "RuntimeError: <Lock object at <hex>>"
     assert signature_of("") == ""
     assert len(signature_of("ValueError: " + "x" * 500)) == deadletters.SIGNATURE_CHARS
@@ -80,11 +80,17 @@ def test_groups_of_a_dead_letter_queue_and_of_a_source_queue(poisoned):
 
     dlq = deadletters.get_view(Queue.objects.get(name="orders.dlq"))
     assert [(g.key.origin, g.key.signature, g.count) for g in dlq.groups] == [
-        ("orders", SKU_SIG, 3), ("orders", GATEWAY_SIG, 2), ("payments", SKU_SIG, 1)]
+        ("orders", SKU_SIG, 3),
+        ("orders", GATEWAY_SIG, 2),
+        ("payments", SKU_SIG, 1),
+    ]
     assert dlq.total == 6 and dlq.groups[0].error_class == "KeyError"
     assert dlq.groups[1].example.startswith("HTTPError: 503 from the payment gateway")
-    assert [r.id for r in dlq.rows] == sorted([*poisoned["sku"], *poisoned["gateway"], *poisoned["other"]],
-                                              key=lambda i: Message.objects.get(id=i).dead_at, reverse=True)
+    assert [r.id for r in dlq.rows] == sorted(
+        [*poisoned["sku"], *poisoned["gateway"], *poisoned["other"]],
+        key=lambda i: Message.objects.get(id=i).dead_at,
+        reverse=True,
+    )
 
     orders = deadletters.get_view(Queue.objects.get(name="orders"))
     assert orders.dead_letter_queue.name == "orders.dlq" and orders.origin == "orders"
@@ -110,8 +116,9 @@ def test_the_group_counts_are_served_by_the_dead_letter_index(poisoned):
 def test_redrive_a_group_moves_exactly_that_group_and_is_audited(poisoned, users):
     key = GroupKey("orders.dlq", "orders", SKU_SIG)
     as_of = timezone.now()
-    moved = services.redrive_dead_letter_group(actor=users["operator"], key=key, as_of=as_of, count=3,
-                                               remote_addr="10.1.1.1")
+    moved = services.redrive_dead_letter_group(
+        actor=users["operator"], key=key, as_of=as_of, count=3, remote_addr="10.1.1.1"
+    )
     assert moved == 3
     back = Message.objects.filter(id__in=poisoned["sku"])
     assert {m.queue.name for m in back} == {"orders"} and {m.dead_at for m in back} == {None}
@@ -130,8 +137,11 @@ def test_a_group_action_leaves_deaths_after_the_confirmation_alone(poisoned, use
     assert deadletters.count_group(key) == 4
     n = services.delete_dead_letter_group(actor=users["purger"], key=key, as_of=as_of, count=3, confirm="3")
     assert n == 3
-    assert list(Message.objects.filter(error_signature=SKU_SIG, dead_at__isnull=False,
-                                       origin_queue__name="orders").values_list("id", flat=True)) == [late]
+    assert list(
+        Message.objects.filter(error_signature=SKU_SIG, dead_at__isnull=False, origin_queue__name="orders").values_list(
+            "id", flat=True
+        )
+    ) == [late]
 
 
 def test_group_actions_check_permission_and_the_typed_count(poisoned, users):
@@ -199,7 +209,7 @@ def test_error_and_died_qualifiers(poisoned):
     def found(text: str) -> list[int]:
         return sorted(r.id for r in search_messages(parse_search(text), limit=100).rows)
 
-    assert found("error:\"unknown sku\"") == sorted(poisoned["sku"] + poisoned["other"])
+    assert found('error:"unknown sku"') == sorted(poisoned["sku"] + poisoned["other"])
     assert found("error:503 queue:orders.dlq") == poisoned["gateway"]
     everything = sorted(poisoned["sku"] + poisoned["gateway"] + poisoned["other"])
     assert found("died:1h") == everything
@@ -208,8 +218,11 @@ def test_error_and_died_qualifiers(poisoned):
     assert found(f"died:{today}") == everything
     text = parse_search("died:1h error:boom").text()
     assert parse_search(text) == parse_search(text)  # absolute times: the same filter when read again
-    for bad, fragment in (("died:soon", "cannot read 'soon'"), ("died:..", "empty range"),
-                          ("died:1h..2h", "ends before it starts")):
+    for bad, fragment in (
+        ("died:soon", "cannot read 'soon'"),
+        ("died:..", "empty range"),
+        ("died:1h..2h", "ends before it starts"),
+    ):
         with pytest.raises(SearchError, match=fragment):
             parse_search(bad)
 
@@ -233,12 +246,19 @@ def test_a_message_backing_off_says_retrying_with_attempt_and_next_time(make_que
 
 
 def test_the_timeline_folds_identical_errors_and_keeps_each_text_once():
-    history = [{"at": f"2026-12-03T10:00:0{i}+00:00", "event": "nacked", "receive_count": i + 1,
-                "error": "E: one\ntrace"} for i in range(3)]
-    history += [{"at": "2026-12-03T10:00:05+00:00", "event": "nacked", "receive_count": 4, "error": "F: two"},
-                {"at": "2026-12-03T10:00:06+00:00", "event": "dead-lettered", "reason": "received 5 times"}]
+    history = [
+        {"at": f"2026-12-03T10:00:0{i}+00:00", "event": "nacked", "receive_count": i + 1, "error": "E: one\ntrace"}
+        for i in range(3)
+    ]
+    history += [
+        {"at": "2026-12-03T10:00:05+00:00", "event": "nacked", "receive_count": 4, "error": "F: two"},
+        {"at": "2026-12-03T10:00:06+00:00", "event": "dead-lettered", "reason": "received 5 times"},
+    ]
     timeline, errors = attempt_timeline(history, "F: two")
     assert [(t.event, t.count, t.error_line) for t in timeline] == [
-        ("dead-lettered", 1, ""), ("nacked", 1, "F: two"), ("nacked", 3, "E: one")]
+        ("dead-lettered", 1, ""),
+        ("nacked", 1, "F: two"),
+        ("nacked", 3, "E: one"),
+    ]
     assert timeline[2].receives == "1–3"
     assert [(e.number, e.count, e.text) for e in errors] == [(1, 3, "E: one\ntrace"), (2, 1, "F: two")]
