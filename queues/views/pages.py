@@ -98,7 +98,7 @@ def queue_page(
         "windows": selectors.CHART_WINDOWS.items(), "nav": "queues",
         "dlq_browse": browse_url(detail.dead_letter_queue.name) if detail.dead_letter_queue else "",
         "dead": deadletters.get_view(queue, limit=0) if detail.sources else None,
-        "dead_count": deadletters.count_dead_letters(queue) if detail.dead_letter_queue else 0,
+        "dead_count": deadletters.count_dead_letters(queue) if detail.dead_letter_queue and not detail.sources else 0,
     }, status=status)
 
 
