@@ -85,3 +85,29 @@ def format_size(size: int) -> str:
         if size >= factor and size % factor == 0:
             return f"{size // factor}{unit}"
     return f"{size}B"
+
+
+def retry_note(*, state: str, receive_count: int, max_receives: int | None, next_in: float) -> str:
+    """How a message backing off after a failure reads: ``retrying (attempt 5 of 6, next in 12 s)``.
+
+    The one rule of "retrying" (``MessageState`` stays the vocabulary: this is a *delayed* message that
+    was received before, so a nack put it back with a delay): ``""`` for any other message. ``attempt``
+    is the receive count; ``of`` the queue's max receives when failing messages go to a dead-letter
+    queue (None: they retry for ever, and the note says no "of").
+    """
+    if state != "delayed" or receive_count <= 0:
+        return ""
+    of = f" of {max_receives}" if max_receives else ""
+    return f"retrying (attempt {receive_count}{of}, next in {format_wait(next_in)})"
+
+
+def format_wait(seconds: float) -> str:
+    """A wait ahead, for sentences: ``12 s``, ``4 min 05 s``, ``2 h 10 min``; ``now`` when it is due."""
+    s = round(seconds)
+    if s <= 0:
+        return "now"
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"

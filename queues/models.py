@@ -167,6 +167,11 @@ class Message(models.Model):
         help_text="For a dead letter: the queue it died in (redrive sends it back there).",
     )
     dead_at = models.DateTimeField(null=True, blank=True)
+    # Written by the trigger queues_msg_sign_dead (migration 0015_dlq) when the message dies; never by Python.
+    error_signature = models.TextField(  # noqa: DJ001
+        null=True, blank=True, editable=False,
+        help_text="For a dead letter: its error's signature (queues.deadletters), set by a trigger.",
+    )
 
     objects = MessageQuerySet.as_manager()
 
@@ -184,6 +189,11 @@ class Message(models.Model):
             ),
             # Only dead letters have an origin: the index stays as small as the dead-letter queues.
             models.Index(fields=["origin_queue"], name="queues_msg_origin", condition=Q(origin_queue__isnull=False)),
+            # Dead letters only (queues.deadletters), so the hot path never writes them: newest first,
+            # and grouped by origin and error signature (an index-only scan counts a group).
+            models.Index(fields=["queue", "dead_at"], name="queues_msg_dead_at", condition=Q(dead_at__isnull=False)),
+            models.Index(fields=["queue", "origin_queue", "error_signature", "dead_at"], name="queues_msg_dead_sig",
+                         condition=Q(dead_at__isnull=False)),
         ]
 
     def __str__(self) -> str:

@@ -1,4 +1,5 @@
-"""The message browser's search language: ``state:``, ``queue:``, ``id:``, ``group:``, ``header.K:``, ``body.P:``.
+"""The message browser's search language: ``state:``, ``queue:``, ``id:``, ``group:``, ``header.K:``, ``body.P:``,
+``error:`` and ``died:``.
 
 :func:`parse_search` turns the search box into a :class:`MessageFilter` (or a :class:`SearchError` that
 names the term and the fix); :func:`message_queryset` turns a filter into a plain SELECT on
@@ -13,11 +14,12 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, Max, Q
 from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 
 from queues import validation
 from queues.engine import validate_name
@@ -27,7 +29,8 @@ STATES: tuple[str, ...] = tuple(MessageState.values)
 """The values of ``state:``, in the order the browser's picker lists them."""
 
 QUALIFIER_HELP = (
-    "state:ready|delayed|in_flight|dead, queue:NAME, id:123, group:KEY, header.KEY:VALUE, body.PATH:VALUE "
+    "state:ready|delayed|in_flight|dead, queue:NAME, id:123, group:KEY, header.KEY:VALUE, body.PATH:VALUE, "
+    "error:TEXT, died:1h|2026-12-03|FROM..TO "
     "(quote values with spaces: header.subject:\"hello world\")"
 )
 
@@ -47,6 +50,10 @@ class MessageFilter:
     groups: tuple[str, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
     body: tuple[tuple[tuple[str, ...], str], ...] = ()
+    errors: tuple[str, ...] = ()
+    """``error:`` texts: each must appear in the message's last error (case-insensitive)."""
+    died: tuple[DiedRange, ...] = ()
+    """``died:`` ranges: each must hold the message's time of death (so only dead letters match)."""
 
     def text(self) -> str:
         """The canonical search text: parsing it gives this filter back."""
@@ -54,6 +61,7 @@ class MessageFilter:
         terms += [f"id:{i}" for i in self.ids] + [f"group:{g}" for g in self.groups]
         terms += [f"header.{k}:{v}" for k, v in self.headers]
         terms += [f"body.{'.'.join(p)}:{v}" for p, v in self.body]
+        terms += [f"error:{e}" for e in self.errors] + [f"died:{d}" for d in self.died]
         return " ".join(shlex.quote(t) for t in terms)
 
     def __str__(self) -> str:
@@ -68,6 +76,68 @@ class MessageFilter:
     def single_queue(self) -> str | None:
         """The queue this filter is limited to, if exactly one."""
         return self.queues[0] if len(self.queues) == 1 else None
+
+
+@dataclass(frozen=True)
+class DiedRange:
+    """A ``died:`` term: from ``start`` (inclusive) to ``end`` (exclusive); None is open."""
+
+    start: datetime | None
+    end: datetime | None
+
+    def __str__(self) -> str:
+        # Absolute times, so a bulk action that re-reads the search acts on the range the page showed.
+        def iso(t: datetime | None) -> str:
+            return t.astimezone(UTC).isoformat().replace("+00:00", "Z") if t is not None else ""
+
+        return f"{iso(self.start)}..{iso(self.end)}"
+
+
+_AGO_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _died_point(text: str, token: str, now: datetime, *, end: bool) -> datetime:
+    """One side of a ``died:`` range: an age (``15m``: that long ago), a date (midnight UTC; as the end
+    of a range the day is included) or an ISO date-time (UTC unless it names its offset)."""
+    if len(text) >= 2 and text[-1] in _AGO_UNITS and text[:-1].isascii() and text[:-1].isdigit():
+        amount = int(text[:-1])
+        if amount > 10**6:
+            raise SearchError(f"{text!r} in {token!r} is too long ago: use at most 1000000{text[-1]}")
+        return now - timedelta(seconds=amount * _AGO_UNITS[text[-1]])
+    try:
+        moment = parse_datetime(text.replace("Z", "+00:00")) if "T" in text or " " in text else None
+        day = parse_date(text) if moment is None else None
+    except ValueError:
+        moment = day = None
+    if moment is not None:
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    if day is not None:
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return start + timedelta(days=1) if end else start
+    raise SearchError(
+        f"cannot read {text!r} in {token!r} as a time: write an age (30s, 15m, 2h, 7d), a date (2026-12-03) "
+        "or a date and time (2026-12-03T14:05:00Z)"
+    )
+
+
+def parse_died(value: str, token: str, *, now: datetime | None = None) -> DiedRange:
+    """A ``died:`` value: ``1h`` (died in the last hour), ``2026-12-03`` (that day, UTC),
+    ``2026-12-03T14:00..2026-12-03T15:00``, ``..2026-12-01`` (before), ``2h..1h``."""
+    now = now or timezone.now()
+    if ".." in value:
+        left, _, right = value.partition("..")
+        if not left and not right:
+            raise SearchError(f"{token!r} has an empty range: write died:FROM..TO with at least one side")
+        start = _died_point(left, token, now, end=False) if left else None
+        end = _died_point(right, token, now, end=True) if right else None
+        if start is not None and end is not None and start >= end:
+            raise SearchError(f"{token!r} ends before it starts: write the earlier time first")
+        return DiedRange(start, end)
+    if len(value) >= 2 and value[-1] in _AGO_UNITS and value[:-1].isdigit():
+        return DiedRange(_died_point(value, token, now, end=False), None)
+    start = _died_point(value, token, now, end=False)
+    day = parse_date(value) if "T" not in value else None
+    return DiedRange(start, start + timedelta(days=1) if day is not None else None)
 
 
 def parse_search(text: str, *, queue: str | None = None, state: str | None = None) -> MessageFilter:
@@ -90,6 +160,8 @@ def parse_search(text: str, *, queue: str | None = None, state: str | None = Non
     groups: list[str] = []
     headers: list[tuple[str, str]] = []
     body: list[tuple[tuple[str, ...], str]] = []
+    errors: list[str] = []
+    died: list[DiedRange] = []
     for token in tokens:
         key, sep, value = token.partition(":")
         if not sep:
@@ -123,6 +195,10 @@ def parse_search(text: str, *, queue: str | None = None, state: str | None = Non
             if not all(path):
                 raise SearchError(f"{token!r} has an empty step in its body path: write body.a.b:VALUE")
             body.append((path, value))
+        elif key == "error":
+            errors.append(value)
+        elif key == "died":
+            died.append(parse_died(value, token))
         else:
             raise SearchError(f"unknown qualifier {key!r} in {token!r}: use {QUALIFIER_HELP}")
     if state and state not in STATES:
@@ -133,7 +209,7 @@ def parse_search(text: str, *, queue: str | None = None, state: str | None = Non
 
     return MessageFilter(
         queues=unique(queues), states=unique(states), ids=unique(ids), groups=unique(groups),
-        headers=unique(headers), body=unique(body),
+        headers=unique(headers), body=unique(body), errors=unique(errors), died=unique(died),
     )
 
 
@@ -187,6 +263,14 @@ def message_queryset(f: MessageFilter, *, now: datetime | None = None) -> Messag
         for alternative in _typed_alternatives(value):
             either |= Q(body__contains=_nested(path, alternative))
         qs = qs.filter(either)
+    for text in f.errors:
+        qs = qs.filter(last_error__icontains=text)
+    for span in f.died:
+        qs = qs.filter(dead_at__isnull=False)
+        if span.start is not None:
+            qs = qs.filter(dead_at__gte=span.start)
+        if span.end is not None:
+            qs = qs.filter(dead_at__lt=span.end)
     return qs
 
 

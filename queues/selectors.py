@@ -26,8 +26,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from queues import conf, engine, health, schedules
+from queues.deadletters import DistinctError, TimelineEntry, attempt_timeline, first_line
 from queues.engine import MessageInfo, QueueStats
-from queues.formatting import duration_words
+from queues.formatting import duration_words, retry_note
 from queues.metrics.history import get_failures_since, get_rates
 from queues.metrics.numbers import Rates, Totals
 from queues.models import (
@@ -332,6 +333,10 @@ class MessageRow:
     available_at: datetime
     body_preview: str
     has_error: bool
+    state_note: str = ""
+    """``retrying (attempt 5 of 6, next in 12 s)`` for a delayed message backing off after a failure."""
+    error_line: str = ""
+    """The first line of the last error (the browser's tooltip on ``err``)."""
 
 
 @dataclass
@@ -364,9 +369,11 @@ def search_messages(
     columns = qs.annotate(
         queue_name=F("queue__name"),
         preview=Left(Cast("body", TextField()), BODY_PREVIEW_CHARS + 1),
+        queue_max_receives=F("queue__max_receives"),
+        queue_dlq=F("queue__dead_letter_queue_id"),
     ).values(
         "id", "queue_id", "queue_name", "priority", "group_key", "receive_count", "enqueued_at", "available_at",
-        "receipt", "last_error", "preview",
+        "receipt", "last_error", "preview", "queue_max_receives", "queue_dlq",
     )
     slices = _priority_slices(f) if f.queues else None
     if slices is not None and len(slices) <= MAX_SLICES:
@@ -392,14 +399,19 @@ def search_messages(
         preview = v["preview"] or ""
         if len(preview) > BODY_PREVIEW_CHARS:
             preview = preview[:BODY_PREVIEW_CHARS] + "…"
+        state = MessageState.of(receipt=v["receipt"], available_at=v["available_at"],
+                                in_dead_letter_queue=v["queue_id"] in dlq_ids, now=now)
         rows.append(
             MessageRow(
-                id=v["id"], queue=v["queue_name"],
-                state=MessageState.of(receipt=v["receipt"], available_at=v["available_at"],
-                                     in_dead_letter_queue=v["queue_id"] in dlq_ids, now=now),
+                id=v["id"], queue=v["queue_name"], state=state,
                 priority=v["priority"], group_key=v["group_key"], receive_count=v["receive_count"],
                 enqueued_at=v["enqueued_at"], available_at=v["available_at"], body_preview=preview,
-                has_error=bool(v["last_error"]),
+                has_error=bool(v["last_error"]), error_line=first_line(v["last_error"] or ""),
+                state_note=retry_note(
+                    state=state, receive_count=v["receive_count"],
+                    max_receives=dead_lettering_limit(v["queue_max_receives"], v["queue_dlq"]),
+                    next_in=(v["available_at"] - now).total_seconds(),
+                ),
             )
         )
     page = MessagePage(rows=rows)
@@ -519,6 +531,17 @@ class MessageDetail:
     collapsed: bool
     headers: list[tuple[str, str]]
     history: list[dict[str, Any]]
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    """The history folded: runs of the same event and error as one entry with a count, newest first."""
+    errors: list[DistinctError] = field(default_factory=list)
+    """Each distinct error text once, with how many attempts ended on it."""
+    state_note: str = ""
+    """``retrying (attempt 5 of 6, next in 12 s)`` while it backs off after a failure."""
+
+
+def dead_lettering_limit(max_receives: int, dead_letter_queue_id: int | None) -> int | None:
+    """The receive count at which a queue's failing messages die, None when they never do."""
+    return max_receives if max_receives and dead_letter_queue_id is not None else None
 
 
 def get_message(message_id: int) -> MessageDetail | None:
@@ -536,9 +559,16 @@ def get_message(message_id: int) -> MessageDetail | None:
         row = dict(entry) if isinstance(entry, dict) else {"event": str(entry)}
         row["at"] = parse_datetime(row["at"]) if isinstance(row.get("at"), str) else None
         history.append(row)
+    timeline, errors = attempt_timeline(info.history or [], info.last_error or "")
+    note = retry_note(
+        state=info.state, receive_count=info.receive_count,
+        max_receives=dead_lettering_limit(queue.max_receives, queue.dead_letter_queue_id),
+        next_in=(info.available_at - timezone.now()).total_seconds(),
+    )
     return MessageDetail(
         info=info, queue=queue, body_json=pretty, body_size=len(json.dumps(info.body).encode()),
         collapsed=len(pretty) > BODY_COLLAPSE_CHARS, headers=sorted((info.headers or {}).items()), history=history,
+        timeline=timeline, errors=errors, state_note=note,
     )
 
 

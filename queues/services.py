@@ -28,7 +28,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import close_old_connections, transaction
 
-from queues import audit, conf, engine, health, schedules, search, selectors
+from queues import audit, conf, deadletters, engine, health, schedules, search, selectors
 from queues.engine.errors import QueueNotFound
 from queues.models import Message, Queue, Redrive, Schedule, Worker
 from queues.permissions import Action, denial_reason
@@ -439,6 +439,65 @@ def reveal_body(*, actor: Any, message_id: int, remote_addr: str = "") -> select
 
     return _perform(actor, Action.REVEAL_BODY, run, queue_name=holder, remote_addr=remote_addr,
                     message_ids=[message_id]).result
+
+
+# -- dead-letter groups -----------------------------------------------------------------------------
+def _group_detail(key: deadletters.GroupKey, as_of: datetime, count: int) -> dict[str, Any]:
+    return {"dead_letter_group": {"queue": key.queue, "origin": key.origin, "signature": key.signature,
+                                  "as_of": as_of.isoformat(), "confirmed_count": count}}
+
+
+def _each_in_group(
+    key: deadletters.GroupKey, as_of: datetime, count: int, act: Callable[[list[int]], int],
+) -> _Done:
+    """Apply ``act`` to the group's messages that died by ``as_of``, at most ``count`` of them, batch by batch
+    inside the caller's transaction; the group is re-read here, so the ids are never a page's."""
+    Bound(count=count, max_id=0)  # the same check of the confirmed count as "all matching" actions
+    try:
+        chosen = [i for batch in deadletters.iter_group_ids(key, as_of=as_of) for i in batch][:count]
+    except LookupError as exc:
+        raise NotFound(str(exc)) from None
+    total = sum(act(chosen[i : i + 5000]) for i in range(0, len(chosen), 5000))
+    return _Done(count=total, message_ids=chosen[:1000], queue_name=key.queue)
+
+
+def redrive_dead_letter_group(
+    *, actor: Any, key: deadletters.GroupKey, as_of: datetime, count: int, remote_addr: str = "",
+) -> int:
+    """Send one group of dead letters (:class:`queues.deadletters.GroupKey`) back to the queue they died
+    in, ready at once with a fresh receive count (the engine's move). Only the messages that died by
+    ``as_of`` (when the confirmation was shown), at most ``count``: deaths after it are left alone.
+    Audited as ``move_messages`` with the group in the detail. Returns how many moved."""
+
+    def run() -> _Done:
+        _check_name(key.queue)
+        if not key.origin:
+            raise ActionFailed("the queue these messages died in was deleted: move them to another queue from the "
+                               "message browser, or delete them")
+        _check_name(key.origin, "origin queue")
+        done = _each_in_group(key, as_of, count, lambda ids: engine.move_messages(key.queue, ids, to=key.origin))
+        done.detail = {"to": key.origin}
+        return done
+
+    return _perform(actor, Action.MOVE_MESSAGES, run, queue_name=key.queue, remote_addr=remote_addr,
+                    detail=_group_detail(key, as_of, count)).count
+
+
+def delete_dead_letter_group(
+    *, actor: Any, key: deadletters.GroupKey, as_of: datetime, count: int, confirm: str, remote_addr: str = "",
+) -> int:
+    """Delete one group of dead letters for good: those that died by ``as_of``, at most ``count``, and
+    ``confirm`` must repeat that count (the weight of deleting every matching message). Audited as
+    ``delete_messages`` with the group in the detail. Returns how many were deleted."""
+
+    def run() -> _Done:
+        _check_name(key.queue)
+        if not _typed_count_ok(confirm, count):
+            raise ActionFailed(f"type the number of messages, {count}, to confirm deleting them (got {confirm!r})")
+        return _each_in_group(key, as_of, count, lambda ids: engine.delete_messages(key.queue, ids))
+
+    return _perform(actor, Action.DELETE_MESSAGES, run, queue_name=key.queue, remote_addr=remote_addr,
+                    detail=_group_detail(key, as_of, count)).count
 
 
 # -- redrive ----------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django import template
 from django.urls import NoReverseMatch, reverse
 
@@ -57,3 +59,10 @@ def rate(per_second: float | None) -> str:
 def count(n: float | None) -> str:
     """``{{ row.ready|count }}``: ``12,345``; ``—`` when unknown."""
     return format_count(n)
+
+
+@register.simple_tag
+def group_query(key: object) -> str:
+    """``{% group_query g.key %}``: the query string that names a dead-letter group (``origin=…&sig=…``)."""
+    params = key.params()  # type: ignore[attr-defined]
+    return urlencode(params)

@@ -16,6 +16,7 @@ denied attempt is on record. Bad input answers 400 with the reason on the page, 
 from __future__ import annotations
 
 from queues.views.actions import (
+    dead_letter_group,
     message_bulk,
     queue_bulk,
     queue_create,
@@ -37,6 +38,8 @@ from queues.views.pages import (
     audit_log,
     database,
     database_session_end,
+    dead_letter_export,
+    dead_letters,
     message_browser,
     message_detail,
     message_reveal,
@@ -49,6 +52,9 @@ from queues.views.pages import (
 )
 
 __all__ = [
+    "dead_letter_export",
+    "dead_letter_group",
+    "dead_letters",
     "audit_log",
     "database",
     "database_session_end",

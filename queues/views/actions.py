@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import TooManyFieldsSent
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from queues import conf, schedules, search, selectors, services, validation
+from queues import conf, deadletters, schedules, search, selectors, services, validation
 from queues.forms import (
     BULK_ACTIONS,
     MAX_SELECTED,
@@ -447,3 +449,72 @@ def _named(name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# -- dead-letter groups -----------------------------------------------------------------------------
+GROUP_ACTIONS = {"redrive": Action.MOVE_MESSAGES, "delete": Action.DELETE_MESSAGES}
+
+
+def _confirmed_time(text: str) -> datetime:
+    """The confirmation page's moment (``as_of``, ISO with its offset), or ``InvalidInput`` saying so."""
+    try:
+        moment = datetime.fromisoformat(text) if text else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise validation.InvalidInput(f"as_of must be the time the confirmation page showed (ISO with offset), "
+                                      f"got {text[:60]!r}: open the confirmation page again")
+    return moment
+
+
+@require_http_methods(["GET", "POST"])
+@action_endpoint
+def dead_letter_group(request: HttpRequest, name: str) -> HttpResponse:
+    """GET: how many messages of one dead-letter group (``origin``, ``sig``) the action would touch and a
+    confirm button; POST: redrive them to the queue they died in, or delete them (count typed)."""
+    data = request.GET if request.method == "GET" else request.POST
+    verb = data.get("action", "")
+    # Unknown actions are checked against the strictest permission so they cannot probe past a 403.
+    action = GROUP_ACTIONS.get(verb, Action.DELETE_MESSAGES)
+    if request.method == "GET":
+        queue = page_queue(request, action, name)
+    else:
+        queue = action_queue(request, action, name)
+    holder, _origin = deadletters.holder_of(queue)
+    back = reverse("queues:dead-letters", args=[name])
+    try:
+        if verb not in GROUP_ACTIONS:
+            raise ValueError(f"unknown action {verb!r}: use redrive or delete")
+        if holder is None:
+            raise ValueError(f"{name!r} has no dead-letter queue, so it has no dead-letter groups")
+        key = deadletters.GroupKey.from_params(holder.name, data)
+        if request.method == "POST":
+            as_of = _confirmed_time(data.get("as_of", ""))
+            count = validation.parse_int(data.get("count", ""), "count", minimum=0, maximum=validation.BIGINT_MAX)
+    except ValueError as exc:
+        if request.method == "POST":
+            refuse(request, action, name, str(exc))
+        return error_page(request, str(exc))
+    context: dict[str, Any] = {"queue": queue, "key": key, "verb": verb, "back": back, "nav": "queues"}
+    if request.method == "GET":
+        as_of = timezone.now()
+        try:
+            count = deadletters.count_group(key, as_of=as_of)
+        except LookupError as exc:
+            raise Http404(str(exc)) from None
+        return render_page(request, "queues/dead_letter_group_confirm.html",
+                           {**context, "count": count, "as_of": as_of.isoformat()})
+    common = {"actor": request.user, "key": key, "as_of": as_of, "count": count, "remote_addr": remote_addr(request)}
+    try:
+        if verb == "redrive":
+            n = services.redrive_dead_letter_group(**common)
+            text = f"Sent {n:,} dead letters back to {key.origin}."
+        else:
+            n = services.delete_dead_letter_group(confirm=data.get("confirm", ""), **common)
+            text = f"Deleted {n:,} dead letters."
+    except services.NotFound:
+        raise
+    except services.ActionFailed as exc:
+        return render_page(request, "queues/dead_letter_group_confirm.html",
+                           {**context, "count": count, "as_of": as_of.isoformat(), "error": str(exc)}, status=400)
+    return done(request, text, back)

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from queues import conf, search, selectors, services, validation, workload
+from queues import conf, deadletters, search, selectors, services, validation, workload
 from queues.forms import (
     BULK_ACTIONS,
     QueueSettingsForm,
@@ -97,7 +97,52 @@ def queue_page(
         "d": detail, "queue": queue, "row": detail.row, "form": form, "window": window,
         "windows": selectors.CHART_WINDOWS.items(), "nav": "queues",
         "dlq_browse": browse_url(detail.dead_letter_queue.name) if detail.dead_letter_queue else "",
+        "dead": deadletters.get_view(queue, limit=0) if detail.sources else None,
+        "dead_count": deadletters.count_dead_letters(queue) if detail.dead_letter_queue and not detail.sources else 0,
     }, status=status)
+
+
+@require_safe
+@dashboard_page
+def dead_letters(request: HttpRequest, name: str) -> HttpResponse:
+    """The dead letters of a queue (a dead-letter queue's own, or a source queue's in its dead-letter
+    queue): groups by error signature, the newest first; ``?origin=&sig=`` picks one group."""
+    queue = queue_or_404(name)
+    selected = None
+    holder, _origin = deadletters.holder_of(queue)
+    try:
+        if "sig" in request.GET:
+            if holder is None:
+                raise ValueError(f"{name!r} has no dead-letter queue, so it has no dead-letter groups")
+            selected = deadletters.GroupKey.from_params(holder.name, request.GET)
+        view = deadletters.get_view(queue, selected=selected)
+    except LookupError as exc:
+        raise Http404(str(exc)) from None
+    except ValueError as exc:
+        return error_page(request, str(exc))
+    return render_page(request, "queues/dead_letters.html", {"v": view, "queue": queue, "nav": "queues"})
+
+
+@require_safe
+@dashboard_page
+def dead_letter_export(request: HttpRequest, name: str) -> HttpResponse:
+    """One group's messages as a JSON lines download (bodies left out while ``HIDE_BODIES`` is on)."""
+    queue = queue_or_404(name)
+    holder, _origin = deadletters.holder_of(queue)
+    if holder is None:
+        return error_page(request, f"{name!r} has no dead-letter queue, so there is nothing to export")
+    try:
+        key = deadletters.GroupKey.from_params(holder.name, request.GET)
+        deadletters.count_group(key)  # unknown queues answer 404 before the download starts
+    except LookupError as exc:
+        raise Http404(str(exc)) from None
+    except ValueError as exc:
+        return error_page(request, str(exc))
+    lines = deadletters.export_lines(key, with_bodies=not conf.get("HIDE_BODIES"))
+    response = StreamingHttpResponse(lines, content_type="application/x-ndjson; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{holder.name}-dead-letters.jsonl"'
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 def browse_url(queue: str, q: str = "", state: str = "") -> str:
