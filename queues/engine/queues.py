@@ -16,8 +16,8 @@ from django.db import IntegrityError
 from queues import conf
 from queues.engine import sql
 from queues.engine.connection import clear_cache, queue_name, recovers_connection
-from queues.engine.limits import apply_limits, check_limits
 from queues.engine.errors import InvalidQueueSettings, MessageTooLarge, QueueExists, QueueNotFound, TopicNotFound
+from queues.engine.limits import apply_limits, check_limits
 from queues.engine.validation import (
     DLQ_SUFFIX,
     MAX_NAME_LENGTH,
@@ -71,8 +71,9 @@ def create_queue(name: str, *, dead_letter_queue: str | None = _UNSET, **setting
     Settings: ``kind`` ('standard' or 'fifo'), ``visibility_timeout``, ``max_receives`` (0: never
     dead-letter), ``default_delay``, ``retention``, ``max_message_size``, ``dedup_window`` (seconds or
     timedeltas), ``paused``; flow limits (standard queues, None for no limit): ``rate_limit`` ('100/s',
-    '5000/min', '10/h'), ``rate_burst``, ``concurrency_limit`` (see docs/flow-control.md). ``dead_letter_queue`` defaults to ``<name>.dlq``, created if missing;
-    ``None`` means no dead-letter queue (messages are redelivered forever).
+    '5000/min', '10/h'), ``rate_burst``, ``concurrency_limit`` (see docs/flow-control.md).
+    ``dead_letter_queue`` defaults to ``<name>.dlq``, created if missing; ``None``
+    means no dead-letter queue (messages are redelivered forever).
     """
     validate_name(name)
     fields = clean_settings(settings)
