@@ -28,6 +28,6 @@ def __getattr__(name: str) -> Any:
             return value
     if name in ("handler", "register"):
         return getattr(importlib.import_module("queues.worker.registry"), name)
-    if name in ("Reject",):
+    if name in ("Reject", "Retry"):
         return getattr(importlib.import_module("queues.worker.errors"), name)
     raise AttributeError(f"module 'queues' has no attribute {name!r}")
