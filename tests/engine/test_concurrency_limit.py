@@ -17,6 +17,7 @@ from django.db import connection, transaction
 import queues
 from tests.conftest import wait_for
 from tests.engine.conftest import Thread
+
 # The worker tests' fixtures, for the test with real worker processes.
 from tests.worker.conftest import WorkerProcess, handled, scratch, worker_env, wt_dir  # noqa: F401
 
@@ -112,7 +113,7 @@ def test_removing_the_limit_restores_the_plain_claim(make_queue):
 
 
 @pytest.mark.slow
-def test_three_in_flight_at_most_under_four_workers(make_queue, worker_env, scratch, handled):
+def test_three_in_flight_at_most_under_four_workers(make_queue, worker_env, scratch, handled):  # noqa: F811
     """4 worker processes with concurrency 8 each; the table sampled continuously never shows 4 in flight."""
     queues.create_queue("wt-conc", concurrency_limit=3)
     queues.send_batch("wt-conc", [{"sleep": 0.05}] * 400)

@@ -45,7 +45,8 @@ def test_a_bad_rate_is_refused_naming_it_and_nothing_changes(make_queue):
             queues.update_queue(queue, rate_limit=bad, visibility_timeout=99)
         assert repr(bad) in str(caught.value) or str(bad) in str(caught.value)
     row = Queue.objects.get(name=queue)
-    assert (row.rate_limit, row.rate_period, row.visibility_timeout) == (10, timedelta(seconds=1), timedelta(seconds=30))
+    assert (row.rate_limit, row.rate_period) == (10, timedelta(seconds=1))
+    assert row.visibility_timeout == timedelta(seconds=30)
 
 
 def test_bad_burst_and_concurrency_are_refused(make_queue):
@@ -111,7 +112,7 @@ def test_a_claim_that_waited_spends_only_the_tokens_left(make_queue):
 
 
 @pytest.mark.slow
-def test_fifty_per_second_under_four_workers_trying_to_go_faster(make_queue, worker_env, scratch, handled):
+def test_fifty_per_second_under_four_workers_trying_to_go_faster(make_queue, worker_env, scratch, handled):  # noqa: F811
     """4 worker processes that could handle hundreds a second; 20 s past the first second hold 49-51/s."""
     queues.create_queue("wt-rate", rate_limit="50/s")
     queues.send_batch("wt-rate", [{}] * 2000)
