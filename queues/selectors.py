@@ -25,6 +25,7 @@ from django.utils.dateparse import parse_datetime
 
 from queues import conf, engine, health
 from queues.engine import MessageInfo, QueueStats
+from queues.engine import limits as engine_limits
 from queues.formatting import duration_words
 from queues.metrics.history import get_failures_since, get_rates
 from queues.metrics.numbers import Rates, Totals
@@ -523,3 +524,32 @@ def get_database_health(*, holders: int = 5) -> health.DatabaseHealth:
 def get_database_session(pid: int) -> health.SnapshotHolder | None:
     """One session of the queues' database by pid, for the confirm page of ending it."""
     return health.get_session(pid)
+
+
+@dataclass(frozen=True)
+class FlowLimits:
+    """The queue page's Limits panel: a queue's rate and concurrency limits and their state at page load
+    (the panel's delivery rate, ready and in-flight numbers are live: the page's usual live fields)."""
+
+    rate: str | None
+    burst: int | None
+    concurrency: int | None
+    tokens: float | None
+    held: int
+    taken: int
+
+
+def get_flow_limits(queue: Queue) -> FlowLimits | None:
+    """The limits of ``queue`` and one small read of their state (its flow row), or None without limits."""
+    rate = engine_limits.rate_of(queue)
+    if rate is None and queue.concurrency_limit is None:
+        return None
+    status = engine_limits.flow_status(queue.id)
+    return FlowLimits(
+        rate=str(rate) if rate else None,
+        burst=(queue.rate_burst or rate.default_burst) if rate else None,
+        concurrency=queue.concurrency_limit,
+        tokens=status.tokens if status else None,
+        held=status.held if status else 0,
+        taken=status.taken if status else 0,
+    )
