@@ -78,6 +78,10 @@ class QueueSettingsForm(forms.Form):
         required=False, min_value=1, max_value=flow_limits.MAX_CONCURRENCY,
         help_text="Most messages in flight at once across every worker. Empty: no limit. Standard queues only.",
     )
+    limits_per_group = forms.BooleanField(
+        required=False, label="Limits per group key",
+        help_text="The rate and concurrency limits apply to each group key separately (for example per customer).",
+    )
 
     def __init__(self, *args: Any, queue: Queue | None = None, **kwargs: Any) -> None:
         if queue is not None and "initial" not in kwargs:
@@ -93,6 +97,7 @@ class QueueSettingsForm(forms.Form):
                 "rate_limit": str(flow_limits.rate_of(queue) or ""),
                 "rate_burst": queue.rate_burst,
                 "concurrency_limit": queue.concurrency_limit,
+                "limits_per_group": queue.limits_per_group,
             }
         super().__init__(*args, **kwargs)
         self.fields["dead_letter_queue"].choices = _queue_choices(

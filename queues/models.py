@@ -53,6 +53,9 @@ class Queue(models.Model):
     concurrency_limit = models.PositiveIntegerField(
         null=True, blank=True, help_text="Most messages of the queue in flight at once, across every worker."
     )
+    limits_per_group = models.BooleanField(
+        default=False, help_text="The limits apply to each group key separately (no group key: one group)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -502,7 +505,8 @@ class TaskResult(models.Model):
 
 
 class FlowLimit(models.Model):
-    """The state of a queue's rate and concurrency limits, locked and updated by every limited claim.
+    """The state of a queue's rate and concurrency limits (or of one group key's, with ``limits_per_group``),
+    locked and updated by every limited claim.
 
     ``tokens`` is the rate limit's bucket as of ``refilled_at`` (refilled from the elapsed time at each
     claim, capped at the burst). ``leases`` lists the leases granted through the limit that may still be in
@@ -511,7 +515,9 @@ class FlowLimit(models.Model):
     ``queues.engine.flow_sql``). ``taken`` counts every delivery granted, for the dashboard.
     """
 
-    queue = models.OneToOneField(Queue, on_delete=models.CASCADE, related_name="flow_limit")
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # '' for the queue as a whole, or (limits per group) for messages without a group key.
+    group_key = models.CharField(max_length=128, blank=True, default="")
     tokens = models.FloatField(default=0)
     refilled_at = models.DateTimeField()
     leases = models.JSONField(
@@ -521,6 +527,7 @@ class FlowLimit(models.Model):
 
     class Meta:
         db_table = "queues_flow"
+        constraints = [models.UniqueConstraint(fields=["queue", "group_key"], name="queues_flow_key")]
 
     def __str__(self) -> str:
-        return f"flow of {self.queue_id}: {self.tokens:g} tokens, {len(self.leases)} leases"
+        return f"flow of {self.queue_id}/{self.group_key}: {self.tokens:g} tokens, {len(self.leases)} leases"

@@ -537,6 +537,8 @@ class FlowLimits:
     tokens: float | None
     held: int
     taken: int
+    per_group: bool = False
+    groups: int = 0
 
 
 def get_flow_limits(queue: Queue) -> FlowLimits | None:
@@ -544,7 +546,7 @@ def get_flow_limits(queue: Queue) -> FlowLimits | None:
     rate = engine_limits.rate_of(queue)
     if rate is None and queue.concurrency_limit is None:
         return None
-    status = engine_limits.flow_status(queue.id)
+    status = engine_limits.flow_status(queue.id, per_group=queue.limits_per_group)
     return FlowLimits(
         rate=str(rate) if rate else None,
         burst=(queue.rate_burst or rate.default_burst) if rate else None,
@@ -552,4 +554,6 @@ def get_flow_limits(queue: Queue) -> FlowLimits | None:
         tokens=status.tokens if status else None,
         held=status.held if status else 0,
         taken=status.taken if status else 0,
+        per_group=queue.limits_per_group,
+        groups=status.groups if status else 0,
     )

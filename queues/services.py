@@ -163,6 +163,7 @@ def _settings_snapshot(q: Queue) -> dict[str, Any]:
         "rate_limit": str(engine_limits.rate_of(q)) if q.rate_limit is not None else None,
         "rate_burst": q.rate_burst,
         "concurrency_limit": q.concurrency_limit,
+        "limits_per_group": q.limits_per_group,
     }
 
 

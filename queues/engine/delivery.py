@@ -240,12 +240,22 @@ def _claim_limited(cur: Any, cfg: QueueConfig, params: dict[str, Any]) -> list[t
     """The claim of a queue with flow limits (``flow_sql.RECEIVE_LIMITED``). A claim that came back short
     while ready messages wait was held back by the limits: noted, so a worker tries again when a token or
     a slot may be free rather than backing off as from an empty queue (``limits.retry_hint``)."""
-    cur.execute(flow_sql.RECEIVE_LIMITED, params)
+    if cfg.limits_per_group:
+        params = {**params, "candidates": max(params["limit"] * 10, limits.PER_GROUP_CANDIDATES)}
+        cur.execute(flow_sql.RECEIVE_LIMITED_PER_GROUP, params)
+    else:
+        cur.execute(flow_sql.RECEIVE_LIMITED, params)
     rows = cur.fetchall()
     throttled = False
     if len(rows) < params["limit"]:
         cur.execute(flow_sql.READY_WAITING, {"queue_id": cfg.id})
         throttled = bool(cur.fetchone()[0])
+        if throttled and cfg.limits_per_group:
+            # New groups got their rows in that statement but nothing from them: once more, now that they can
+            # be locked (two statements only when a claim came back short).
+            cur.execute(flow_sql.RECEIVE_LIMITED_PER_GROUP, {**params, "limit": params["limit"] - len(rows)})
+            rows += cur.fetchall()
+            rows.sort(key=lambda r: (-r[3], r[0]))
     if throttled:
         limits.note_throttled(cfg.id, cfg.rate, cfg.concurrency_limit)
     else:

@@ -59,7 +59,7 @@ WITH RECURSIVE {_LIMITED_QUEUE_ROW},
 -- The lock every limited claim of the queue waits on; its values are the row's latest version.
 flow AS (
     SELECT f.id, f.tokens, f.refilled_at, f.leases FROM queues_flow f
-    WHERE f.queue_id = (SELECT id FROM q)
+    WHERE f.queue_id = (SELECT id FROM q) AND f.group_key = ''
     FOR UPDATE
 ),
 {_HELD},
@@ -102,6 +102,85 @@ debited AS (
 {LEASE_AND_DEADLETTER()}
 """
 
+# Limits per group key (``limits_per_group``): each group key has its own row, bucket and lease list
+# (messages without a group key share the row of ''). The claim looks at the first CANDIDATES ready
+# messages, locks the rows of their groups without waiting (a group another claim holds right now is
+# skipped this time: the row lock still serializes the claims of each group, and the visibility rule
+# above holds per row), and takes from each group at most what its row allows, in claim order. A group
+# seen for the first time gets its row (a full bucket) but nothing this time: a row made by this
+# statement cannot be locked by it; delivery.claim tries once more at once when a claim came back short.
+RECEIVE_LIMITED_PER_GROUP = f"""
+WITH RECURSIVE {_LIMITED_QUEUE_ROW},
+candidates AS (
+    SELECT m.id, coalesce(m.group_key, '') AS gk, m.priority FROM queues_message m
+    WHERE m.queue_id = (SELECT id FROM q) AND m.available_at <= statement_timestamp()
+    ORDER BY m.priority DESC, m.id
+    LIMIT %(candidates)s
+),
+keys AS (SELECT DISTINCT gk FROM candidates),
+flow AS (
+    SELECT f.id, f.group_key, f.tokens, f.refilled_at, f.leases FROM queues_flow f
+    WHERE f.queue_id = (SELECT id FROM q) AND f.group_key = ANY(ARRAY(SELECT gk FROM keys))
+    ORDER BY f.group_key
+    FOR UPDATE SKIP LOCKED
+),
+made AS (
+    INSERT INTO queues_flow AS f (queue_id, group_key, tokens, refilled_at, leases, taken)
+    SELECT q.id, k.gk, coalesce(q.burst, 0), statement_timestamp(), '[]'::jsonb, 0 FROM keys k, q
+    WHERE NOT EXISTS (SELECT 1 FROM queues_flow x WHERE x.queue_id = q.id AND x.group_key = k.gk)
+    ORDER BY k.gk
+    ON CONFLICT (queue_id, group_key) DO NOTHING
+),
+held AS (
+    SELECT f.group_key, e.id, e.receipt, e.xid
+    FROM flow f CROSS JOIN LATERAL jsonb_to_recordset(f.leases) AS e(id bigint, receipt uuid, xid text)
+    WHERE NOT pg_visible_in_snapshot(e.xid::xid8, pg_current_snapshot())
+       OR EXISTS (SELECT 1 FROM queues_message m
+                  WHERE m.id = e.id AND m.receipt = e.receipt AND m.available_at > statement_timestamp())
+),
+allowance AS (
+    SELECT b.id, b.group_key, b.tokens,
+           greatest(0, least(coalesce(floor(b.tokens)::bigint, %(limit)s::bigint),
+                             coalesce(b.free_slots, %(limit)s::bigint))) AS n
+    FROM (SELECT f.id, f.group_key,
+                 CASE WHEN q.per_second IS NULL THEN NULL ELSE least(q.burst, f.tokens + q.per_second
+                      * greatest(extract(epoch FROM statement_timestamp() - f.refilled_at)::float8, 0)) END AS tokens,
+                 q.concurrency_limit - (SELECT count(*) FROM held h WHERE h.group_key = f.group_key) AS free_slots
+          FROM flow f, q) b
+),
+picked AS (
+    SELECT r.id FROM (
+        SELECT c.id, c.gk, row_number() OVER (PARTITION BY c.gk ORDER BY c.priority DESC, c.id) AS rn
+        FROM candidates c) r
+    JOIN allowance a ON a.group_key = r.gk
+    WHERE r.rn <= a.n
+),
+claimed AS (
+    SELECT m.id, m.receive_count FROM queues_message m
+    WHERE m.id = ANY(ARRAY(SELECT id FROM picked)) AND m.queue_id = (SELECT id FROM q)
+      AND m.available_at <= statement_timestamp()
+    ORDER BY m.priority DESC, m.id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+debited AS (
+    UPDATE queues_flow f
+    SET tokens = coalesce(a.tokens - l.n, 0),
+        refilled_at = statement_timestamp(),
+        taken = f.taken + l.n,
+        leases = CASE WHEN (SELECT concurrency_limit FROM q) IS NULL THEN '[]'::jsonb ELSE (
+            SELECT coalesce(jsonb_agg(jsonb_build_object('id', x.id, 'receipt', x.receipt, 'xid', x.xid)), '[]')
+            FROM (SELECT id, receipt, xid FROM held h WHERE h.group_key = a.group_key
+                  UNION ALL
+                  SELECT id, receipt, pg_current_xact_id()::text FROM leased d
+                  WHERE coalesce(d.group_key, '') = a.group_key) x) END
+    FROM allowance a
+    JOIN (SELECT coalesce(group_key, '') AS gk, count(*) AS n FROM leased GROUP BY 1) l ON l.gk = a.group_key
+    WHERE f.id = a.id
+),
+{LEASE_AND_DEADLETTER()}
+"""
+
 # After a claim that came back short: are ready messages waiting on the limit (rather than none ready)?
 READY_WAITING = """
 SELECT EXISTS (SELECT 1 FROM queues_message
@@ -112,8 +191,8 @@ SELECT EXISTS (SELECT 1 FROM queues_message
 # for a new or changed rate, and the leases already in flight listed, so that a concurrency limit
 # counts them from the start. Run in the settings change's transaction.
 SETUP_FLOW = """
-INSERT INTO queues_flow AS f (queue_id, tokens, refilled_at, leases, taken)
-SELECT %(queue_id)s, %(tokens)s, statement_timestamp(),
+INSERT INTO queues_flow AS f (queue_id, group_key, tokens, refilled_at, leases, taken)
+SELECT %(queue_id)s, '', %(tokens)s, statement_timestamp(),
        CASE WHEN %(track)s THEN (
            SELECT coalesce(jsonb_agg(jsonb_build_object('id', m.id, 'receipt', m.receipt,
                                                         'xid', pg_current_xact_id()::text)), '[]')
@@ -121,21 +200,27 @@ SELECT %(queue_id)s, %(tokens)s, statement_timestamp(),
            WHERE m.queue_id = %(queue_id)s AND m.receipt IS NOT NULL AND m.available_at > statement_timestamp())
        ELSE '[]'::jsonb END,
        0
-ON CONFLICT (queue_id) DO UPDATE
+ON CONFLICT (queue_id, group_key) DO UPDATE
 SET tokens = CASE WHEN %(refill)s THEN EXCLUDED.tokens ELSE f.tokens END,
     refilled_at = CASE WHEN %(refill)s THEN EXCLUDED.refilled_at ELSE f.refilled_at END,
     leases = CASE WHEN NOT %(track)s THEN '[]'::jsonb
                   WHEN f.leases = '[]'::jsonb THEN EXCLUDED.leases ELSE f.leases END
 """
 
-# What the dashboard shows of a limited queue: the bucket as of now, the listed leases that are still
-# in flight, and every delivery granted so far. A plain read: no lock, the snapshot's view.
+# Drop a queue's flow rows (its limits switched between per queue and per group key).
+CLEAR_FLOW = "DELETE FROM queues_flow WHERE queue_id = %(queue_id)s"
+
+# What the dashboard shows of a limited queue: the bucket as of now (per queue only), the listed leases
+# still in flight, every delivery granted so far, and how many rows (groups) there are. A plain read:
+# no lock, the snapshot's view.
 FLOW_STATUS = f"""
 WITH {_LIMITED_QUEUE_ROW.replace("AND NOT paused", "")},
-flow AS (SELECT f.id, f.tokens, f.refilled_at, f.leases, f.taken FROM queues_flow f WHERE f.queue_id = %(queue_id)s),
+flow AS (SELECT f.id, f.tokens, f.refilled_at, f.leases, f.taken FROM queues_flow f
+         WHERE f.queue_id = %(queue_id)s AND (%(per_group)s OR f.group_key = '')),
 {_HELD}
-SELECT CASE WHEN q.per_second IS NULL THEN NULL ELSE least(q.burst, f.tokens + q.per_second
-            * greatest(extract(epoch FROM statement_timestamp() - f.refilled_at)::float8, 0)) END,
-       (SELECT count(*) FROM held), f.taken
+SELECT CASE WHEN %(per_group)s OR q.per_second IS NULL THEN NULL ELSE max(least(q.burst, f.tokens + q.per_second
+            * greatest(extract(epoch FROM statement_timestamp() - f.refilled_at)::float8, 0))) END,
+       (SELECT count(*) FROM held), coalesce(sum(f.taken), 0)::bigint, count(*)
 FROM flow f, q
+GROUP BY q.per_second
 """

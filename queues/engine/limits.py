@@ -36,7 +36,10 @@ MAX_CONCURRENCY = 10_000
 # Digits are ASCII only: int() would also take "٥" or "５", which nobody means in a rate.
 _RATE_RE = re.compile(r"([0-9]{1,9})\s*/\s*([a-z]+)", re.ASCII)
 # The settings this module owns, as callers spell them.
-LIMIT_SETTINGS = ("rate_limit", "rate_burst", "concurrency_limit")
+LIMIT_SETTINGS = ("rate_limit", "rate_burst", "concurrency_limit", "limits_per_group")
+PER_GROUP_CANDIDATES = 1000
+"""Ready messages a per-group claim looks at (at least): a group held back by its limit must not hide the
+groups behind it, and each look costs an index scan this long."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,8 @@ def _positive(value: object, setting: str, maximum: int) -> int | None:
 
 def clean_limit_settings(values: dict[str, Any]) -> dict[str, Any]:
     """The model fields for the limit settings among ``values`` (``rate_limit``: text or None,
-    ``rate_burst``, ``concurrency_limit``: integers or None); :class:`InvalidQueueSettings` for a bad one."""
+    ``rate_burst``, ``concurrency_limit``: integers or None; ``limits_per_group``: a bool);
+    :class:`InvalidQueueSettings` for a bad one."""
     out: dict[str, Any] = {}
     if "rate_limit" in values:
         raw = values["rate_limit"]
@@ -111,6 +115,10 @@ def clean_limit_settings(values: dict[str, Any]) -> dict[str, Any]:
         out["rate_burst"] = _positive(values["rate_burst"], "rate_burst", MAX_RATE_COUNT)
     if "concurrency_limit" in values:
         out["concurrency_limit"] = _positive(values["concurrency_limit"], "concurrency_limit", MAX_CONCURRENCY)
+    if "limits_per_group" in values:
+        if not isinstance(values["limits_per_group"], bool):
+            raise InvalidQueueSettings(f"limits_per_group must be True or False, got {values['limits_per_group']!r}")
+        out["limits_per_group"] = values["limits_per_group"]
     return out
 
 
@@ -132,12 +140,17 @@ def check_limits(queue: Any) -> None:
         )
 
 
-def apply_limits(queue: Any, *, rate_changed: bool) -> None:
+def apply_limits(queue: Any, *, rate_changed: bool, per_group_changed: bool = False) -> None:
     """Bring the queue's flow row in step with its saved limits, in the caller's transaction: made on the
     first limit, the bucket filled for a new or changed rate, the leases in flight listed when a
-    concurrency limit starts (so it counts them at once). A queue without limits keeps its row idle."""
+    concurrency limit starts (so it counts them at once). A queue without limits keeps its row idle.
+    Per group key, the claims make each group's row when they first see the group; switching between
+    per queue and per group starts the rows afresh."""
+    if per_group_changed:
+        with conf.db().cursor() as cur:
+            cur.execute(flow_sql.CLEAR_FLOW, {"queue_id": queue.pk})
     rate = rate_of(queue)
-    if rate is None and queue.concurrency_limit is None:
+    if (rate is None and queue.concurrency_limit is None) or queue.limits_per_group:
         return
     burst = queue.rate_burst or (rate.default_burst if rate else 0)
     params = {
@@ -156,14 +169,16 @@ class FlowStatus:
     tokens: float | None
     held: int
     taken: int
+    groups: int = 0
 
 
-def flow_status(queue_id: int) -> FlowStatus | None:
-    """The live state of a queue's limits (one small read of its flow row), None if it has none."""
+def flow_status(queue_id: int, *, per_group: bool = False) -> FlowStatus | None:
+    """The live state of a queue's limits (one small read of its flow rows), None if it has none.
+    ``per_group``: totals over the queue's group rows (``tokens`` is then None)."""
     with conf.db().cursor() as cur:
-        cur.execute(flow_sql.FLOW_STATUS, {"queue_id": queue_id})
+        cur.execute(flow_sql.FLOW_STATUS, {"queue_id": queue_id, "per_group": per_group})
         row = cur.fetchone()
-    return None if row is None else FlowStatus(row[0], row[1], row[2])
+    return None if row is None else FlowStatus(row[0], row[1], row[2], row[3])
 
 
 # -- a throttled claim ------------------------------------------------------------------------------

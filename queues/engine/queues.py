@@ -71,7 +71,7 @@ def create_queue(name: str, *, dead_letter_queue: str | None = _UNSET, **setting
     Settings: ``kind`` ('standard' or 'fifo'), ``visibility_timeout``, ``max_receives`` (0: never
     dead-letter), ``default_delay``, ``retention``, ``max_message_size``, ``dedup_window`` (seconds or
     timedeltas), ``paused``; flow limits (standard queues, None for no limit): ``rate_limit`` ('100/s',
-    '5000/min', '10/h'), ``rate_burst``, ``concurrency_limit`` (see docs/flow-control.md).
+    '5000/min', '10/h'), ``rate_burst``, ``concurrency_limit``, ``limits_per_group`` (see docs/flow-control.md).
     ``dead_letter_queue`` defaults to ``<name>.dlq``, created if missing; ``None``
     means no dead-letter queue (messages are redelivered forever).
     """
@@ -138,11 +138,13 @@ def update_queue(name: str, **settings: Any):
                 f"queue {name!r} has messages: its kind can change only when it is empty (purge it first)"
             )
         rate_before = (queue.rate_limit, queue.rate_period, queue.rate_burst)
+        per_group_before = queue.limits_per_group
         for key, value in fields.items():
             setattr(queue, key, value)
         check_limits(queue)
         queue.save()
-        apply_limits(queue, rate_changed=(queue.rate_limit, queue.rate_period, queue.rate_burst) != rate_before)
+        apply_limits(queue, rate_changed=(queue.rate_limit, queue.rate_period, queue.rate_burst) != rate_before,
+                     per_group_changed=queue.limits_per_group != per_group_before)
     clear_cache(name)
     return queue
 

@@ -575,7 +575,8 @@ LIMIT %(limit)s
 # What the per-queue config cache holds (connection.config).
 QUEUE_CONFIG = (
     "SELECT id, kind, max_message_size, extract(epoch FROM default_delay), "
-    "rate_limit / extract(epoch FROM rate_period)::float8, concurrency_limit FROM queues_queue WHERE name = %s"
+    "rate_limit / extract(epoch FROM rate_period)::float8, concurrency_limit, limits_per_group "
+    "FROM queues_queue WHERE name = %s"
 )
 QUEUE_NAME = "SELECT name FROM queues_queue WHERE id = %s"
 QUEUE_NAMES_BY_ID = "SELECT name FROM queues_queue WHERE id = ANY(%s::bigint[])"

@@ -1,5 +1,5 @@
-"""Flow limits: a queue's rate limit (N per period, burst) and concurrency limit, and the row each limited
-queue's claims lock and update (``queues_flow``; see ``queues.engine.flow_sql``)."""
+"""Flow limits: a queue's rate limit (N per period, burst), concurrency limit and per-group switch, and the
+rows limited claims lock and update (``queues_flow``; see ``queues.engine.flow_sql``)."""
 
 import django.db.models.deletion
 from django.db import migrations, models
@@ -16,6 +16,11 @@ class Migration(migrations.Migration):
             model_name='queue',
             name='concurrency_limit',
             field=models.PositiveIntegerField(blank=True, help_text='Most messages of the queue in flight at once, across every worker.', null=True),
+        ),
+        migrations.AddField(
+            model_name='queue',
+            name='limits_per_group',
+            field=models.BooleanField(default=False, help_text='The limits apply to each group key separately (no group key: one group).'),
         ),
         migrations.AddField(
             model_name='queue',
@@ -36,14 +41,16 @@ class Migration(migrations.Migration):
             name='FlowLimit',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('group_key', models.CharField(blank=True, default='', max_length=128)),
                 ('tokens', models.FloatField(default=0)),
                 ('refilled_at', models.DateTimeField()),
                 ('leases', models.JSONField(blank=True, default=list, help_text='Leases granted through the limit: [{id, receipt, xid}, ...].')),
                 ('taken', models.BigIntegerField(default=0)),
-                ('queue', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='flow_limit', to='queues.queue')),
+                ('queue', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='queues.queue')),
             ],
             options={
                 'db_table': 'queues_flow',
+                'constraints': [models.UniqueConstraint(fields=('queue', 'group_key'), name='queues_flow_key')],
             },
         ),
     ]

@@ -27,6 +27,7 @@ from queues.permissions import Action
 SETTINGS = (
     "kind", "visibility_timeout", "max_receives", "dead_letter_queue", "default_delay", "retention",
     "max_message_size", "dedup_window", "paused", "rate_limit", "rate_burst", "concurrency_limit",
+    "limits_per_group",
 )
 # What --rate-limit, --burst and --concurrency take to remove a limit.
 NO_LIMIT = "none"
@@ -89,6 +90,12 @@ def _add_settings(parser: CommandParser, *, creating: bool) -> None:
     group.add_argument("--concurrency", dest="concurrency_limit", type=_limit, metavar="N",
                        help="Most messages in flight at once across every worker; 'none' removes it. Standard "
                             f"queues only. {when}" + (": none." if creating else "."))
+    per_group = group.add_mutually_exclusive_group()
+    per_group.add_argument("--per-group", dest="limits_per_group", action="store_const", const=True,
+                           help="Apply --rate-limit and --concurrency to each group key (--group of mq_send) "
+                                "separately, for example per customer.")
+    per_group.add_argument("--per-queue", dest="limits_per_group", action="store_const", const=False,
+                           help="Apply the limits to the queue as a whole" + (" (the default)." if creating else "."))
     state = group.add_mutually_exclusive_group()
     state.add_argument("--paused", dest="paused", action="store_const", const=True,
                        help="Deliver nothing (sends are still accepted).")
@@ -122,6 +129,8 @@ def _describe(settings: dict[str, Any]) -> str:
             key, value = "state", "paused" if value else "active"
         elif key in ("rate_burst", "concurrency_limit") and value is None:
             value = NO_LIMIT
+        elif key == "limits_per_group":
+            key, value = "limits", "per group" if value else "per queue"
         parts.append(f"{key.replace('_', '-')}={value}")
     return ", ".join(parts)
 
@@ -142,6 +151,7 @@ def queue_as_dict(queue: Any) -> dict[str, Any]:
         "rate_limit": str(rate_of(queue)) if queue.rate_limit is not None else None,
         "rate_burst": queue.rate_burst,
         "concurrency_limit": queue.concurrency_limit,
+        "limits_per_group": queue.limits_per_group,
         "created_at": queue.created_at,
     }
 
@@ -277,6 +287,8 @@ def _limits_text(row: dict[str, Any]) -> str:
         parts.append(row["rate_limit"] + (f" burst {row['rate_burst']}" if row["rate_burst"] else ""))
     if row["concurrency_limit"]:
         parts.append(f"{row['concurrency_limit']} in flight")
+    if parts and row["limits_per_group"]:
+        parts.append("per group")
     return ", ".join(parts) or "-"
 
 
