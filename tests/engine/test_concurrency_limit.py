@@ -112,6 +112,26 @@ def test_removing_the_limit_restores_the_plain_claim(make_queue):
     assert len(queues.receive(queue, max_messages=4)) == 3
 
 
+def test_per_group_a_held_group_is_skipped_and_its_new_leases_counted(make_queue):
+    queue = make_queue(concurrency_limit=2, limits_per_group=True)
+    queues.send_batch(queue, [queues.Outgoing(body=i, group="g" if i < 6 else "h") for i in range(8)])
+    assert len(queues.receive(queue, max_messages=1)) == 1  # makes the groups' rows
+    with transaction.atomic():
+        # Holds the rows of g and h until the commit.
+        assert len(queues.receive(queue, max_messages=2)) == 2
+        blocked = Thread(lambda: queues.receive(queue, max_messages=10), name="second-claim")
+        blocked.start()
+        # A claim skips a group whose row another claim holds (it does not wait): it gets nothing now.
+        assert blocked.outcome(30) == []
+    got = queues.receive(queue, max_messages=10)
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT m.group_key, count(*) FROM queues_message m JOIN queues_queue q ON q.id = m.queue_id "
+            "WHERE q.name = %s AND m.receipt IS NOT NULL AND m.available_at > clock_timestamp() GROUP BY 1", [queue])
+        per_group = dict(cur.fetchall())
+    assert per_group == {"g": 2, "h": 2}, (per_group, len(got))
+
+
 @pytest.mark.slow
 def test_three_in_flight_at_most_under_four_workers(make_queue, worker_env, scratch, handled):  # noqa: F811
     """4 worker processes with concurrency 8 each; the table sampled continuously never shows 4 in flight."""

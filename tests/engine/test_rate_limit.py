@@ -111,6 +111,20 @@ def test_a_claim_that_waited_spends_only_the_tokens_left(make_queue):
     assert len(thread.outcome(30)) == 2
 
 
+def test_per_group_each_group_key_has_its_own_bucket(make_queue):
+    queue = make_queue(rate_limit="3/min", rate_burst=3, limits_per_group=True)
+    queues.send_batch(queue, [queues.Outgoing(body=i, group=f"customer-{i % 3}") for i in range(30)] + [0, 1, 2, 3])
+    got = queues.receive(queue, max_messages=50)
+    by_group: dict[str | None, int] = {}
+    for delivery in got:
+        by_group[delivery.group] = by_group.get(delivery.group, 0) + 1
+    assert by_group == {"customer-0": 3, "customer-1": 3, "customer-2": 3, None: 3}
+    assert queues.receive(queue, max_messages=50) == []
+    queues.send(queue, "new customer", group="customer-new")
+    [fresh] = queues.receive(queue, max_messages=50)
+    assert fresh.group == "customer-new", "a new group waits for nobody else's bucket"
+
+
 @pytest.mark.slow
 def test_fifty_per_second_under_four_workers_trying_to_go_faster(make_queue, worker_env, scratch, handled):  # noqa: F811
     """4 worker processes that could handle hundreds a second; 20 s past the first second hold 49-51/s."""
