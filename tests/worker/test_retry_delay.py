@@ -11,8 +11,6 @@ import queues
 from queues.worker.outcomes import decide_nack
 from queues.worker.registry import HandlerSpec
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
 
 def test_retry_takes_seconds_or_a_timedelta_and_refuses_a_bad_delay():
     assert queues.Retry(delay=timedelta(minutes=2)).delay == 120
@@ -30,6 +28,7 @@ def test_retry_is_a_nack_with_its_delay_unless_retries_are_used_up():
     assert decide_nack(spec, 3, queues.Retry(delay=7)).dead_letter
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_worker_delays_the_message_as_the_handler_asked(make_queue, start_worker, handled):
     queues.create_queue("wt-retry")
     message_id = queues.send("wt-retry", {"retry": 600})
