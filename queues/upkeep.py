@@ -14,6 +14,7 @@ job                       what it does                                          
 ``task_results``          finished ``django.tasks`` results past retention        :func:`queues.tasks.prune_results`
 ``samples``               history samples: downsampled, then pruned by            :mod:`queues.metrics.sampler`
                           ``SAMPLE_RETENTION``
+``flow_groups``           idle group keys' rows of queues limited per group key   :mod:`queues.engine.limits`
 ========================  =====================================================  ===========================
 
 Who sweeps: every worker (every ``--prune-interval``, and the ``workers`` job alone at heartbeat pace),
@@ -35,6 +36,7 @@ from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from queues import conf, engine
+from queues.engine import limits
 from queues.tasks import prune_results
 from queues.worker import fleet
 
@@ -80,6 +82,10 @@ def _samples(batch: int) -> dict[str, int]:
     }
 
 
+def _flow_groups(batch: int) -> dict[str, int]:
+    return {"idle_flow_groups": limits.prune_idle_groups(batch)}
+
+
 JOBS: dict[str, JobFunc] = {
     "messages": _messages,
     "workers": _workers,
@@ -87,6 +93,7 @@ JOBS: dict[str, JobFunc] = {
     "redrives": _redrives,
     "task_results": _task_results,
     "samples": _samples,
+    "flow_groups": _flow_groups,
 }
 """Every upkeep job by name, in the order a sweep runs them."""
 

@@ -181,10 +181,12 @@ debited AS (
 {LEASE_AND_DEADLETTER()}
 """
 
-# After a claim that came back short: are ready messages waiting on the limit (rather than none ready)?
+# After a claim that came back short: are ready messages waiting on the limit (rather than none ready,
+# or the queue paused)?
 READY_WAITING = """
 SELECT EXISTS (SELECT 1 FROM queues_message
                WHERE queue_id = %(queue_id)s AND available_at <= statement_timestamp())
+       AND EXISTS (SELECT 1 FROM queues_queue WHERE id = %(queue_id)s AND NOT paused)
 """
 
 # A queue's limits were set or changed (queues.engine.limits.apply): make its flow row, a full bucket
@@ -205,6 +207,23 @@ SET tokens = CASE WHEN %(refill)s THEN EXCLUDED.tokens ELSE f.tokens END,
     refilled_at = CASE WHEN %(refill)s THEN EXCLUDED.refilled_at ELSE f.refilled_at END,
     leases = CASE WHEN NOT %(track)s THEN '[]'::jsonb
                   WHEN f.leases = '[]'::jsonb THEN EXCLUDED.leases ELSE f.leases END
+"""
+
+# A group's row that has been idle long enough to be as a new one would be (no lease listed, the bucket
+# full again) can go: the next claim that sees the group makes it afresh. Without this a queue limited per
+# group key would keep a row for every key it ever saw. The row is locked first, skipping those a claim
+# holds, and re-checked on its latest version.
+PRUNE_IDLE_GROUPS = """
+WITH idle AS (
+    SELECT f.id FROM queues_flow f JOIN queues_queue q ON q.id = f.queue_id
+    WHERE q.limits_per_group AND f.leases = '[]'::jsonb
+      AND f.refilled_at < statement_timestamp() - greatest(
+          interval '10 minutes',
+          coalesce(q.rate_burst, 1) * coalesce(q.rate_period / nullif(q.rate_limit, 0), interval '0'))
+    LIMIT %(limit)s
+    FOR UPDATE OF f SKIP LOCKED
+)
+DELETE FROM queues_flow f USING idle WHERE f.id = idle.id
 """
 
 # Drop a queue's flow rows (its limits switched between per queue and per group key).

@@ -181,6 +181,13 @@ def flow_status(queue_id: int, *, per_group: bool = False) -> FlowStatus | None:
     return None if row is None else FlowStatus(row[0], row[1], row[2], row[3])
 
 
+def prune_idle_groups(batch: int = 5000) -> int:
+    """Delete the rows of group keys idle long enough to be as new (upkeep job ``flow_groups``); how many."""
+    with conf.db().cursor() as cur:
+        cur.execute(flow_sql.PRUNE_IDLE_GROUPS, {"limit": batch})
+        return cur.rowcount
+
+
 # -- a throttled claim ------------------------------------------------------------------------------
 # Shortest pause between claims of a throttled queue, so a fast limit does not become a busy loop.
 MIN_RETRY_HINT = 0.02
@@ -215,4 +222,4 @@ def retry_hint(queue_id: int) -> float | None:
     return hit[1]
 
 
-__all__ = ["FlowStatus", "Rate", "flow_status", "parse_rate", "retry_hint"]
+__all__ = ["FlowStatus", "Rate", "flow_status", "parse_rate", "prune_idle_groups", "retry_hint"]
