@@ -297,7 +297,9 @@ def receive(
         left = deadline - time.monotonic()
         if got or left <= 0:
             return got
-        listener.wait(cfg.id, seen, min(left, POLL_INTERVAL))
+        # A queue held back by its limits has no NOTIFY to wait for: try again when a token or slot may be free.
+        hint = limits.retry_hint(cfg.id) if cfg.limited else None
+        listener.wait(cfg.id, seen, min(left, POLL_INTERVAL, hint or POLL_INTERVAL))
 
 
 # -- ack / nack / extend ----------------------------------------------------------------------------
