@@ -142,7 +142,7 @@ def test_three_in_flight_at_most_under_four_workers(make_queue, worker_env, scra
     ]
     try:
         for worker in workers:
-            worker.started()
+            worker.started(timeout=120)  # four Django processes starting at once on a busy machine
         samples: list[int] = []
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
