@@ -42,14 +42,16 @@ q AS (
     FROM queues_queue WHERE id = %(queue_id)s AND NOT paused
 )"""
 
-# Leases listed on the flow row that may still be in flight (see the module's docstring).
+# Leases listed on the flow row that may still be in flight (see the module's docstring). A scalar
+# subquery, so it stays one primary-key probe per listed lease (EXISTS let the planner hash a scan of every
+# message leased or delayed, in every queue).
 _HELD = """
 held AS (
     SELECT e.id, e.receipt, e.xid
     FROM flow f CROSS JOIN LATERAL jsonb_to_recordset(f.leases) AS e(id bigint, receipt uuid, xid text)
     WHERE NOT pg_visible_in_snapshot(e.xid::xid8, pg_current_snapshot())
-       OR EXISTS (SELECT 1 FROM queues_message m
-                  WHERE m.id = e.id AND m.receipt = e.receipt AND m.available_at > statement_timestamp())
+       OR (SELECT m.receipt = e.receipt AND m.available_at > statement_timestamp()
+           FROM queues_message m WHERE m.id = e.id)
 )"""
 
 # WITH RECURSIVE only for its other effect: a CTE may name one defined later (`debited` names `leased`,
@@ -135,8 +137,8 @@ held AS (
     SELECT f.group_key, e.id, e.receipt, e.xid
     FROM flow f CROSS JOIN LATERAL jsonb_to_recordset(f.leases) AS e(id bigint, receipt uuid, xid text)
     WHERE NOT pg_visible_in_snapshot(e.xid::xid8, pg_current_snapshot())
-       OR EXISTS (SELECT 1 FROM queues_message m
-                  WHERE m.id = e.id AND m.receipt = e.receipt AND m.available_at > statement_timestamp())
+       OR (SELECT m.receipt = e.receipt AND m.available_at > statement_timestamp()
+           FROM queues_message m WHERE m.id = e.id)
 ),
 allowance AS (
     SELECT b.id, b.group_key, b.tokens,
