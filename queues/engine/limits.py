@@ -24,10 +24,16 @@ from queues.engine.errors import InvalidQueueSettings
 
 # Units of a rate's period: the spellings accepted, and their length in seconds.
 PERIODS: dict[str, float] = {
-    "s": 1, "sec": 1, "second": 1,
-    "m": 60, "min": 60, "minute": 60,
-    "h": 3600, "hour": 3600,
-    "d": 86400, "day": 86400,
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "h": 3600,
+    "hour": 3600,
+    "d": 86400,
+    "day": 86400,
 }
 MAX_RATE_COUNT = 1_000_000
 """Largest N of a rate limit ``N/period``, and largest burst."""
@@ -94,8 +100,9 @@ def _positive(value: object, setting: str, maximum: int) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-        raise InvalidQueueSettings(f"{setting} must be an integer from 1 to {maximum} or None (no limit), "
-                                   f"got {value!r}")
+        raise InvalidQueueSettings(
+            f"{setting} must be an integer from 1 to {maximum} or None (no limit), got {value!r}"
+        )
     return value
 
 
@@ -154,7 +161,9 @@ def apply_limits(queue: Any, *, rate_changed: bool, per_group_changed: bool = Fa
         return
     burst = queue.rate_burst or (rate.default_burst if rate else 0)
     params = {
-        "queue_id": queue.pk, "tokens": float(burst), "refill": rate_changed,
+        "queue_id": queue.pk,
+        "tokens": float(burst),
+        "refill": rate_changed,
         "track": queue.concurrency_limit is not None,
     }
     with conf.db().cursor() as cur:

@@ -11,16 +11,26 @@ from queues.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 
-FORM = {"kind": "standard", "visibility_timeout": "30", "max_receives": "5", "dead_letter_queue": "",
-        "default_delay": "0", "retention": "345600", "max_message_size": "262144", "dedup_window": "300"}
+FORM = {
+    "kind": "standard",
+    "visibility_timeout": "30",
+    "max_receives": "5",
+    "dead_letter_queue": "",
+    "default_delay": "0",
+    "retention": "345600",
+    "max_message_size": "262144",
+    "dedup_window": "300",
+}
 
 
 def test_limits_set_from_the_form_show_in_the_panel(make_queue, client_for):
     make_queue("emails")
     queues.send_batch("emails", list(range(5)))
     c = client_for("operator")
-    response = c.post(reverse("queues:queue-settings", args=["emails"]), {
-        **FORM, "rate_limit": "50/s", "rate_burst": "2", "concurrency_limit": "3", "limits_per_group": ""})
+    response = c.post(
+        reverse("queues:queue-settings", args=["emails"]),
+        {**FORM, "rate_limit": "50/s", "rate_burst": "2", "concurrency_limit": "3", "limits_per_group": ""},
+    )
     assert response.status_code == 302
     q = queues.get_queue("emails")
     assert (q.rate_limit, q.rate_period.total_seconds(), q.rate_burst, q.concurrency_limit) == (50, 1, 2, 3)
@@ -37,8 +47,9 @@ def test_a_bad_limit_is_a_400_audited_and_saves_nothing(make_queue, client_for):
     make_queue("ordered", kind="fifo")
     c = client_for("operator")
     for bad in ("5/fortnight", "0/s", "1e400/s", "\u0665/s"):
-        response = c.post(reverse("queues:queue-settings", args=["emails"]),
-                          {**FORM, "rate_limit": bad, "visibility_timeout": "99"})
+        response = c.post(
+            reverse("queues:queue-settings", args=["emails"]), {**FORM, "rate_limit": bad, "visibility_timeout": "99"}
+        )
         assert response.status_code == 400 and b"rate_limit" in response.content, bad
     response = c.post(reverse("queues:queue-settings", args=["ordered"]), {**FORM, "kind": "fifo", "rate_limit": "5/s"})
     assert response.status_code == 400 and b"standard queues only" in response.content

@@ -127,7 +127,9 @@ def test_per_group_a_held_group_is_skipped_and_its_new_leases_counted(make_queue
     with connection.cursor() as cur:
         cur.execute(
             "SELECT m.group_key, count(*) FROM queues_message m JOIN queues_queue q ON q.id = m.queue_id "
-            "WHERE q.name = %s AND m.receipt IS NOT NULL AND m.available_at > clock_timestamp() GROUP BY 1", [queue])
+            "WHERE q.name = %s AND m.receipt IS NOT NULL AND m.available_at > clock_timestamp() GROUP BY 1",
+            [queue],
+        )
         per_group = dict(cur.fetchall())
     assert per_group == {"g": 2, "h": 2}, (per_group, len(got))
 

@@ -24,17 +24,36 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.mark.django_db(transaction=False)
-@pytest.mark.parametrize(("text", "count", "period"), [
-    ("100/s", 100, 1), ("5000/min", 5000, 60), ("10/h", 10, 3600), ("1/day", 1, 86400), (" 7 / m ", 7, 60),
-])
+@pytest.mark.parametrize(
+    ("text", "count", "period"),
+    [
+        ("100/s", 100, 1),
+        ("5000/min", 5000, 60),
+        ("10/h", 10, 3600),
+        ("1/day", 1, 86400),
+        (" 7 / m ", 7, 60),
+    ],
+)
 def test_rates_are_read_from_their_text(text, count, period):
     rate = parse_rate(text)
     assert (rate.count, rate.period) == (count, period)
 
 
 BAD_RATES = [
-    "0/s", "-1/s", "1e400/s", "5/fortnight", "1.5/s", "10", "/s", "10/", "1\x00/s", "\u0665/s", "\uff15/s",
-    "10000001/s", 100, 1.5,
+    "0/s",
+    "-1/s",
+    "1e400/s",
+    "5/fortnight",
+    "1.5/s",
+    "10",
+    "/s",
+    "10/",
+    "1\x00/s",
+    "\u0665/s",
+    "\uff15/s",
+    "10000001/s",
+    100,
+    1.5,
 ]
 
 
@@ -52,8 +71,14 @@ def test_a_bad_rate_is_refused_naming_it_and_nothing_changes(make_queue):
 def test_bad_burst_and_concurrency_are_refused(make_queue):
     queue = make_queue(rate_limit="10/s")
     for setting, bad in [
-        ("rate_burst", 0), ("rate_burst", -1), ("rate_burst", True), ("rate_burst", "5"), ("rate_burst", 10**7),
-        ("concurrency_limit", 0), ("concurrency_limit", 1.0), ("concurrency_limit", 10**5),
+        ("rate_burst", 0),
+        ("rate_burst", -1),
+        ("rate_burst", True),
+        ("rate_burst", "5"),
+        ("rate_burst", 10**7),
+        ("concurrency_limit", 0),
+        ("concurrency_limit", 1.0),
+        ("concurrency_limit", 10**5),
     ]:
         with pytest.raises(InvalidQueueSettings, match=setting):
             queues.update_queue(queue, **{setting: bad})
@@ -144,7 +169,9 @@ def test_fifty_per_second_under_four_workers_trying_to_go_faster(make_queue, wor
         with connection.cursor() as cur:
             cur.execute(
                 "SELECT count(*) FROM wt_handled WHERE queue = 'wt-rate' AND handled_at >= %s "
-                "AND handled_at < %s + interval '20 seconds'", [start, start])
+                "AND handled_at < %s + interval '20 seconds'",
+                [start, start],
+            )
             count = cur.fetchone()[0]
     finally:
         for worker in workers:

@@ -36,8 +36,11 @@ def test_a_worker_delays_the_message_as_the_handler_asked(make_queue, start_work
 
     def row() -> tuple | None:
         with connection.cursor() as cur:
-            cur.execute("SELECT receive_count, receipt, available_at - clock_timestamp(), last_error "
-                        "FROM queues_message WHERE id = %s AND last_error <> ''", [message_id])
+            cur.execute(
+                "SELECT receive_count, receipt, available_at - clock_timestamp(), last_error "
+                "FROM queues_message WHERE id = %s AND last_error <> ''",
+                [message_id],
+            )
             return cur.fetchone()
 
     receive_count, receipt, wait, error = worker.wait_until(row, timeout=30)
