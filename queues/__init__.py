@@ -33,6 +33,6 @@ def __getattr__(name: str) -> Any:
         return getattr(module, "run_now" if name == "run_schedule_now" else name)
     if name in ("periodic",):
         return importlib.import_module("queues.tasks.periodic").periodic
-    if name in ("Reject",):
+    if name in ("Reject", "Retry"):
         return getattr(importlib.import_module("queues.worker.errors"), name)
     raise AttributeError(f"module 'queues' has no attribute {name!r}")

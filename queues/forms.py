@@ -10,6 +10,7 @@ from django import forms
 from django.http import QueryDict
 
 from queues import validation
+from queues.engine import limits as flow_limits
 from queues.engine import validation as limits
 from queues.engine.validation import validate_name
 from queues.models import Queue, QueueKind
@@ -64,6 +65,23 @@ class QueueSettingsForm(forms.Form):
     max_message_size = StrictIntegerField(min_value=limits.MIN_MESSAGE_SIZE, max_value=limits.MAX_MESSAGE_SIZE,
                                           help_text="Bytes of body + headers.")
     dedup_window = forms.FloatField(min_value=0, max_value=limits.MAX_DEDUP_WINDOW, help_text="Seconds.")
+    rate_limit = forms.CharField(
+        required=False, max_length=32,
+        help_text="Most deliveries per period across every worker: 100/s, 5000/min, 10/h. Empty: no limit. "
+                  "Standard queues only.",
+    )
+    rate_burst = StrictIntegerField(
+        required=False, min_value=1, max_value=flow_limits.MAX_RATE_COUNT,
+        help_text="Most deliveries at once after a quiet spell. Empty: one second's worth.",
+    )
+    concurrency_limit = StrictIntegerField(
+        required=False, min_value=1, max_value=flow_limits.MAX_CONCURRENCY,
+        help_text="Most messages in flight at once across every worker. Empty: no limit. Standard queues only.",
+    )
+    limits_per_group = forms.BooleanField(
+        required=False, label="Limits per group key",
+        help_text="The rate and concurrency limits apply to each group key separately (for example per customer).",
+    )
 
     def __init__(self, *args: Any, queue: Queue | None = None, **kwargs: Any) -> None:
         if queue is not None and "initial" not in kwargs:
@@ -76,11 +94,24 @@ class QueueSettingsForm(forms.Form):
                 "retention": _number(queue.retention.total_seconds()),
                 "max_message_size": queue.max_message_size,
                 "dedup_window": _number(queue.dedup_window.total_seconds()),
+                "rate_limit": str(flow_limits.rate_of(queue) or ""),
+                "rate_burst": queue.rate_burst,
+                "concurrency_limit": queue.concurrency_limit,
+                "limits_per_group": queue.limits_per_group,
             }
         super().__init__(*args, **kwargs)
         self.fields["dead_letter_queue"].choices = _queue_choices(
             "— none —", exclude=queue.name if queue is not None else None
         )
+
+    def clean_rate_limit(self) -> str | None:
+        raw = self.cleaned_data.get("rate_limit", "").strip()
+        if not raw:
+            return None
+        try:
+            return str(flow_limits.parse_rate(raw))
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
     def settings(self) -> dict[str, Any]:
         """The cleaned values as keywords of :func:`queues.update_queue`."""

@@ -43,6 +43,19 @@ class Queue(models.Model):
     max_message_size = models.PositiveIntegerField(default=256 * 1024)
     dedup_window = models.DurationField(default=timedelta(minutes=5))
     paused = models.BooleanField(default=False)
+    # Flow limits (docs/flow-control.md); empty means no limit. A queue with either one claims through
+    # queues.engine.flow_sql, which keeps its state in the queue's FlowLimit row.
+    rate_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Deliveries per rate period.")
+    rate_period = models.DurationField(null=True, blank=True)
+    rate_burst = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Most deliveries at once after a quiet spell; empty: one second's worth."
+    )
+    concurrency_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Most messages of the queue in flight at once, across every worker."
+    )
+    limits_per_group = models.BooleanField(
+        default=False, help_text="The limits apply to each group key separately (no group key: one group)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -546,3 +559,32 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.cron} {self.timezone})"
+
+
+class FlowLimit(models.Model):
+    """The state of a queue's rate and concurrency limits (or of one group key's, with ``limits_per_group``),
+    locked and updated by every limited claim.
+
+    ``tokens`` is the rate limit's bucket as of ``refilled_at`` (refilled from the elapsed time at each
+    claim, capped at the burst). ``leases`` lists the leases granted through the limit that may still be in
+    flight, each with the id of the transaction that granted it: a claim counts a lease as ended only
+    when that transaction is visible in its own snapshot and the snapshot shows the lease gone (see
+    ``queues.engine.flow_sql``). ``taken`` counts every delivery granted, for the dashboard.
+    """
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # '' for the queue as a whole, or (limits per group) for messages without a group key.
+    group_key = models.CharField(max_length=128, blank=True, default="")
+    tokens = models.FloatField(default=0)
+    refilled_at = models.DateTimeField()
+    leases = models.JSONField(
+        default=list, blank=True, help_text="Leases granted through the limit: [{id, receipt, xid}, ...]."
+    )
+    taken = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "queues_flow"
+        constraints = [models.UniqueConstraint(fields=["queue", "group_key"], name="queues_flow_key")]
+
+    def __str__(self) -> str:
+        return f"flow of {self.queue_id}/{self.group_key}: {self.tokens:g} tokens, {len(self.leases)} leases"

@@ -28,6 +28,7 @@ from django.utils.dateparse import parse_datetime
 from queues import conf, engine, health, schedules
 from queues.deadletters import DistinctError, TimelineEntry, attempt_timeline, first_line
 from queues.engine import MessageInfo, QueueStats
+from queues.engine import limits as engine_limits
 from queues.formatting import duration_words, retry_note
 from queues.metrics.history import get_failures_since, get_rates
 from queues.metrics.numbers import Rates, Totals
@@ -56,6 +57,8 @@ BODY_COLLAPSE_CHARS = 2000
 
 
 # -- queues -----------------------------------------------------------------------------------------
+
+
 @dataclass
 class QueueRow:
     """One queue as the overview and the queue list show it."""
@@ -280,6 +283,8 @@ def queue_names() -> list[str]:
 
 
 # -- workers ----------------------------------------------------------------------------------------
+
+
 def _stale_after() -> timedelta:
     return timedelta(seconds=conf.worker_stale_after())
 
@@ -573,6 +578,8 @@ def get_message(message_id: int) -> MessageDetail | None:
 
 
 # -- audit ------------------------------------------------------------------------------------------
+
+
 def _with_detail_json(events: Iterable[AuditEvent]) -> list[AuditEvent]:
     """The events with ``detail_json``: their detail pretty-printed for the page."""
     out = list(events)
@@ -630,6 +637,8 @@ def audit_actor_names() -> list[str]:
 
 
 # -- database health --------------------------------------------------------------------------------
+
+
 def get_database_health(*, holders: int = 5) -> health.DatabaseHealth:
     """Queue tables' vacuum state, the oldest snapshot holders, replication slots (catalog views only)."""
     return health.read(holders=holders)
@@ -667,3 +676,36 @@ def list_schedule_rows() -> list[ScheduleRow]:
         next_local = row.next_run_at.astimezone(zone) if row.next_run_at and zone else None
         out.append(ScheduleRow(row, schedules.describe(row.cron), next_local, row.last_message_id in live))
     return out
+
+
+@dataclass(frozen=True)
+class FlowLimits:
+    """The queue page's Limits panel: a queue's rate and concurrency limits and their state at page load
+    (the panel's delivery rate, ready and in-flight numbers are live: the page's usual live fields)."""
+
+    rate: str | None
+    burst: int | None
+    concurrency: int | None
+    tokens: float | None
+    held: int
+    taken: int
+    per_group: bool = False
+    groups: int = 0
+
+
+def get_flow_limits(queue: Queue) -> FlowLimits | None:
+    """The limits of ``queue`` and one small read of their state (its flow row), or None without limits."""
+    rate = engine_limits.rate_of(queue)
+    if rate is None and queue.concurrency_limit is None:
+        return None
+    status = engine_limits.flow_status(queue.id, per_group=queue.limits_per_group)
+    return FlowLimits(
+        rate=str(rate) if rate else None,
+        burst=(queue.rate_burst or rate.default_burst) if rate else None,
+        concurrency=queue.concurrency_limit,
+        tokens=status.tokens if status else None,
+        held=status.held if status else 0,
+        taken=status.taken if status else 0,
+        per_group=queue.limits_per_group,
+        groups=status.groups if status else 0,
+    )

@@ -29,6 +29,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import close_old_connections, transaction
 
 from queues import audit, conf, deadletters, engine, health, schedules, search, selectors
+from queues.engine import limits as engine_limits
 from queues.engine.errors import QueueNotFound
 from queues.models import Message, Queue, Redrive, Schedule, Worker
 from queues.permissions import Action, denial_reason
@@ -160,6 +161,10 @@ def _settings_snapshot(q: Queue) -> dict[str, Any]:
         "retention": _seconds(q.retention),
         "max_message_size": q.max_message_size,
         "dedup_window": _seconds(q.dedup_window),
+        "rate_limit": str(engine_limits.rate_of(q)) if q.rate_limit is not None else None,
+        "rate_burst": q.rate_burst,
+        "concurrency_limit": q.concurrency_limit,
+        "limits_per_group": q.limits_per_group,
     }
 
 

@@ -17,6 +17,7 @@ job                       what it does                                          
 ``schedules``             due occurrences of periodic schedules enqueued (the     :func:`queues.schedules.run_due`
                           scheduler threads do it every second; this catches
                           up where none runs, e.g. ``mq_prune`` from cron)
+``flow_groups``           idle group keys' rows of queues limited per group key   :mod:`queues.engine.limits`
 ========================  =====================================================  ===========================
 
 Who sweeps: every worker (every ``--prune-interval``, and the ``workers`` job alone at heartbeat pace),
@@ -38,6 +39,7 @@ from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from queues import conf, engine, schedules
+from queues.engine import limits
 from queues.tasks import prune_results
 from queues.worker import fleet
 
@@ -88,6 +90,10 @@ def _schedules(batch: int) -> dict[str, int]:
     return {"scheduled_messages": sum(1 for f in fired if f.message_id is not None)}
 
 
+def _flow_groups(batch: int) -> dict[str, int]:
+    return {"idle_flow_groups": limits.prune_idle_groups(batch)}
+
+
 JOBS: dict[str, JobFunc] = {
     "messages": _messages,
     "workers": _workers,
@@ -96,6 +102,7 @@ JOBS: dict[str, JobFunc] = {
     "task_results": _task_results,
     "samples": _samples,
     "schedules": _schedules,
+    "flow_groups": _flow_groups,
 }
 """Every upkeep job by name, in the order a sweep runs them."""
 

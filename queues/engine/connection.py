@@ -162,15 +162,30 @@ def hot_cursor() -> Any:
 class QueueConfig:
     """What the hot path needs of a queue, read once per :data:`CONFIG_TTL`."""
 
-    __slots__ = ("default_delay", "id", "kind", "loaded", "max_message_size", "name")
+    __slots__ = (
+        "concurrency_limit", "default_delay", "id", "kind", "limits_per_group", "loaded", "max_message_size", "name",
+        "rate",
+    )
 
-    def __init__(self, id: int, name: str, kind: str, max_message_size: int, default_delay: float) -> None:
+    def __init__(
+        self, id: int, name: str, kind: str, max_message_size: int, default_delay: float,
+        rate: float | None = None, concurrency_limit: int | None = None, limits_per_group: bool = False,
+    ) -> None:
         self.id = id
         self.name = name
         self.kind = kind
         self.max_message_size = max_message_size
         self.default_delay = default_delay
+        # Flow limits (queues.engine.limits): deliveries per second and most in flight, None when unlimited.
+        self.rate = rate
+        self.concurrency_limit = concurrency_limit
+        self.limits_per_group = limits_per_group
         self.loaded = time.monotonic()
+
+    @property
+    def limited(self) -> bool:
+        """Whether claims of this queue go through its flow limits (``queues.engine.flow_sql``)."""
+        return self.rate is not None or self.concurrency_limit is not None
 
 
 _cache: dict[str, QueueConfig] = {}
@@ -195,7 +210,7 @@ def config(name: str) -> QueueConfig:
     if row is None:
         clear_cache(name)
         raise QueueNotFound(f"queue {name!r} does not exist: create it first (queues.create_queue or mq_queue create)")
-    cfg = QueueConfig(row[0], name, row[1], row[2], float(row[3]))
+    cfg = QueueConfig(row[0], name, row[1], row[2], float(row[3]), row[4], row[5], row[6])
     with _cache_lock:
         _cache[name] = cfg
         _names[cfg.id] = name

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from queues import conf, tracing
-from queues.engine import sql, text
+from queues.engine import flow_sql, limits, sql, text
 from queues.engine.connection import QueueConfig, clear_cache, config, fifo_positions, hot_cursor, recovers_connection
 from queues.engine.errors import InvalidMessage, InvalidReceipt, LeaseExpired, MessageTooLarge
 from queues.engine.notify import get_listener
@@ -220,6 +220,8 @@ def claim(cfg: QueueConfig, limit: int, visibility_timeout: float | None) -> lis
                 # Two statements' rows: put them back in the order receive() promises.
                 rows.sort(key=lambda r: (-r[3], r[0]))
             fifo_positions[cfg.id] = max((r[4] for r in rows), default=None)
+        elif cfg.limited:
+            rows = _claim_limited(cur, cfg, params)
         else:
             cur.execute(sql.RECEIVE_STANDARD, params)
             rows = cur.fetchall()
@@ -232,6 +234,33 @@ def claim(cfg: QueueConfig, limit: int, visibility_timeout: float | None) -> lis
         )
         for r in rows
     ]
+
+
+def _claim_limited(cur: Any, cfg: QueueConfig, params: dict[str, Any]) -> list[tuple]:
+    """The claim of a queue with flow limits (``flow_sql.RECEIVE_LIMITED``). A claim that came back short
+    while ready messages wait was held back by the limits: noted, so a worker tries again when a token or
+    a slot may be free rather than backing off as from an empty queue (``limits.retry_hint``)."""
+    if cfg.limits_per_group:
+        params = {**params, "candidates": max(params["limit"] * 10, limits.PER_GROUP_CANDIDATES)}
+        cur.execute(flow_sql.RECEIVE_LIMITED_PER_GROUP, params)
+    else:
+        cur.execute(flow_sql.RECEIVE_LIMITED, params)
+    rows = cur.fetchall()
+    throttled = False
+    if len(rows) < params["limit"]:
+        cur.execute(flow_sql.READY_WAITING, {"queue_id": cfg.id})
+        throttled = bool(cur.fetchone()[0])
+        if throttled and cfg.limits_per_group:
+            # New groups got their rows in that statement but nothing from them: once more, now that they can
+            # be locked (two statements only when a claim came back short).
+            cur.execute(flow_sql.RECEIVE_LIMITED_PER_GROUP, {**params, "limit": params["limit"] - len(rows)})
+            rows += cur.fetchall()
+            rows.sort(key=lambda r: (-r[3], r[0]))
+    if throttled:
+        limits.note_throttled(cfg.id, cfg.rate, cfg.concurrency_limit)
+    else:
+        limits.note_not_throttled(cfg.id)
+    return rows
 
 
 # How often a waiting receive polls even without a notification (delayed messages becoming ready,
@@ -268,7 +297,9 @@ def receive(
         left = deadline - time.monotonic()
         if got or left <= 0:
             return got
-        listener.wait(cfg.id, seen, min(left, POLL_INTERVAL))
+        # A queue held back by its limits has no NOTIFY to wait for: try again when a token or slot may be free.
+        hint = limits.retry_hint(cfg.id) if cfg.limited else None
+        listener.wait(cfg.id, seen, min(left, POLL_INTERVAL, hint or POLL_INTERVAL))
 
 
 # -- ack / nack / extend ----------------------------------------------------------------------------

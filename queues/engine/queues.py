@@ -17,6 +17,7 @@ from queues import conf
 from queues.engine import sql
 from queues.engine.connection import clear_cache, queue_name, recovers_connection
 from queues.engine.errors import InvalidQueueSettings, MessageTooLarge, QueueExists, QueueNotFound, TopicNotFound
+from queues.engine.limits import apply_limits, check_limits
 from queues.engine.validation import (
     DLQ_SUFFIX,
     MAX_NAME_LENGTH,
@@ -69,8 +70,10 @@ def create_queue(name: str, *, dead_letter_queue: str | None = _UNSET, **setting
 
     Settings: ``kind`` ('standard' or 'fifo'), ``visibility_timeout``, ``max_receives`` (0: never
     dead-letter), ``default_delay``, ``retention``, ``max_message_size``, ``dedup_window`` (seconds or
-    timedeltas), ``paused``. ``dead_letter_queue`` defaults to ``<name>.dlq``, created if missing;
-    ``None`` means no dead-letter queue (messages are redelivered forever).
+    timedeltas), ``paused``; flow limits (standard queues, None for no limit): ``rate_limit`` ('100/s',
+    '5000/min', '10/h'), ``rate_burst``, ``concurrency_limit``, ``limits_per_group`` (see docs/flow-control.md).
+    ``dead_letter_queue`` defaults to ``<name>.dlq``, created if missing; ``None``
+    means no dead-letter queue (messages are redelivered forever).
     """
     validate_name(name)
     fields = clean_settings(settings)
@@ -79,11 +82,13 @@ def create_queue(name: str, *, dead_letter_queue: str | None = _UNSET, **setting
         if Queue.objects.filter(name=name).exists():
             raise QueueExists(f"queue {name!r} exists already: use update_queue to change it")
         dlq = _resolve_dlq(name, dead_letter_queue, create=True)
+        check_limits(Queue(name=name, dead_letter_queue=dlq, **fields))
         try:
             with conf.atomic():
                 queue = Queue.objects.create(name=name, dead_letter_queue=dlq, **fields)
         except IntegrityError:
             raise QueueExists(f"queue {name!r} exists already: use update_queue to change it") from None
+        apply_limits(queue, rate_changed=True)
     clear_cache(name)
     return queue
 
@@ -132,9 +137,14 @@ def update_queue(name: str, **settings: Any):
             raise InvalidQueueSettings(
                 f"queue {name!r} has messages: its kind can change only when it is empty (purge it first)"
             )
+        rate_before = (queue.rate_limit, queue.rate_period, queue.rate_burst)
+        per_group_before = queue.limits_per_group
         for key, value in fields.items():
             setattr(queue, key, value)
+        check_limits(queue)
         queue.save()
+        apply_limits(queue, rate_changed=(queue.rate_limit, queue.rate_period, queue.rate_burst) != rate_before,
+                     per_group_changed=queue.limits_per_group != per_group_before)
     clear_cache(name)
     return queue
 

@@ -574,7 +574,9 @@ LIMIT %(limit)s
 # -- small reads and upkeep (not on the hot path, or cached) ------------------------------------------
 # What the per-queue config cache holds (connection.config).
 QUEUE_CONFIG = (
-    "SELECT id, kind, max_message_size, extract(epoch FROM default_delay) FROM queues_queue WHERE name = %s"
+    "SELECT id, kind, max_message_size, extract(epoch FROM default_delay), "
+    "rate_limit / extract(epoch FROM rate_period)::float8, concurrency_limit, limits_per_group "
+    "FROM queues_queue WHERE name = %s"
 )
 QUEUE_NAME = "SELECT name FROM queues_queue WHERE id = %s"
 QUEUE_NAMES_BY_ID = "SELECT name FROM queues_queue WHERE id = ANY(%s::bigint[])"
@@ -590,3 +592,8 @@ REAP_REDRIVES = (
     "WHERE state IN (%(running)s, %(stopping)s) "
     "  AND coalesce(heartbeat_at, created_at) < statement_timestamp() - make_interval(secs => %(secs)s)"
 )
+
+# -- fragments shared with the limited claims (engine/flow_sql.py) ----------------------------------
+# The lease-or-dead-letter tail of every claim, public so that flow_sql builds its claims from the same
+# text as RECEIVE_STANDARD rather than a copy of it.
+LEASE_AND_DEADLETTER = _lease_and_deadletter

@@ -16,6 +16,7 @@ from typing import Any
 
 from queues.engine import text
 from queues.engine.errors import InvalidMessage, InvalidQueueName, InvalidQueueSettings
+from queues.engine.limits import LIMIT_SETTINGS, clean_limit_settings
 from queues.engine.types import JSONText
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
@@ -187,6 +188,8 @@ def clean_settings(values: dict[str, Any]) -> dict[str, Any]:
             out[key] = value
         elif key == "dead_letter_queue":
             out[key] = value
+        elif key in LIMIT_SETTINGS:
+            out.update(clean_limit_settings({key: value}))
         else:
             raise InvalidQueueSettings(f"unknown queue setting {key!r}")
     return out

@@ -99,6 +99,7 @@ def queue_page(
         "dlq_browse": browse_url(detail.dead_letter_queue.name) if detail.dead_letter_queue else "",
         "dead": deadletters.get_view(queue, limit=0) if detail.sources else None,
         "dead_count": deadletters.count_dead_letters(queue) if detail.dead_letter_queue and not detail.sources else 0,
+        "flow": selectors.get_flow_limits(queue),
     }, status=status)
 
 

@@ -9,9 +9,10 @@
 - :mod:`~queues.worker.fleet`: heartbeat rows, reaping dead workers, deleting old rows;
 - :mod:`~queues.worker.resilience`: per-thread connection care and outage logging.
 
-Handlers raise :class:`Reject` to dead-letter a message at once (it can never succeed).
+Handlers raise :class:`Reject` to dead-letter a message at once (it can never succeed), and
+:class:`Retry` to choose when their message is tried again.
 """
 
-from queues.worker.errors import Reject, WorkerConfigError
+from queues.worker.errors import Reject, Retry, WorkerConfigError
 
-__all__ = ["Reject", "WorkerConfigError"]
+__all__ = ["Reject", "Retry", "WorkerConfigError"]

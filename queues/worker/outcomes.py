@@ -2,7 +2,8 @@
 
 A failed attempt is nacked with a :class:`Nack`: the error on record (:func:`describe_error`), the
 backoff before the next attempt (:func:`retry_delay`), or the dead-letter queue at once
-(:func:`decide_nack`). A delivery that came back more often than its handler allows is dead-lettered
+(:func:`decide_nack`), or after the handler's own delay (:class:`~queues.worker.errors.Retry`). A
+delivery that came back more often than its handler allows is dead-lettered
 without running (:func:`past_retries`); a handler past its timeout fails with :func:`timeout_error`.
 """
 
@@ -16,7 +17,7 @@ from queues.engine.text import safe_text
 
 # The engine's public limit; it moves to queues.engine.validation with the engine's split.
 from queues.engine.validation import MAX_DELAY
-from queues.worker.errors import Reject
+from queues.worker.errors import Reject, Retry
 from queues.worker.registry import HandlerSpec
 
 # Stored errors keep the summary line and the last frames of the traceback.
@@ -82,8 +83,11 @@ def decide_nack(
         dead_letter = True
     if spec.retries is not None and receive_count >= spec.retries:
         dead_letter = True
-    delay = 0.0 if dead_letter else retry_delay(spec, receive_count)
-    return Nack(error, delay, dead_letter)
+    if dead_letter:
+        return Nack(error, 0.0, True)
+    # The handler chose its next attempt (Retry): its delay, not the backoff.
+    delay = exc.delay if isinstance(exc, Retry) else retry_delay(spec, receive_count)
+    return Nack(error, delay, False)
 
 
 def past_retries(spec: HandlerSpec, receive_count: int) -> RetriesUsedUp | None:

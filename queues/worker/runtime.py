@@ -45,6 +45,7 @@ from django.db import DatabaseError, close_old_connections, connections
 
 from queues import conf, engine, schedules, tracing, upkeep
 from queues.engine.errors import QueueNotFound
+from queues.engine.limits import retry_hint
 from queues.engine.notify import Listener, get_listener, stop_listener
 from queues.engine.types import Delivery
 from queues.metrics.durations import DurationHistogram
@@ -305,7 +306,13 @@ class WorkerProcess(HandlerRunner, Settling):
                 log.error("event=queue_missing queue=%s note=deleted while the worker runs; retrying later", q.name)
                 got = []
             self._accept(q, got, claimed_at, vt)
-            if len(got) < share:
+            hint = retry_hint(q.id) if len(got) < share else None
+            if hint is not None:
+                # Held back by the queue's rate or concurrency limit, not empty: look again when a token
+                # or a slot may be free, without growing the idle backoff.
+                q.empty, q.seen = True, seen
+                q.poll_at = time.monotonic() + min(hint, self.config.poll_interval)
+            elif len(got) < share:
                 q.empty, q.seen = True, seen
                 q.poll_at = time.monotonic() + q.idle_delay
                 q.idle_delay = min(q.idle_delay * 2, self.config.poll_interval)

@@ -173,6 +173,22 @@ async def async_and_atomic(message: queues.Delivery) -> None:
     """async + atomic cannot work (a transaction cannot span awaits): refused at start."""
 
 
+@queues.handler("wt-rate")
+@queues.handler("wt-conc")
+def limited(message: queues.Delivery) -> None:
+    """The flow-limit tests' queues: behave as the body says, then record."""
+    _behave(message)
+    record(message)
+
+
+@queues.handler("wt-retry", backoff=0.05)
+def retries_later(message: queues.Delivery) -> None:
+    """On the first receive ask for the next attempt in ``retry`` seconds (``queues.Retry``); then record."""
+    if message.receive_count == 1:
+        raise queues.Retry(delay=message.body["retry"], reason="not yet")
+    record(message)
+
+
 HANDLERS = {
     queue: f"{spec.func.__module__}.{spec.func.__qualname__}"
     for queue, spec in registry.all_handlers().items()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
 import queues
 from queues import services
+from queues.engine.limits import parse_rate, rate_of
 from queues.formatting import format_duration, format_size
 from queues.management.base import (
     MQCommand,
@@ -16,6 +18,7 @@ from queues.management.base import (
     non_negative_int,
     parse_duration,
     parse_size,
+    positive_int,
     to_json,
 )
 from queues.permissions import Action
@@ -23,8 +26,26 @@ from queues.permissions import Action
 # Option dest -> engine keyword, in the order the table and messages show them.
 SETTINGS = (
     "kind", "visibility_timeout", "max_receives", "dead_letter_queue", "default_delay", "retention",
-    "max_message_size", "dedup_window", "paused",
+    "max_message_size", "dedup_window", "paused", "rate_limit", "rate_burst", "concurrency_limit",
+    "limits_per_group",
 )
+# What --rate-limit, --burst and --concurrency take to remove a limit.
+NO_LIMIT = "none"
+
+
+def _rate(text: str) -> str:
+    """A rate limit (``100/s``) checked by the engine's parser, or ``none``."""
+    if text.strip().lower() == NO_LIMIT:
+        return NO_LIMIT
+    try:
+        return str(parse_rate(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _limit(text: str) -> int | str:
+    """A positive count, or ``none``."""
+    return NO_LIMIT if text.strip().lower() == NO_LIMIT else positive_int(text)
 
 
 def _add_settings(parser: CommandParser, *, creating: bool) -> None:
@@ -60,6 +81,21 @@ def _add_settings(parser: CommandParser, *, creating: bool) -> None:
     group.add_argument("--dedup-window", type=parse_duration, metavar="DURATION",
                        help="How long a dedup id is remembered (0 to 7d). "
                             f"{when}" + (": 5m." if creating else "."))
+    group.add_argument("--rate-limit", type=_rate, metavar="N/UNIT",
+                       help="Most deliveries per period across every worker: 100/s, 5000/min, 10/h, 1/day; "
+                            f"'none' removes it. Standard queues only. {when}" + (": none." if creating else "."))
+    group.add_argument("--burst", dest="rate_burst", type=_limit, metavar="N",
+                       help="Most deliveries at once after a quiet spell (needs --rate-limit); 'none': one "
+                            f"second's worth. {when}" + (": one second's worth." if creating else "."))
+    group.add_argument("--concurrency", dest="concurrency_limit", type=_limit, metavar="N",
+                       help="Most messages in flight at once across every worker; 'none' removes it. Standard "
+                            f"queues only. {when}" + (": none." if creating else "."))
+    per_group = group.add_mutually_exclusive_group()
+    per_group.add_argument("--per-group", dest="limits_per_group", action="store_const", const=True,
+                           help="Apply --rate-limit and --concurrency to each group key (--group of mq_send) "
+                                "separately, for example per customer.")
+    per_group.add_argument("--per-queue", dest="limits_per_group", action="store_const", const=False,
+                           help="Apply the limits to the queue as a whole" + (" (the default)." if creating else "."))
     state = group.add_mutually_exclusive_group()
     state.add_argument("--paused", dest="paused", action="store_const", const=True,
                        help="Deliver nothing (sends are still accepted).")
@@ -70,6 +106,9 @@ def _add_settings(parser: CommandParser, *, creating: bool) -> None:
 def _settings_from(options: dict[str, Any]) -> dict[str, Any]:
     """Engine keywords for the settings the user gave (absent options are left out)."""
     out = {key: options[key] for key in SETTINGS if key != "dead_letter_queue" and options.get(key) is not None}
+    for key in ("rate_burst", "concurrency_limit"):
+        if out.get(key) == NO_LIMIT:
+            out[key] = None
     if options.get("no_dead_letter_queue"):
         out["dead_letter_queue"] = None
     elif options.get("dead_letter_queue") is not None:
@@ -88,6 +127,10 @@ def _describe(settings: dict[str, Any]) -> str:
             value = "none"
         elif key == "paused":
             key, value = "state", "paused" if value else "active"
+        elif key in ("rate_burst", "concurrency_limit") and value is None:
+            value = NO_LIMIT
+        elif key == "limits_per_group":
+            key, value = "limits", "per group" if value else "per queue"
         parts.append(f"{key.replace('_', '-')}={value}")
     return ", ".join(parts)
 
@@ -105,6 +148,10 @@ def queue_as_dict(queue: Any) -> dict[str, Any]:
         "retention": queue.retention.total_seconds(),
         "max_message_size": queue.max_message_size,
         "dedup_window": queue.dedup_window.total_seconds(),
+        "rate_limit": str(rate_of(queue)) if queue.rate_limit is not None else None,
+        "rate_burst": queue.rate_burst,
+        "concurrency_limit": queue.concurrency_limit,
+        "limits_per_group": queue.limits_per_group,
         "created_at": queue.created_at,
     }
 
@@ -184,11 +231,12 @@ class Command(MQCommand):
         table = [
             [r["name"], r["kind"], "paused" if r["paused"] else "active", format_duration(r["visibility_timeout"]),
              r["max_receives"], r["dead_letter_queue"] or "-", format_duration(r["default_delay"]),
-             format_duration(r["retention"]), format_size(r["max_message_size"]), format_duration(r["dedup_window"])]
+             format_duration(r["retention"]), format_size(r["max_message_size"]), format_duration(r["dedup_window"]),
+             _limits_text(r)]
             for r in rows
         ]
         headers = ["QUEUE", "KIND", "STATE", "VISIBILITY", "MAX RECEIVES", "DEAD LETTERS TO", "DELAY", "RETENTION",
-                   "MAX SIZE", "DEDUP WINDOW"]
+                   "MAX SIZE", "DEDUP WINDOW", "LIMITS"]
         self.stdout.write(format_table(headers, table, right=(3, 4, 6, 7, 8, 9)))
 
     def _update(self, options: dict[str, Any]) -> None:
@@ -230,6 +278,18 @@ class Command(MQCommand):
         kept = (f" Its dead-letter queue {queue.dead_letter_queue.name!r} stays."
                 if queue.dead_letter_queue_id else "")
         self.stdout.write(f"Deleted queue {name!r} and its {count} messages.{kept}")
+
+
+def _limits_text(row: dict[str, Any]) -> str:
+    """``100/s burst 20, 3 in flight``, or ``-``."""
+    parts = []
+    if row["rate_limit"]:
+        parts.append(row["rate_limit"] + (f" burst {row['rate_burst']}" if row["rate_burst"] else ""))
+    if row["concurrency_limit"]:
+        parts.append(f"{row['concurrency_limit']} in flight")
+    if parts and row["limits_per_group"]:
+        parts.append("per group")
+    return ", ".join(parts) or "-"
 
 
 def _exists(name: str) -> bool:
