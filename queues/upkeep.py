@@ -14,9 +14,11 @@ job                       what it does                                          
 ``task_results``          finished ``django.tasks`` results past retention        :func:`queues.tasks.prune_results`
 ``samples``               history samples: downsampled, then pruned by            :mod:`queues.metrics.sampler`
                           ``SAMPLE_RETENTION``
+``expiry``                messages past their time to live that nobody holds:    :func:`queues.engine.expire_due`
+                          dropped or dead-lettered (the queue's expiry_action)
 ========================  =====================================================  ===========================
 
-Who sweeps: every worker (every ``--prune-interval``, and the ``workers`` job alone at heartbeat pace),
+Who sweeps: every worker (every ``--prune-interval``, and the ``expiry`` and ``workers`` jobs at heartbeat pace),
 the web process's elected sampler (once a minute), and ``mq_prune`` (all jobs, for cron). However many
 of them run, one PostgreSQL advisory lock (:data:`LOCK_KEY`, a session lock taken with
 ``pg_try_advisory_lock``) lets one sweep run at a time; a sweep that finds the lock taken does nothing
@@ -69,6 +71,10 @@ def _task_results(batch: int) -> dict[str, int]:
     return {"expired_task_results": prune_results(batch=batch)}
 
 
+def _expiry(batch: int) -> dict[str, int]:
+    return {"ttl_expired": engine.expire_due(batch=batch)}
+
+
 def _samples(batch: int) -> dict[str, int]:
     # deferred: the sampler imports this module to sweep from its tick (an import circle otherwise)
     from queues.metrics.sampler import maintain_samples
@@ -87,6 +93,7 @@ JOBS: dict[str, JobFunc] = {
     "redrives": _redrives,
     "task_results": _task_results,
     "samples": _samples,
+    "expiry": _expiry,
 }
 """Every upkeep job by name, in the order a sweep runs them."""
 

@@ -162,14 +162,20 @@ def hot_cursor() -> Any:
 class QueueConfig:
     """What the hot path needs of a queue, read once per :data:`CONFIG_TTL`."""
 
-    __slots__ = ("default_delay", "id", "kind", "loaded", "max_message_size", "name")
+    __slots__ = ("default_delay", "id", "kind", "loaded", "max_length", "max_message_size", "name", "overflow")
 
-    def __init__(self, id: int, name: str, kind: str, max_message_size: int, default_delay: float) -> None:
+    def __init__(
+        self, id: int, name: str, kind: str, max_message_size: int, default_delay: float,
+        max_length: int | None = None, overflow: str = "reject",
+    ) -> None:
         self.id = id
         self.name = name
         self.kind = kind
         self.max_message_size = max_message_size
         self.default_delay = default_delay
+        # Bounded queues (queues/engine/bounded.py): None for the unbounded, which send as before.
+        self.max_length = max_length
+        self.overflow = overflow
         self.loaded = time.monotonic()
 
 
@@ -195,7 +201,7 @@ def config(name: str) -> QueueConfig:
     if row is None:
         clear_cache(name)
         raise QueueNotFound(f"queue {name!r} does not exist: create it first (queues.create_queue or mq_queue create)")
-    cfg = QueueConfig(row[0], name, row[1], row[2], float(row[3]))
+    cfg = QueueConfig(row[0], name, row[1], row[2], float(row[3]), row[4], row[5])
     with _cache_lock:
         _cache[name] = cfg
         _names[cfg.id] = name
