@@ -7,6 +7,9 @@ queue by backend pid, so concurrent producers rarely wait on the same row.
 Time is ``statement_timestamp()``: current even inside a caller's long transaction (``now()`` would
 be the transaction's start) and still stable, so the planner can use it in index conditions.
 Lease checks at ack time use ``clock_timestamp()``: a handler's transaction may be long.
+
+Kept as one module on purpose, past 600 lines: every statement of the engine in one place, as named
+queries (docs/architecture.md), sharing the counter and lease fragments above them.
 """
 
 from __future__ import annotations

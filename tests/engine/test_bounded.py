@@ -113,7 +113,7 @@ def test_concurrent_producers_never_exceed_max_length(make_queue, overflow):
         while not stop.is_set():
             with connection.cursor() as cur:
                 cur.execute(
-                    "SELECT count(*) FROM queues_message WHERE queue_id = (SELECT id FROM queues_queue WHERE name = %s)",
+                    "SELECT count(*) FROM queues_message m JOIN queues_queue q ON q.id = m.queue_id WHERE q.name = %s",
                     [queue],
                 )
                 peak.append(cur.fetchone()[0])
