@@ -187,7 +187,7 @@ class ConfirmNameForm(forms.Form):
                               label="Type the queue's name to confirm")
 
 
-BULK_ACTIONS = {"delete": "Delete", "retry": "Retry now", "move": "Move"}
+BULK_ACTIONS = {"delete": "Delete", "retry": "Retry now", "move": "Move", "cancel": "Cancel"}
 MAX_SELECTED = 10_000
 """Most messages one "Selected…" action takes (docs/dashboard.md); more go through "all matching"."""
 

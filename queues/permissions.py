@@ -64,6 +64,7 @@ class Action(StrEnum):
     SHORTEN_RETENTION = "shorten_retention"
     SEARCH_BODIES = "search_bodies"
     CANCEL_BACKEND = "cancel_backend"
+    CANCEL_MESSAGES = "cancel_messages"
 
 
 # The one table of which permission each action needs.
@@ -85,6 +86,8 @@ REQUIRED: dict[Action, str] = {
     Action.SEARCH_BODIES: VIEW,
     # Ending another program's database session can destroy its uncommitted work.
     Action.CANCEL_BACKEND: PURGE,
+    # Like retry and move: the message is not gone unseen, it is counted and audited as cancelled.
+    Action.CANCEL_MESSAGES: OPERATE,
 }
 
 # Actions that read rather than change queues: allowed even when the dashboard is read-only.

@@ -420,6 +420,23 @@ def move_messages(
                  detail={"to": to}, precheck=check_target, bound=bound)
 
 
+def cancel_messages(
+    *, actor: Any, ids: Sequence[int] | None = None, match: search.MessageFilter | None = None,
+    bound: Bound | None = None, remote_addr: str = "",
+) -> int:
+    """Cancel the chosen messages: waiting ones are deleted (they never run), handlers of ones in flight
+    are asked to stop (docs/flow-control.md, "Cancellation"). Returns how many were cancelled or asked."""
+    asked: list[int] = []
+
+    def cancel(queue: str, chunk: list[int]) -> int:
+        result = engine.cancel(queue, chunk)
+        asked.extend(result.requested)
+        return len(result.cancelled) + len(result.requested)
+
+    return _bulk(actor, Action.CANCEL_MESSAGES, cancel, ids=ids, match=match, remote_addr=remote_addr, bound=bound,
+                 detail={"in_flight_asked": asked})
+
+
 def reveal_body(*, actor: Any, message_id: int, remote_addr: str = "") -> selectors.MessageDetail:
     """Show a message whose body the dashboard hides (``HIDE_BODIES``); the reveal is audited."""
     holder = Message.objects.filter(id=message_id).values_list("queue__name", flat=True).first() or ""
