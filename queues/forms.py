@@ -12,7 +12,7 @@ from django.http import QueryDict
 from queues import validation
 from queues.engine import validation as limits
 from queues.engine.validation import validate_name
-from queues.models import Queue, QueueKind
+from queues.models import ExpiryAction, Overflow, Queue, QueueKind
 
 
 class StrictIntegerField(forms.IntegerField):
@@ -64,6 +64,17 @@ class QueueSettingsForm(forms.Form):
     max_message_size = StrictIntegerField(min_value=limits.MIN_MESSAGE_SIZE, max_value=limits.MAX_MESSAGE_SIZE,
                                           help_text="Bytes of body + headers.")
     dedup_window = forms.FloatField(min_value=0, max_value=limits.MAX_DEDUP_WINDOW, help_text="Seconds.")
+    # Flow control (docs/flow-control.md, "Expiry" and "Bounded queues").
+    message_ttl = forms.FloatField(required=False, min_value=limits.MIN_TTL, max_value=limits.MAX_TTL,
+                                   label="Message TTL", help_text="Seconds a message may wait once available "
+                                                                  "before it expires; empty: never.")
+    expiry_action = forms.ChoiceField(choices=ExpiryAction.choices,
+                                      help_text="An expired message is dropped or dead-lettered.")
+    max_length = StrictIntegerField(required=False, min_value=1, max_value=limits.MAX_QUEUE_LENGTH,
+                                    help_text="Most live messages; empty: unbounded. Only sends are held to it.")
+    overflow = forms.ChoiceField(choices=Overflow.choices,
+                                 help_text="A send to a full queue is refused, or the oldest waiting messages "
+                                           "make room (to the dead-letter queue, or dropped without one).")
 
     def __init__(self, *args: Any, queue: Queue | None = None, **kwargs: Any) -> None:
         if queue is not None and "initial" not in kwargs:
@@ -76,6 +87,10 @@ class QueueSettingsForm(forms.Form):
                 "retention": _number(queue.retention.total_seconds()),
                 "max_message_size": queue.max_message_size,
                 "dedup_window": _number(queue.dedup_window.total_seconds()),
+                "message_ttl": _number(queue.message_ttl.total_seconds()) if queue.message_ttl else None,
+                "expiry_action": queue.expiry_action,
+                "max_length": queue.max_length,
+                "overflow": queue.overflow,
             }
         super().__init__(*args, **kwargs)
         self.fields["dead_letter_queue"].choices = _queue_choices(

@@ -25,6 +25,7 @@ from django.utils.dateparse import parse_datetime
 
 from queues import conf, engine, health
 from queues.engine import MessageInfo, QueueStats
+from queues.engine.expiry import FlowTotals, flow_totals
 from queues.formatting import duration_words
 from queues.metrics.history import get_failures_since, get_rates
 from queues.metrics.numbers import Rates, Totals
@@ -523,3 +524,8 @@ def get_database_health(*, holders: int = 5) -> health.DatabaseHealth:
 def get_database_session(pid: int) -> health.SnapshotHolder | None:
     """One session of the queues' database by pid, for the confirm page of ending it."""
     return health.get_session(pid)
+
+
+def get_flow_totals(queue: str) -> FlowTotals | None:
+    """What flow control ended in ``queue`` (expired, cancelled, dropped for room); None if it is gone."""
+    return flow_totals([queue]).get(queue)

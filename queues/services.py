@@ -159,6 +159,10 @@ def _settings_snapshot(q: Queue) -> dict[str, Any]:
         "retention": _seconds(q.retention),
         "max_message_size": q.max_message_size,
         "dedup_window": _seconds(q.dedup_window),
+        "message_ttl": _seconds(q.message_ttl),
+        "expiry_action": q.expiry_action,
+        "max_length": q.max_length,
+        "overflow": q.overflow,
     }
 
 

@@ -97,6 +97,7 @@ def queue_page(
         "d": detail, "queue": queue, "row": detail.row, "form": form, "window": window,
         "windows": selectors.CHART_WINDOWS.items(), "nav": "queues",
         "dlq_browse": browse_url(detail.dead_letter_queue.name) if detail.dead_letter_queue else "",
+        "flow": selectors.get_flow_totals(queue.name),
     }, status=status)
 
 

@@ -63,6 +63,7 @@ def test_cancel_is_forbidden_for_a_viewer_and_audited(sent, client_for):
 
 
 def test_cancel_without_a_csrf_token_is_refused(sent, client_for):
-    refused = client_for("operator", csrf=True).post(BULK, {"action": "cancel", "scope": "selected", "ids": str(sent[0])})
+    c = client_for("operator", csrf=True)
+    refused = c.post(BULK, {"action": "cancel", "scope": "selected", "ids": str(sent[0])})
     assert refused.status_code == 403
     assert Message.objects.count() == 4
