@@ -12,11 +12,26 @@ from queues.models import AuditEvent
 
 
 def test_flow_control_from_the_command_line(cmd):
-    cmd("mq_queue", "create", "orders", "--message-ttl", "10m", "--expiry-action", "dead_letter",
-        "--max-length", "3", "--overflow", "reject")
+    cmd(
+        "mq_queue",
+        "create",
+        "orders",
+        "--message-ttl",
+        "10m",
+        "--expiry-action",
+        "dead_letter",
+        "--max-length",
+        "3",
+        "--overflow",
+        "reject",
+    )
     [row] = [q for q in json.loads(cmd("mq_queue", "list", "--json").out) if q["name"] == "orders"]
     assert (row["message_ttl"], row["expiry_action"], row["max_length"], row["overflow"]) == (
-        600.0, "dead_letter", 3, "reject")
+        600.0,
+        "dead_letter",
+        3,
+        "reject",
+    )
     with pytest.raises(CommandError, match="max_length must be an integer from 1"):
         cmd("mq_queue", "update", "orders", "--max-length", "0")
     assert queues.get_queue("orders").max_length == 3

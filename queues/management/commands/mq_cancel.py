@@ -32,17 +32,20 @@ class Command(MQCommand):
         parser.add_argument("queue", help="The queue whose messages to cancel.")
         parser.add_argument("ids", nargs="*", type=_message_id, metavar="ID", help="Message ids (whole numbers).")
         parser.add_argument(
-            "--filter", metavar="SEARCH",
+            "--filter",
+            metavar="SEARCH",
             help="Cancel every message of the queue that the message browser's search SEARCH matches "
-                 "('' for all of them); instead of ids.",
+            "('' for all of them); instead of ids.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         queue, ids, text = options["queue"], options["ids"], options["filter"]
         self.attempt(Action.CANCEL_MESSAGES, queue=queue)
         if bool(ids) == (text is not None):
-            raise CommandError("give message ids or --filter SEARCH (one of them): "
-                               "`mq_cancel orders 12 13` or `mq_cancel orders --filter 'state:delayed'`")
+            raise CommandError(
+                "give message ids or --filter SEARCH (one of them): "
+                "`mq_cancel orders 12 13` or `mq_cancel orders --filter 'state:delayed'`"
+            )
         if ids:
             n = services.cancel_messages(actor=self.actor, ids=ids, queue=queue)
             if n < len(ids):
@@ -54,5 +57,6 @@ class Command(MQCommand):
                 services.refuse(actor=self.actor, action=Action.CANCEL_MESSAGES, queue=queue, error=str(exc))
                 raise CommandError(f"--filter: {exc}") from None
             n = services.cancel_messages(actor=self.actor, match=match, queue=queue)
-        self.stdout.write(f"Cancelled {n} messages of {queue!r} (waiting ones deleted; handlers of ones in flight "
-                          "asked to stop).")
+        self.stdout.write(
+            f"Cancelled {n} messages of {queue!r} (waiting ones deleted; handlers of ones in flight asked to stop)."
+        )
