@@ -68,11 +68,12 @@ class QueueSettingsForm(forms.Form):
     message_ttl = forms.FloatField(required=False, min_value=limits.MIN_TTL, max_value=limits.MAX_TTL,
                                    label="Message TTL", help_text="Seconds a message may wait once available "
                                                                   "before it expires; empty: never.")
-    expiry_action = forms.ChoiceField(choices=ExpiryAction.choices,
+    # Not required: a form posted without them (an older page, a script) leaves them as they are.
+    expiry_action = forms.ChoiceField(choices=ExpiryAction.choices, required=False,
                                       help_text="An expired message is dropped or dead-lettered.")
     max_length = StrictIntegerField(required=False, min_value=1, max_value=limits.MAX_QUEUE_LENGTH,
                                     help_text="Most live messages; empty: unbounded. Only sends are held to it.")
-    overflow = forms.ChoiceField(choices=Overflow.choices,
+    overflow = forms.ChoiceField(choices=Overflow.choices, required=False,
                                  help_text="A send to a full queue is refused, or the oldest waiting messages "
                                            "make room (to the dead-letter queue, or dropped without one).")
 
@@ -101,6 +102,9 @@ class QueueSettingsForm(forms.Form):
         """The cleaned values as keywords of :func:`queues.update_queue`."""
         data = dict(self.cleaned_data)
         data["dead_letter_queue"] = data.get("dead_letter_queue") or None
+        for key in ("expiry_action", "overflow"):
+            if not data.get(key):
+                data.pop(key, None)
         return data
 
 

@@ -67,3 +67,50 @@ def test_cancel_without_a_csrf_token_is_refused(sent, client_for):
     refused = c.post(BULK, {"action": "cancel", "scope": "selected", "ids": str(sent[0])})
     assert refused.status_code == 403
     assert Message.objects.count() == 4
+
+
+SETTINGS = {
+    "kind": "standard",
+    "visibility_timeout": "30",
+    "max_receives": "5",
+    "dead_letter_queue": "orders.dlq",
+    "default_delay": "0",
+    "retention": "345600",
+    "max_message_size": "262144",
+    "dedup_window": "300",
+}
+
+
+def test_flow_settings_are_saved_from_the_queue_page_and_bad_ones_refused(sent, client_for):
+    c = client_for("operator")
+    url = reverse("queues:queue-settings", args=["orders"])
+    page = c.get(reverse("queues:queue-detail", args=["orders"])).content.decode()
+    assert 'name="max_length"' in page and 'name="message_ttl"' in page and "Flow control" in page
+    saved = c.post(
+        url,
+        {
+            **SETTINGS,
+            "message_ttl": "30",
+            "expiry_action": "dead_letter",
+            "max_length": "100",
+            "overflow": "drop_oldest",
+        },
+    )
+    assert saved.status_code == 302
+    q = queues.get_queue("orders")
+    assert (q.message_ttl.total_seconds(), q.expiry_action, q.max_length, q.overflow) == (
+        30,
+        "dead_letter",
+        100,
+        "drop_oldest",
+    )
+    event = AuditEvent.objects.filter(action="update_queue_settings", outcome="ok").latest("id")
+    assert event.detail["changes"]["max_length"] == [None, 100]
+    for bad in ({"max_length": "0"}, {"max_length": "x"}, {"message_ttl": "-1"}, {"overflow": "block"}):
+        refused = c.post(url, {**SETTINGS, "max_length": "100", **bad})
+        assert refused.status_code == 400, bad
+    assert queues.get_queue("orders").max_length == 100
+    cleared = c.post(url, {**SETTINGS, "message_ttl": "", "max_length": ""})
+    assert cleared.status_code == 302
+    q = queues.get_queue("orders")
+    assert (q.message_ttl, q.max_length, q.overflow) == (None, None, "drop_oldest")
