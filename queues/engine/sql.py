@@ -163,7 +163,9 @@ leased AS (
     FROM claimed c, q
     WHERE m.id = c.id AND {_LIVES} {only}
     RETURNING m.id, m.body, m.headers, m.priority, m.group_key, m.receive_count, m.enqueued_at,
-              m.available_at, m.receipt, m.last_error, m.expires_at
+              m.available_at, m.receipt, m.last_error,
+              -- dead letters never expire (nor does a consumer of a dead-letter queue drop them)
+              CASE WHEN m.dead_at IS NULL THEN m.expires_at END AS expires_at
 ),
 dead AS (
     UPDATE queues_message m
@@ -431,7 +433,7 @@ WITH picked AS (
 moved AS (
     UPDATE queues_message m
     SET queue_id = %(to_id)s, receipt = NULL, available_at = statement_timestamp(), receive_count = 0,
-        dead_at = NULL,
+        dead_at = NULL, expires_at = NULL, cancel_requested_at = NULL,  -- an operator brought it back on purpose
         group_key = CASE WHEN %(to_fifo)s THEN coalesce(m.group_key, '') ELSE m.group_key END,
         history = m.history || jsonb_build_array(jsonb_build_object(
             'at', statement_timestamp(), 'event', 'moved', 'from', %(queue_name)s::text))
@@ -467,7 +469,7 @@ WITH picked AS (
 moved AS (
     UPDATE queues_message m
     SET queue_id = p.dest, receipt = NULL, available_at = statement_timestamp(), receive_count = 0,
-        dead_at = NULL, origin_queue_id = NULL,
+        dead_at = NULL, origin_queue_id = NULL, expires_at = NULL, cancel_requested_at = NULL,
         group_key = CASE WHEN dq.kind = 'fifo' THEN coalesce(m.group_key, '') ELSE m.group_key END,
         history = m.history || jsonb_build_array(jsonb_build_object(
             'at', statement_timestamp(), 'event', 'redriven', 'from', %(queue_name)s::text))
@@ -517,19 +519,20 @@ SELECT count(*) FROM gone
 
 PUBLISH = f"""
 WITH targets AS (
-    SELECT s.queue_id, q.default_delay FROM queues_subscription s
+    SELECT s.queue_id, q.default_delay, q.message_ttl FROM queues_subscription s
     JOIN queues_topic t ON t.id = s.topic_id JOIN queues_queue q ON q.id = s.queue_id
     WHERE t.name = %(topic)s AND (s.filter IS NULL OR %(headers)s::jsonb @> s.filter)
 ),
 fresh AS (
     INSERT INTO queues_message (
         queue_id, body, headers, priority, group_key, enqueued_at, available_at,
-        receive_count, last_error, history)
+        receive_count, last_error, history, expires_at)
     SELECT t.queue_id, %(body)s::json, %(headers)s::jsonb, %(priority)s,
            CASE WHEN q.kind = 'fifo' THEN coalesce(%(group)s::text, '') ELSE %(group)s::text END,
            statement_timestamp(),
            statement_timestamp() + coalesce(%(delay)s * interval '1 second', t.default_delay),
-           0, '', '[]'::jsonb
+           0, '', '[]'::jsonb,
+           statement_timestamp() + coalesce(%(delay)s * interval '1 second', t.default_delay) + t.message_ttl
     FROM targets t JOIN queues_queue q ON q.id = t.queue_id
     RETURNING id, queue_id, available_at
 ),
@@ -671,7 +674,7 @@ SELECT i.id, i.queue_id, i.cancelled, i.dlq_id IS NOT NULL FROM info i
 EXPIRE_DUE = f"""
 WITH victims AS (
     SELECT m.id FROM queues_message m
-    WHERE m.expires_at <= statement_timestamp()
+    WHERE m.expires_at <= statement_timestamp() AND m.dead_at IS NULL
       AND NOT (m.receipt IS NOT NULL AND m.available_at > statement_timestamp())
     ORDER BY m.expires_at
     LIMIT %(limit)s

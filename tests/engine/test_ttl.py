@@ -116,3 +116,32 @@ def test_a_bad_message_ttl_is_refused_and_nothing_is_stored(make_queue, ttl):
     with pytest.raises(queues.InvalidMessage, match="ttl must be"):
         queues.send(queue, "x", ttl=ttl)
     assert queues.peek(queue) == []
+
+
+def test_dead_letters_never_expire_and_a_redriven_message_no_longer_does(make_queue):
+    queue = make_queue(message_ttl=10, max_receives=1)
+    sent = queues.send(queue, "x")
+    [d] = queues.receive(queue)
+    assert queues.nack(d.receipt, error="boom") is True
+    _age(f"{queue}.dlq", 11)
+    assert expire_due() == 0
+    [dead] = queues.receive(f"{queue}.dlq")
+    assert dead.id == sent and dead.expires_at is None
+    queues.nack(dead.receipt)
+    queues.redrive(f"{queue}.dlq")
+    [back] = queues.receive(queue)
+    assert back.id == sent and back.expires_at is None
+
+
+def test_a_published_copy_takes_its_queues_default_ttl(make_queue):
+    short, plain = make_queue(message_ttl=5), make_queue()
+    queues.subscribe("news", short)
+    queues.subscribe("news", plain)
+    ids = queues.publish("news", {"n": 1})
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT id, round(extract(epoch FROM expires_at - enqueued_at)) FROM queues_message WHERE id = ANY(%s)",
+            [list(ids.values())],
+        )
+        got = dict(cur.fetchall())
+    assert {got[ids[short]], got[ids[plain]]} == {5, None}
