@@ -95,10 +95,11 @@ async def areceive(
 
 
 __all__ = [
-    "aack", "aack_batch", "acancel", "acreate_queue", "adelete_messages", "adelete_queue", "aensure_queue",
-    "aexpire_due", "aextend", "aextend_batch", "aflow_totals", "aget_queue", "alist_queues", "amove_messages",
-    "anack", "apause", "apeek", "aprune", "apublish", "apurge", "aqueue_stats", "areap_redrives", "areceive",
-    "aredrive", "aredrive_batch", "arelease_batch", "arequested_among", "aresume", "aretry_now", "arun_redrive",
-    "asend", "asend_batch", "asettle_cancelled", "astart_redrive", "astats", "astop_redrive", "asubscribe",
-    "aunsubscribe", "aupdate_queue",
+    "aack", "aack_batch", "acreate_queue", "adelete_messages", "adelete_queue", "aensure_queue", "aextend",
+    "aextend_batch", "aget_queue", "alist_queues", "amove_messages", "anack", "apause", "apeek", "aprune",
+    "apublish", "apurge", "aqueue_stats", "areap_redrives", "areceive", "aredrive", "aredrive_batch",
+    "arelease_batch", "aresume", "aretry_now", "arun_redrive", "asend", "asend_batch", "astart_redrive", "astats",
+    "astop_redrive", "asubscribe", "aunsubscribe", "aupdate_queue",
 ]
+# Flow control (docs/flow-control.md).
+__all__ += ["acancel", "aexpire_due", "aflow_totals", "arequested_among", "asettle_cancelled"]
