@@ -145,3 +145,14 @@ def test_a_published_copy_takes_its_queues_default_ttl(make_queue):
         )
         got = dict(cur.fetchall())
     assert {got[ids[short]], got[ids[plain]]} == {5, None}
+
+
+def test_an_expired_fifo_head_frees_its_group_for_the_next_message(make_queue):
+    queue = make_queue(kind="fifo")
+    head = queues.send(queue, "old", group="g", ttl=5)
+    _age(queue, 6)
+    nxt = queues.send(queue, "new", group="g")
+    got = queues.receive(queue) or queues.receive(queue)  # the first claim may take (and drop) the head
+    assert [d.id for d in got] == [nxt]
+    assert queues.peek(queue, ids=[head]) == []
+    assert_counts_exact("fifo expiry")
