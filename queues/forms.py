@@ -13,7 +13,7 @@ from queues import validation
 from queues.engine import limits as flow_limits
 from queues.engine import validation as limits
 from queues.engine.validation import validate_name
-from queues.models import Queue, QueueKind
+from queues.models import ExpiryAction, Overflow, Queue, QueueKind
 
 
 class StrictIntegerField(forms.IntegerField):
@@ -82,6 +82,18 @@ class QueueSettingsForm(forms.Form):
         required=False, label="Limits per group key",
         help_text="The rate and concurrency limits apply to each group key separately (for example per customer).",
     )
+    # Flow control (docs/flow-control.md, "Expiry" and "Bounded queues").
+    message_ttl = forms.FloatField(required=False, min_value=limits.MIN_TTL, max_value=limits.MAX_TTL,
+                                   label="Message TTL", help_text="Seconds a message may wait once available "
+                                                                  "before it expires; empty: never.")
+    # Not required: a form posted without them (an older page, a script) leaves them as they are.
+    expiry_action = forms.ChoiceField(choices=ExpiryAction.choices, required=False,
+                                      help_text="An expired message is dropped or dead-lettered.")
+    max_length = StrictIntegerField(required=False, min_value=1, max_value=limits.MAX_QUEUE_LENGTH,
+                                    help_text="Most live messages; empty: unbounded. Only sends are held to it.")
+    overflow = forms.ChoiceField(choices=Overflow.choices, required=False,
+                                 help_text="A send to a full queue is refused, or the oldest waiting messages "
+                                           "make room (to the dead-letter queue, or dropped without one).")
 
     def __init__(self, *args: Any, queue: Queue | None = None, **kwargs: Any) -> None:
         if queue is not None and "initial" not in kwargs:
@@ -98,6 +110,10 @@ class QueueSettingsForm(forms.Form):
                 "rate_burst": queue.rate_burst,
                 "concurrency_limit": queue.concurrency_limit,
                 "limits_per_group": queue.limits_per_group,
+                "message_ttl": _number(queue.message_ttl.total_seconds()) if queue.message_ttl else None,
+                "expiry_action": queue.expiry_action,
+                "max_length": queue.max_length,
+                "overflow": queue.overflow,
             }
         super().__init__(*args, **kwargs)
         self.fields["dead_letter_queue"].choices = _queue_choices(
@@ -117,6 +133,9 @@ class QueueSettingsForm(forms.Form):
         """The cleaned values as keywords of :func:`queues.update_queue`."""
         data = dict(self.cleaned_data)
         data["dead_letter_queue"] = data.get("dead_letter_queue") or None
+        for key in ("expiry_action", "overflow"):
+            if not data.get(key):
+                data.pop(key, None)
         return data
 
 
@@ -218,7 +237,7 @@ class ConfirmNameForm(forms.Form):
                               label="Type the queue's name to confirm")
 
 
-BULK_ACTIONS = {"delete": "Delete", "retry": "Retry now", "move": "Move"}
+BULK_ACTIONS = {"delete": "Delete", "retry": "Retry now", "move": "Move", "cancel": "Cancel"}
 MAX_SELECTED = 10_000
 """Most messages one "Selected…" action takes (docs/dashboard.md); more go through "all matching"."""
 

@@ -26,6 +26,24 @@ class QueueKind(models.TextChoices):
     """Strictly in send order within a group key, one message of a group in flight at a time."""
 
 
+class ExpiryAction(models.TextChoices):
+    """What happens to a message whose time to live ran out before anyone received it."""
+
+    DROP = "drop", "drop"
+    """Deleted, counted as expired."""
+    DEAD_LETTER = "dead_letter", "dead-letter"
+    """Moved to the queue's dead-letter queue (dropped when it has none), counted as expired."""
+
+
+class Overflow(models.TextChoices):
+    """What a send to a queue at its ``max_length`` does (RabbitMQ's ``x-overflow``)."""
+
+    REJECT = "reject", "reject"
+    """The send fails with ``QueueFull``; nothing is written."""
+    DROP_OLDEST = "drop_oldest", "drop oldest"
+    """The oldest waiting messages go to the dead-letter queue (dropped when there is none) to make room."""
+
+
 class Queue(models.Model):
     """A named line of messages and its settings (see DESIGN.md, *Words*)."""
 
@@ -58,6 +76,23 @@ class Queue(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Flow control (docs/flow-control.md, "Expiry" and "Bounded queues"); db defaults, because the
+    # engine's INSERTs name their columns and other code creates queues with the ORM.
+    message_ttl = models.DurationField(
+        null=True, blank=True,
+        help_text="Default time to live of a message once available; empty: messages never expire.",
+    )
+    expiry_action = models.CharField(
+        max_length=16, choices=ExpiryAction.choices, default=ExpiryAction.DROP, db_default=ExpiryAction.DROP,
+        help_text="What happens to an expired message: dropped, or moved to the dead-letter queue.",
+    )
+    max_length = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Most live messages the queue holds; empty: unbounded."
+    )
+    overflow = models.CharField(
+        max_length=16, choices=Overflow.choices, default=Overflow.REJECT, db_default=Overflow.REJECT,
+        help_text="What a send to a full queue does: refused, or the oldest waiting messages make room.",
+    )
 
     class Meta:
         db_table = "queues_queue"
@@ -185,6 +220,11 @@ class Message(models.Model):
         null=True, blank=True, editable=False,
         help_text="For a dead letter: its error's signature (queues.deadletters), set by a trigger.",
     )
+    # Set at send from a per-message or per-queue TTL; swept by the upkeep job "expiry", and a claim
+    # drops a delivery past it (queues/engine/expiry.py). Also set to the present by a cancel.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # An operator asked to cancel it while in flight: the handler sees it (Delivery.cancel_requested).
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
 
     objects = MessageQuerySet.as_manager()
 
@@ -207,6 +247,8 @@ class Message(models.Model):
             models.Index(fields=["queue", "dead_at"], name="queues_msg_dead_at", condition=Q(dead_at__isnull=False)),
             models.Index(fields=["queue", "origin_queue", "error_signature", "dead_at"], name="queues_msg_dead_sig",
                          condition=Q(dead_at__isnull=False)),
+            # Only messages with a TTL (or a cancel): the expiry sweep's range scan, empty otherwise.
+            models.Index(fields=["expires_at"], name="queues_msg_expiry", condition=Q(expires_at__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -252,6 +294,11 @@ class QueueCounter(models.Model):
     acked = models.BigIntegerField(default=0)
     failed = models.BigIntegerField(default=0)
     dead = models.BigIntegerField(default=0)
+    # Bumped only in slot 0 by flow control's statements (queues/engine/expiry.py), never by the hot
+    # path, so the counter compaction (which folds the other slots) never has to carry them.
+    expired = models.BigIntegerField(default=0, db_default=0)
+    cancelled = models.BigIntegerField(default=0, db_default=0)
+    overflowed = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
         db_table = "queues_counter"

@@ -72,6 +72,7 @@ class Action(StrEnum):
     RESUME_SCHEDULE = "resume_schedule"
     RUN_SCHEDULE = "run_schedule"
     DELETE_SCHEDULE = "delete_schedule"
+    CANCEL_MESSAGES = "cancel_messages"
 
 
 # The one table of which permission each action needs.
@@ -101,6 +102,8 @@ REQUIRED: dict[Action, str] = {
     Action.RESUME_SCHEDULE: OPERATE,
     Action.RUN_SCHEDULE: OPERATE,
     Action.DELETE_SCHEDULE: OPERATE,
+    # Like retry and move: the message is not gone unseen, it is counted and audited as cancelled.
+    Action.CANCEL_MESSAGES: OPERATE,
 }
 
 # Actions that read rather than change queues: allowed even when the dashboard is read-only.

@@ -29,6 +29,7 @@ from queues import conf, engine, health, schedules
 from queues.deadletters import DistinctError, TimelineEntry, attempt_timeline, first_line
 from queues.engine import MessageInfo, QueueStats
 from queues.engine import limits as engine_limits
+from queues.engine.expiry import FlowTotals, flow_totals
 from queues.formatting import duration_words, retry_note
 from queues.metrics.history import get_failures_since, get_rates
 from queues.metrics.numbers import Rates, Totals
@@ -709,3 +710,8 @@ def get_flow_limits(queue: Queue) -> FlowLimits | None:
         per_group=queue.limits_per_group,
         groups=status.groups if status else 0,
     )
+
+
+def get_flow_totals(queue: str) -> FlowTotals | None:
+    """What flow control ended in ``queue`` (expired, cancelled, dropped for room); None if it is gone."""
+    return flow_totals([queue]).get(queue)

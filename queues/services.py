@@ -165,6 +165,10 @@ def _settings_snapshot(q: Queue) -> dict[str, Any]:
         "rate_burst": q.rate_burst,
         "concurrency_limit": q.concurrency_limit,
         "limits_per_group": q.limits_per_group,
+        "message_ttl": _seconds(q.message_ttl),
+        "expiry_action": q.expiry_action,
+        "max_length": q.max_length,
+        "overflow": q.overflow,
     }
 
 
@@ -430,6 +434,32 @@ def move_messages(
 
     return _bulk(actor, Action.MOVE_MESSAGES, move, ids=ids, match=match, remote_addr=remote_addr,
                  detail={"to": to}, precheck=check_target, bound=bound)
+
+
+def cancel_messages(
+    *, actor: Any, ids: Sequence[int] | None = None, match: search.MessageFilter | None = None,
+    bound: Bound | None = None, queue: str | None = None, remote_addr: str = "",
+) -> int:
+    """Cancel the chosen messages: waiting ones are deleted (they never run), handlers of ones in flight
+    are asked to stop (docs/flow-control.md, "Cancellation"). ``queue``: only messages of that queue
+    (``NotFound`` if it does not exist). Returns how many were cancelled or asked."""
+    asked: list[int] = []
+
+    def precheck() -> None:
+        if queue is not None:
+            _check_name(queue)
+            if not Queue.objects.filter(name=queue).exists():
+                raise NotFound(f"queue {queue!r} does not exist")
+
+    def cancel(name: str, chunk: list[int]) -> int:
+        if queue is not None and name != queue:
+            return 0
+        result = engine.cancel(name, chunk)
+        asked.extend(result.requested)
+        return len(result.cancelled) + len(result.requested)
+
+    return _bulk(actor, Action.CANCEL_MESSAGES, cancel, ids=ids, match=match, remote_addr=remote_addr, bound=bound,
+                 detail={"in_flight_asked": asked}, precheck=precheck)
 
 
 def reveal_body(*, actor: Any, message_id: int, remote_addr: str = "") -> selectors.MessageDetail:

@@ -18,9 +18,11 @@ job                       what it does                                          
                           scheduler threads do it every second; this catches
                           up where none runs, e.g. ``mq_prune`` from cron)
 ``flow_groups``           idle group keys' rows of queues limited per group key   :mod:`queues.engine.limits`
+``expiry``                messages past their time to live that nobody holds:    :func:`queues.engine.expire_due`
+                          dropped or dead-lettered (the queue's expiry_action)
 ========================  =====================================================  ===========================
 
-Who sweeps: every worker (every ``--prune-interval``, and the ``workers`` job alone at heartbeat pace),
+Who sweeps: every worker (every ``--prune-interval``, and the ``expiry`` and ``workers`` jobs at heartbeat pace),
 the web process's elected sampler (once a minute), and ``mq_prune`` (all jobs, for cron). However many
 of them run, one PostgreSQL advisory lock (:data:`LOCK_KEY`, a session lock taken with
 ``pg_try_advisory_lock``) lets one sweep run at a time; a sweep that finds the lock taken does nothing
@@ -74,6 +76,10 @@ def _task_results(batch: int) -> dict[str, int]:
     return {"expired_task_results": prune_results(batch=batch)}
 
 
+def _expiry(batch: int) -> dict[str, int]:
+    return {"ttl_expired": engine.expire_due(batch=batch)}
+
+
 def _samples(batch: int) -> dict[str, int]:
     # deferred: the sampler imports this module to sweep from its tick (an import circle otherwise)
     from queues.metrics.sampler import maintain_samples
@@ -103,6 +109,7 @@ JOBS: dict[str, JobFunc] = {
     "samples": _samples,
     "schedules": _schedules,
     "flow_groups": _flow_groups,
+    "expiry": _expiry,
 }
 """Every upkeep job by name, in the order a sweep runs them."""
 

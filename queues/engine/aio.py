@@ -13,7 +13,8 @@ import time
 
 from asgiref.sync import sync_to_async
 
-from queues.engine import delivery, operations, queues
+from queues.engine import delivery, expiry, operations, queues
+from queues.engine.cancel import cancel, requested_among, settle_cancelled
 from queues.engine.connection import config
 from queues.engine.delivery import POLL_INTERVAL, claim
 from queues.engine.notify import get_listener
@@ -33,6 +34,12 @@ aresume = sync_to_async(queues.resume)
 asubscribe = sync_to_async(queues.subscribe)
 aunsubscribe = sync_to_async(queues.unsubscribe)
 apublish = sync_to_async(queues.publish)
+# -- flow control
+acancel = sync_to_async(cancel)
+arequested_among = sync_to_async(requested_among)
+asettle_cancelled = sync_to_async(settle_cancelled)
+aexpire_due = sync_to_async(expiry.expire_due)
+aflow_totals = sync_to_async(expiry.flow_totals)
 # -- delivery (areceive is below)
 asend = sync_to_async(delivery.send)
 asend_batch = sync_to_async(delivery.send_batch)
@@ -94,3 +101,5 @@ __all__ = [
     "arelease_batch", "aresume", "aretry_now", "arun_redrive", "asend", "asend_batch", "astart_redrive", "astats",
     "astop_redrive", "asubscribe", "aunsubscribe", "aupdate_queue",
 ]
+# Flow control (docs/flow-control.md).
+__all__ += ["acancel", "aexpire_due", "aflow_totals", "arequested_among", "asettle_cancelled"]

@@ -163,13 +163,14 @@ class QueueConfig:
     """What the hot path needs of a queue, read once per :data:`CONFIG_TTL`."""
 
     __slots__ = (
-        "concurrency_limit", "default_delay", "id", "kind", "limits_per_group", "loaded", "max_message_size", "name",
-        "rate",
+        "concurrency_limit", "default_delay", "id", "kind", "limits_per_group", "loaded", "max_length",
+        "max_message_size", "name", "overflow", "rate",
     )
 
     def __init__(
-        self, id: int, name: str, kind: str, max_message_size: int, default_delay: float,
+        self, id: int, name: str, kind: str, max_message_size: int, default_delay: float, *,
         rate: float | None = None, concurrency_limit: int | None = None, limits_per_group: bool = False,
+        max_length: int | None = None, overflow: str = "reject",
     ) -> None:
         self.id = id
         self.name = name
@@ -180,6 +181,9 @@ class QueueConfig:
         self.rate = rate
         self.concurrency_limit = concurrency_limit
         self.limits_per_group = limits_per_group
+        # Bounded queues (queues/engine/bounded.py): None for the unbounded, which send as before.
+        self.max_length = max_length
+        self.overflow = overflow
         self.loaded = time.monotonic()
 
     @property
@@ -210,7 +214,10 @@ def config(name: str) -> QueueConfig:
     if row is None:
         clear_cache(name)
         raise QueueNotFound(f"queue {name!r} does not exist: create it first (queues.create_queue or mq_queue create)")
-    cfg = QueueConfig(row[0], name, row[1], row[2], float(row[3]), row[4], row[5], row[6])
+    cfg = QueueConfig(
+        row[0], name, row[1], row[2], float(row[3]), rate=row[4], concurrency_limit=row[5], limits_per_group=row[6],
+        max_length=row[7], overflow=row[8],
+    )
     with _cache_lock:
         _cache[name] = cfg
         _names[cfg.id] = name

@@ -10,11 +10,12 @@ import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from queues import conf, tracing
 from queues.engine import flow_sql, limits, sql, text
+from queues.engine.bounded import bounded_send
 from queues.engine.connection import QueueConfig, clear_cache, config, fifo_positions, hot_cursor, recovers_connection
 from queues.engine.errors import InvalidMessage, InvalidReceipt, LeaseExpired, MessageTooLarge
 from queues.engine.notify import get_listener
@@ -30,20 +31,25 @@ from queues.engine.validation import (
     check_key,
     check_priority,
     check_seconds,
+    check_ttl,
     encode_body,
     encode_headers,
     receive_args,
 )
 
-
 # -- send -------------------------------------------------------------------------------------------
-def _prepare(cfg: QueueConfig, item: Outgoing) -> tuple[str, str, int, str | None, str | None, float | None]:
-    return _prepare_fields(cfg, item.body, item.headers, item.priority, item.group, item.dedup_id, item.delay)
+_Row = tuple[str, str, int, str | None, str | None, float | None, float | None]
+
+
+def _prepare(cfg: QueueConfig, item: Outgoing) -> _Row:
+    return _prepare_fields(cfg, item.body, item.headers, item.priority, item.group, item.dedup_id, item.delay,
+                           item.ttl)
 
 
 def _prepare_fields(
-    cfg: QueueConfig, body: Any, headers: Any, priority: Any, group: Any, dedup_id: Any, delay: Any
-) -> tuple[str, str, int, str | None, str | None, float | None]:
+    cfg: QueueConfig, body: Any, headers: Any, priority: Any, group: Any, dedup_id: Any, delay: Any,
+    ttl: Any = None,
+) -> _Row:
     body = encode_body(body)
     headers = encode_headers(headers)
     size = len(body.encode()) + len(headers.encode())
@@ -56,7 +62,8 @@ def _prepare_fields(
     group = check_key(group, "group")
     if cfg.kind == "fifo" and group is None:
         group = ""
-    return (body, headers, check_priority(priority), group, check_key(dedup_id, "dedup_id"), check_delay(delay))
+    return (body, headers, check_priority(priority), group, check_key(dedup_id, "dedup_id"), check_delay(delay),
+            check_ttl(ttl))
 
 
 @tracing.traced_send_batch
@@ -74,6 +81,13 @@ def send_batch(queue: str, messages: Iterable[Any]) -> list[int]:
     if len(items) > MAX_BATCH:
         raise InvalidMessage(f"a batch holds at most {MAX_BATCH} messages, got {len(items)}: split it")
     rows = [_prepare(cfg, item) for item in items]
+    if cfg.max_length is not None:
+        return bounded_send(cfg, len(rows), lambda: _send_rows(queue, cfg, rows))
+    return _send_rows(queue, cfg, rows)
+
+
+def _send_rows(queue: str, cfg: QueueConfig, rows: list[_Row]) -> list[int]:
+    """Send prepared rows: ``sql.SEND_FAST`` without dedup ids, else ``sql.SEND``."""
     if all(row[4] is None for row in rows):
         return _send_fast(queue, cfg, rows)
     # The same dedup id twice in one batch: only the first is sent, the rest get its id.
@@ -96,6 +110,7 @@ def send_batch(queue: str, messages: Iterable[Any]) -> list[int]:
         "groups": [r[3] for r in send_rows],
         "dedup_ids": [r[4] for r in send_rows],
         "delays": [r[5] for r in send_rows],
+        "ttls": [r[6] for r in send_rows],
     }
     with hot_cursor() as cur:
         cur.execute(sql.SEND, params)
@@ -125,6 +140,7 @@ def _send_fast(queue: str, cfg: QueueConfig, rows: list[tuple]) -> list[int]:
         "priorities": None if all(r[2] == 0 for r in rows) else [r[2] for r in rows],
         "groups": None if all(r[3] is None for r in rows) else [r[3] for r in rows],
         "delays": None if all(r[5] is None for r in rows) else [r[5] for r in rows],
+        "ttls": None if all(r[6] is None for r in rows) else [r[6] for r in rows],
     }
     with hot_cursor() as cur:
         cur.execute(sql.SEND_FAST, params)
@@ -149,19 +165,26 @@ def send(
     priority: int = 0,
     group: str | None = None,
     dedup_id: str | None = None,
+    ttl: float | timedelta | None = None,
 ) -> int:
     """Send one message to ``queue`` and return its id.
 
     ``delay`` (seconds) defaults to the queue's default delay; ``priority`` is -100..100, larger
     first; ``group`` orders fifo queues; ``dedup_id`` makes a repeat inside the dedup window a no-op
-    that returns the first message's id.
+    that returns the first message's id; ``ttl`` (seconds, default the queue's ``message_ttl``) is how
+    long it may wait once available before it expires. A queue at its ``max_length`` raises
+    :class:`QueueFull` (``overflow="reject"``) or makes room (``"drop_oldest"``).
     """
     if dedup_id is None:
         # The common case, without the batch bookkeeping.
         cfg = config(queue)
-        return _send_fast(queue, cfg, [_prepare_fields(cfg, body, headers, priority, group, None, delay)])[0]
+        rows = [_prepare_fields(cfg, body, headers, priority, group, None, delay, ttl)]
+        if cfg.max_length is not None:
+            return bounded_send(cfg, 1, lambda: _send_fast(queue, cfg, rows))[0]
+        return _send_fast(queue, cfg, rows)[0]
     return send_batch(
-        queue, [Outgoing(body=body, headers=headers, delay=delay, priority=priority, group=group, dedup_id=dedup_id)]
+        queue, [Outgoing(body=body, headers=headers, delay=delay, priority=priority, group=group, dedup_id=dedup_id,
+                         ttl=ttl)]
     )[0]
 
 
@@ -225,15 +248,47 @@ def claim(cfg: QueueConfig, limit: int, visibility_timeout: float | None) -> lis
         else:
             cur.execute(sql.RECEIVE_STANDARD, params)
             rows = cur.fetchall()
-    return [
+    deliveries = [
         Delivery(
             id=r[0], queue=cfg.name, body=loads_column(r[1]), headers={} if r[2] == "{}" else loads_column(r[2]),
             priority=r[3], group=r[4],
             receive_count=r[5], enqueued_at=r[6], lease_expires_at=r[7], receipt=_make_receipt(r[0], r[8]),
-            last_error=r[9], body_text=r[1],
+            last_error=r[9], body_text=r[1], expires_at=r[10],
         )
         for r in rows
     ]
+    if any(r[10] is not None for r in rows):
+        return _without_expired(deliveries)
+    return deliveries
+
+
+def _without_expired(deliveries: list[Delivery]) -> list[Delivery]:
+    """Drop (or dead-letter, or cancel) the deliveries whose expiry passed before they were handed out:
+    an expired message is never returned by a receive. Compared with this process's clock."""
+    now = datetime.now(UTC)
+    expired = [d.receipt for d in deliveries if d.expires_at is not None and d.expires_at <= now]
+    if not expired:
+        return deliveries
+    expire_held(expired)
+    gone = set(expired)
+    return [d for d in deliveries if d.receipt not in gone]
+
+
+@recovers_connection
+def expire_held(receipts: Sequence[str], *, cancel: bool = False) -> list[tuple[int, int, bool, bool]]:
+    """End held deliveries as expired (the queue's ``expiry_action``) or, with ``cancel`` or a cancel
+    request on record, as cancelled (deleted); by receipt, while the lease holds, in one statement.
+
+    Returns ``(message id, queue id, cancelled, dead-lettered)`` per message ended; stale receipts
+    are left alone (their message is someone else's now).
+    """
+    receipts = list(receipts)
+    if not receipts:
+        return []
+    _, params = _split(receipts)
+    with hot_cursor() as cur:
+        cur.execute(sql.EXPIRE_HELD, {**params, "cancel": bool(cancel)})
+        return [tuple(r) for r in cur.fetchall()]
 
 
 def _claim_limited(cur: Any, cfg: QueueConfig, params: dict[str, Any]) -> list[tuple]:

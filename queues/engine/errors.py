@@ -1,8 +1,8 @@
 """Exceptions of the engine's Python API.
 
-Every one but :class:`DatabaseUnavailable` is a ``ValueError`` (bad input) or a ``LookupError``
-(unknown name) as well as an :class:`MQError`, and its message names the offending value and how to
-fix it. Nothing has been written when one is raised.
+Every one but :class:`DatabaseUnavailable` and :class:`Cancelled` (a handler's signal to stop) is a
+``ValueError`` (bad input) or a ``LookupError`` (unknown name) as well as an :class:`MQError`, and its
+message names the offending value and how to fix it. Nothing has been written when one is raised.
 """
 
 from __future__ import annotations
@@ -62,6 +62,19 @@ class RedriveRunning(InvalidRedrive):
         self.redrive_id = redrive_id
 
 
+class QueueFull(MQError, ValueError):
+    """A send to a queue at its ``max_length`` with ``overflow="reject"`` (or one that no drop of the
+    oldest waiting messages could make room for): nothing was written. Retry later, or raise the limit."""
+
+
+class Cancelled(MQError):
+    """Raised by :meth:`Delivery.check_cancelled` once an operator asked to cancel the message in flight.
+
+    Not a ``ValueError``: a handler lets it propagate (or raises it itself) to stop; the worker then
+    deletes the message as cancelled, never retried. See docs/flow-control.md, "Cancellation".
+    """
+
+
 class DatabaseUnavailable(MQError, OperationalError):
     """The connection to the database was lost and one reconnection failed too (the server is down or
     unreachable). Nothing was stored by the failed attempt unless it committed just as the connection
@@ -69,7 +82,8 @@ class DatabaseUnavailable(MQError, OperationalError):
 
 
 __all__ = [
-    "DatabaseUnavailable", "InvalidMessage", "InvalidQueueName", "InvalidQueueSettings", "InvalidReceipt",
-    "InvalidRedrive", "LeaseExpired", "MQError", "MessageTooLarge", "QueueExists", "QueueNotFound", "RedriveRunning",
+    "Cancelled", "DatabaseUnavailable", "InvalidMessage", "InvalidQueueName", "InvalidQueueSettings", "InvalidReceipt",
+    "InvalidRedrive", "LeaseExpired", "MQError", "MessageTooLarge", "QueueExists", "QueueFull", "QueueNotFound",
+    "RedriveRunning",
     "TopicNotFound",
 ]

@@ -7,6 +7,9 @@ queue by backend pid, so concurrent producers rarely wait on the same row.
 Time is ``statement_timestamp()``: current even inside a caller's long transaction (``now()`` would
 be the transaction's start) and still stable, so the planner can use it in index conditions.
 Lease checks at ack time use ``clock_timestamp()``: a handler's transaction may be long.
+
+Kept as one module on purpose, past 600 lines: every statement of the engine in one place, as named
+queries (docs/architecture.md), sharing the counter and lease fragments above them.
 """
 
 from __future__ import annotations
@@ -38,6 +41,13 @@ def _deltas(**cols: str) -> str:
 
 
 # -- send -------------------------------------------------------------------------------------------
+# A time to live (the message's own, else the queue's) counts from when the message becomes
+# available, so a delayed message cannot expire before anyone could receive it. NULL: never expires.
+_EXPIRES_AT = (
+    "statement_timestamp() + coalesce({t}.delay * interval '1 second', q.default_delay)"
+    " + coalesce({t}.ttl * interval '1 second', q.message_ttl)"
+)
+
 # One statement for any number of messages: arrays in, ids out in input order. Dedup ids go through
 # queues_dedup first; a conflicting live entry makes the row vanish from `fresh`, and the caller
 # reads the first message's id back from queues_dedup.
@@ -45,10 +55,10 @@ SEND = f"""
 WITH input AS (
     SELECT * FROM unnest(
         %(bodies)s::text[], %(headers)s::text[], %(priorities)s::int[], %(groups)s::text[],
-        %(dedup_ids)s::text[], %(delays)s::float8[]
-    ) WITH ORDINALITY AS t(body, headers, priority, group_key, dedup_id, delay, ord)
+        %(dedup_ids)s::text[], %(delays)s::float8[], %(ttls)s::float8[]
+    ) WITH ORDINALITY AS t(body, headers, priority, group_key, dedup_id, delay, ttl, ord)
 ),
-q AS (SELECT id, default_delay, dedup_window FROM queues_queue WHERE id = %(queue_id)s),
+q AS (SELECT id, default_delay, dedup_window, message_ttl FROM queues_queue WHERE id = %(queue_id)s),
 numbered AS (
     SELECT input.*, nextval('queues_message_id_seq') AS new_id FROM input
 ),
@@ -64,11 +74,11 @@ dedup AS (
 fresh AS (
     INSERT INTO queues_message (
         id, queue_id, body, headers, priority, group_key, dedup_id, enqueued_at, available_at,
-        receive_count, last_error, history)
+        receive_count, last_error, history, expires_at)
     SELECT n.new_id, q.id, n.body::json, n.headers::jsonb, n.priority, n.group_key, n.dedup_id,
            statement_timestamp(),
            statement_timestamp() + coalesce(n.delay * interval '1 second', q.default_delay),
-           0, '', '[]'::jsonb
+           0, '', '[]'::jsonb, {_EXPIRES_AT.format(t="n")}
     FROM numbered n, q
     WHERE n.dedup_id IS NULL OR n.new_id IN (SELECT message_id FROM dedup)
     RETURNING id, available_at
@@ -93,19 +103,20 @@ FROM numbered n ORDER BY n.ord
 # groups and delays are NULL when every message takes the default; ROWS FROM pads a NULL one with
 # NULLs. nextval() is volatile, so PostgreSQL evaluates it after the sort: ascending ids are input order.
 SEND_FAST = f"""
-WITH q AS (SELECT id, default_delay FROM queues_queue WHERE id = %(queue_id)s),
+WITH q AS (SELECT id, default_delay, message_ttl FROM queues_queue WHERE id = %(queue_id)s),
 fresh AS (
     INSERT INTO queues_message (
         id, queue_id, body, headers, priority, group_key, enqueued_at, available_at,
-        receive_count, last_error, history)
+        receive_count, last_error, history, expires_at)
     SELECT nextval('queues_message_id_seq'), q.id, t.body, coalesce(t.headers, '{{}}'::jsonb),
            coalesce(t.priority, 0), t.group_key, statement_timestamp(),
            statement_timestamp() + coalesce(t.delay * interval '1 second', q.default_delay),
-           0, '', '[]'::jsonb
+           0, '', '[]'::jsonb, {_EXPIRES_AT.format(t="t")}
     FROM q, ROWS FROM (
         json_array_elements(%(bodies)s::json), jsonb_array_elements(%(headers)s::jsonb),
-        unnest(%(priorities)s::int[]), unnest(%(groups)s::text[]), unnest(%(delays)s::float8[])
-    ) WITH ORDINALITY AS t(body, headers, priority, group_key, delay, ord)
+        unnest(%(priorities)s::int[]), unnest(%(groups)s::text[]), unnest(%(delays)s::float8[]),
+        unnest(%(ttls)s::float8[])
+    ) WITH ORDINALITY AS t(body, headers, priority, group_key, delay, ttl, ord)
     ORDER BY t.ord
     RETURNING id, available_at
 ),
@@ -152,7 +163,9 @@ leased AS (
     FROM claimed c, q
     WHERE m.id = c.id AND {_LIVES} {only}
     RETURNING m.id, m.body, m.headers, m.priority, m.group_key, m.receive_count, m.enqueued_at,
-              m.available_at, m.receipt, m.last_error
+              m.available_at, m.receipt, m.last_error,
+              -- dead letters never expire (nor does a consumer of a dead-letter queue drop them)
+              CASE WHEN m.dead_at IS NULL THEN m.expires_at END AS expires_at
 ),
 dead AS (
     UPDATE queues_message m
@@ -173,7 +186,7 @@ deltas AS (
 ),
 {_bump("bumped", "deltas")}
 SELECT id, body::text, headers, priority, group_key, receive_count, enqueued_at, available_at,
-       replace(receipt::text, '-', ''), last_error
+       replace(receipt::text, '-', ''), last_error, expires_at
 FROM leased WHERE {_ASYNC_COMMIT} ORDER BY priority DESC, id
 """
 
@@ -420,7 +433,7 @@ WITH picked AS (
 moved AS (
     UPDATE queues_message m
     SET queue_id = %(to_id)s, receipt = NULL, available_at = statement_timestamp(), receive_count = 0,
-        dead_at = NULL,
+        dead_at = NULL, expires_at = NULL, cancel_requested_at = NULL,  -- an operator brought it back on purpose
         group_key = CASE WHEN %(to_fifo)s THEN coalesce(m.group_key, '') ELSE m.group_key END,
         history = m.history || jsonb_build_array(jsonb_build_object(
             'at', statement_timestamp(), 'event', 'moved', 'from', %(queue_name)s::text))
@@ -456,7 +469,7 @@ WITH picked AS (
 moved AS (
     UPDATE queues_message m
     SET queue_id = p.dest, receipt = NULL, available_at = statement_timestamp(), receive_count = 0,
-        dead_at = NULL, origin_queue_id = NULL,
+        dead_at = NULL, origin_queue_id = NULL, expires_at = NULL, cancel_requested_at = NULL,
         group_key = CASE WHEN dq.kind = 'fifo' THEN coalesce(m.group_key, '') ELSE m.group_key END,
         history = m.history || jsonb_build_array(jsonb_build_object(
             'at', statement_timestamp(), 'event', 'redriven', 'from', %(queue_name)s::text))
@@ -506,19 +519,20 @@ SELECT count(*) FROM gone
 
 PUBLISH = f"""
 WITH targets AS (
-    SELECT s.queue_id, q.default_delay FROM queues_subscription s
+    SELECT s.queue_id, q.default_delay, q.message_ttl FROM queues_subscription s
     JOIN queues_topic t ON t.id = s.topic_id JOIN queues_queue q ON q.id = s.queue_id
     WHERE t.name = %(topic)s AND (s.filter IS NULL OR %(headers)s::jsonb @> s.filter)
 ),
 fresh AS (
     INSERT INTO queues_message (
         queue_id, body, headers, priority, group_key, enqueued_at, available_at,
-        receive_count, last_error, history)
+        receive_count, last_error, history, expires_at)
     SELECT t.queue_id, %(body)s::json, %(headers)s::jsonb, %(priority)s,
            CASE WHEN q.kind = 'fifo' THEN coalesce(%(group)s::text, '') ELSE %(group)s::text END,
            statement_timestamp(),
            statement_timestamp() + coalesce(%(delay)s * interval '1 second', t.default_delay),
-           0, '', '[]'::jsonb
+           0, '', '[]'::jsonb,
+           statement_timestamp() + coalesce(%(delay)s * interval '1 second', t.default_delay) + t.message_ttl
     FROM targets t JOIN queues_queue q ON q.id = t.queue_id
     RETURNING id, queue_id, available_at
 ),
@@ -575,7 +589,7 @@ LIMIT %(limit)s
 # What the per-queue config cache holds (connection.config).
 QUEUE_CONFIG = (
     "SELECT id, kind, max_message_size, extract(epoch FROM default_delay), "
-    "rate_limit / extract(epoch FROM rate_period)::float8, concurrency_limit, limits_per_group "
+    "rate_limit / extract(epoch FROM rate_period)::float8, concurrency_limit, limits_per_group, max_length, overflow "
     "FROM queues_queue WHERE name = %s"
 )
 QUEUE_NAME = "SELECT name FROM queues_queue WHERE id = %s"
@@ -597,3 +611,179 @@ REAP_REDRIVES = (
 # The lease-or-dead-letter tail of every claim, public so that flow_sql builds its claims from the same
 # text as RECEIVE_STANDARD rather than a copy of it.
 LEASE_AND_DEADLETTER = _lease_and_deadletter
+
+# -- flow control: expiry, cancellation, bounded queues (docs/flow-control.md) ------------------------
+_FLOW_COLUMNS = (*_COLUMNS, "expired", "cancelled", "overflowed")
+
+
+def _flow_bump(name: str, source: str) -> str:
+    """Like ``_bump`` for all eight counter columns, always in slot 0: the flow counters live only there
+    (the compaction folds the other slots without them). ``source`` has one row per queue_id at most,
+    as one INSERT may not touch a row twice; these statements never run ``_bump`` beside it."""
+    cols = ", ".join(_FLOW_COLUMNS)
+    sums = ", ".join(f"sum({c})" for c in _FLOW_COLUMNS)
+    sets = ", ".join(f"{c} = k.{c} + EXCLUDED.{c}" for c in _FLOW_COLUMNS)
+    return f"""{name} AS (
+    INSERT INTO queues_counter AS k (queue_id, slot, {cols})
+    SELECT queue_id, 0, {sums} FROM {source}
+    GROUP BY queue_id
+    ON CONFLICT (queue_id, slot) DO UPDATE SET {sets}
+)"""
+
+
+def _flow_deltas(**cols: str) -> str:
+    return ", ".join(f"{cols.get(c, '0')}::bigint AS {c}" for c in _FLOW_COLUMNS)
+
+
+# Expire the rows of `victims` (ids, locked): one asked to be cancelled is dropped and counted as
+# cancelled; otherwise the queue's expiry_action says drop or dead-letter (dropped when the queue has
+# no dead-letter queue), counted as expired. A dead-lettered one loses its expiry, or it would expire
+# again in the dead-letter queue. A fifo group held by one of them is freed.
+def _expire(victims: str) -> str:
+    return f"""
+info AS (
+    SELECT m.id, m.queue_id, m.group_key,
+           (m.cancel_requested_at IS NOT NULL OR %(cancel)s::boolean) AS cancelled,
+           CASE WHEN m.cancel_requested_at IS NULL AND NOT %(cancel)s::boolean AND q.expiry_action = 'dead_letter'
+                THEN q.dead_letter_queue_id END AS dlq_id
+    FROM {victims} v JOIN queues_message m ON m.id = v.id JOIN queues_queue q ON q.id = m.queue_id
+),
+removed AS (
+    DELETE FROM queues_message m USING info i WHERE m.id = i.id AND i.dlq_id IS NULL RETURNING m.id
+),
+moved AS (
+    UPDATE queues_message m
+    SET queue_id = i.dlq_id, origin_queue_id = m.queue_id, dead_at = statement_timestamp(), receipt = NULL,
+        available_at = statement_timestamp(), expires_at = NULL,
+        history = m.history || jsonb_build_array(jsonb_build_object(
+            'at', statement_timestamp(), 'event', 'dead-lettered', 'reason', 'expired (time to live ran out)'))
+    FROM info i WHERE m.id = i.id AND i.dlq_id IS NOT NULL
+    RETURNING m.id
+),
+{_free_groups("freed", "info")},
+deltas AS (
+    SELECT queue_id, {_flow_deltas(depth="-count(*)", dead="count(dlq_id)",
+                                   expired="count(*) FILTER (WHERE NOT cancelled)",
+                                   cancelled="count(*) FILTER (WHERE cancelled)")}
+    FROM info GROUP BY queue_id
+    UNION ALL
+    SELECT dlq_id, {_flow_deltas(depth="count(*)", sent="count(*)")} FROM info WHERE dlq_id IS NOT NULL GROUP BY dlq_id
+),
+{_flow_bump("bumped", "deltas")}
+SELECT i.id, i.queue_id, i.cancelled, i.dlq_id IS NOT NULL FROM info i
+"""
+
+
+# The upkeep job: messages past expires_at that nobody holds (ready or delayed), oldest expiry first,
+# through the partial index on expires_at. A message in flight is its holder's until its lease ends.
+EXPIRE_DUE = f"""
+WITH victims AS (
+    SELECT m.id FROM queues_message m
+    WHERE m.expires_at <= statement_timestamp() AND m.dead_at IS NULL
+      AND NOT (m.receipt IS NOT NULL AND m.available_at > statement_timestamp())
+    ORDER BY m.expires_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+{_expire("victims")}
+"""
+
+# Deliveries just claimed (or a handler's own) whose expiry passed, or that a handler cancelled
+# (cancel true): by receipt, while the lease is alive, so a lease lost meanwhile is left alone.
+EXPIRE_HELD = f"""
+WITH victims AS (
+    SELECT m.id FROM queues_message m, {_RECEIPTS}
+    WHERE m.id = r.id AND m.receipt = r.receipt AND m.available_at > clock_timestamp()
+    FOR UPDATE OF m
+),
+{_expire("victims")}
+"""
+
+# Cancel messages of a queue: one nobody holds is deleted now (counted as cancelled); one in flight is
+# marked, so its handler sees the request, and its expiry set to now, so that if it comes back (a
+# nack, a lease running out) it is dropped as cancelled instead of delivered. FOR UPDATE waits for a
+# claim in progress and re-reads the row, so "in flight" is decided on the latest version.
+CANCEL = f"""
+WITH picked AS (
+    SELECT m.id, m.queue_id, m.group_key,
+           (m.receipt IS NOT NULL AND m.available_at > statement_timestamp()) AS in_flight
+    FROM queues_message m
+    WHERE m.queue_id = %(queue_id)s AND m.id = ANY(%(ids)s::bigint[])
+    FOR UPDATE
+),
+removed AS (
+    DELETE FROM queues_message m USING picked p WHERE m.id = p.id AND NOT p.in_flight
+    RETURNING m.id, m.queue_id, m.group_key
+),
+requested AS (
+    UPDATE queues_message m SET cancel_requested_at = statement_timestamp(), expires_at = statement_timestamp()
+    FROM picked p WHERE m.id = p.id AND p.in_flight AND m.cancel_requested_at IS NULL
+    RETURNING m.id
+),
+deltas AS (
+    SELECT queue_id, {_flow_deltas(depth="-count(*)", cancelled="count(*)")} FROM removed GROUP BY queue_id
+),
+{_flow_bump("bumped", "deltas")}
+SELECT (SELECT coalesce(array_agg(id ORDER BY id), '{{}}') FROM removed),
+       (SELECT coalesce(array_agg(id ORDER BY id), '{{}}') FROM requested),
+       (SELECT coalesce(array_agg(id ORDER BY id), '{{}}') FROM picked WHERE in_flight)
+"""
+
+# Which of these in-flight messages an operator asked to cancel: primary-key probes, for the worker's
+# periodic look and Delivery.check_cancelled().
+CANCEL_REQUESTED = """
+SELECT id FROM queues_message WHERE id = ANY(%(ids)s::bigint[]) AND cancel_requested_at IS NOT NULL
+"""
+
+# Bounded queues: every send to a queue with a max_length takes this lock (until its transaction
+# ends) before its send statement, whose snapshot is then taken after the previous sender committed,
+# so the depth it reads afterwards counts every message sent before. Unbounded queues never take it.
+LOCK_QUEUE_SENDS = "SELECT pg_advisory_xact_lock(%(lock_class)s::int, %(queue_id)s::int)"
+
+QUEUE_DEPTH = "SELECT coalesce(sum(depth), 0) FROM queues_counter WHERE queue_id = %(queue_id)s"
+
+# Make room in a full drop_oldest queue: its oldest messages nobody holds (ready or delayed) go to the
+# dead-letter queue, or are deleted when there is none, counted as overflowed. The ids just sent are
+# never taken (their send is what made the room necessary).
+DROP_OLDEST = f"""
+WITH q AS (SELECT id, dead_letter_queue_id FROM queues_queue WHERE id = %(queue_id)s),
+victims AS (
+    SELECT m.id, m.group_key FROM queues_message m
+    WHERE m.queue_id = %(queue_id)s AND NOT (m.id = ANY(%(keep)s::bigint[]))
+      AND NOT (m.receipt IS NOT NULL AND m.available_at > statement_timestamp())
+    ORDER BY m.id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+removed AS (
+    DELETE FROM queues_message m USING victims v WHERE m.id = v.id AND (SELECT dead_letter_queue_id FROM q) IS NULL
+    RETURNING m.id
+),
+moved AS (
+    UPDATE queues_message m
+    SET queue_id = q.dead_letter_queue_id, origin_queue_id = m.queue_id, dead_at = statement_timestamp(),
+        receipt = NULL, available_at = statement_timestamp(), expires_at = NULL,
+        history = m.history || jsonb_build_array(jsonb_build_object(
+            'at', statement_timestamp(), 'event', 'dead-lettered', 'reason', 'overflow (queue at its max length)'))
+    FROM victims v, q WHERE m.id = v.id AND q.dead_letter_queue_id IS NOT NULL
+    RETURNING m.id
+),
+counted AS (SELECT count(*) AS n, (SELECT dead_letter_queue_id FROM q) AS dlq_id FROM victims),
+deltas AS (
+    SELECT %(queue_id)s::bigint AS queue_id,
+           {_flow_deltas(depth="-n", dead="CASE WHEN dlq_id IS NULL THEN 0 ELSE n END", overflowed="n")}
+    FROM counted WHERE n > 0
+    UNION ALL
+    SELECT dlq_id, {_flow_deltas(depth="n", sent="n")} FROM counted WHERE n > 0 AND dlq_id IS NOT NULL
+),
+{_flow_bump("bumped", "deltas")}
+SELECT (SELECT count(*) FROM removed) + (SELECT count(*) FROM moved)
+"""
+
+# The flow counters of some queues (all of them when names is NULL).
+FLOW_TOTALS = """
+SELECT q.name, coalesce(sum(k.expired), 0), coalesce(sum(k.cancelled), 0), coalesce(sum(k.overflowed), 0)
+FROM queues_queue q LEFT JOIN queues_counter k ON k.queue_id = q.id AND k.slot = 0
+WHERE (%(names)s::text[] IS NULL OR q.name = ANY(%(names)s::text[]))
+GROUP BY q.name
+"""

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from queues.engine.errors import Cancelled
+
 
 class JSONText(str):
     """A message body given as JSON text, stored and delivered exactly as written.
@@ -29,15 +31,21 @@ class Outgoing:
     priority: int = 0
     group: str | None = None
     dedup_id: str | None = None
+    ttl: float | None = None
+    """Seconds the message may wait once available before it expires (default: the queue's)."""
 
 
 class LeaseStatus:
     """What the worker found out about a delivery's lease while its handler runs."""
 
-    __slots__ = ("lost",)
+    __slots__ = ("cancel_requested", "lost", "watched")
 
     def __init__(self) -> None:
         self.lost = False
+        # Set by the worker's periodic look (queues.engine.cancel.requested_among) when an operator
+        # asked to cancel the message; ``watched``: a worker looks, so on-demand checks need no query.
+        self.cancel_requested = False
+        self.watched = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +71,35 @@ class Delivery:
     body_text: str = field(default="", repr=False)
     """The body's JSON text exactly as stored: as sent for a ``JSONText``, else the engine's compact
     encoding of what was sent (key order kept)."""
+    expires_at: datetime | None = None
+    """When the message's time to live runs out (None: never); a claim never hands out one past it."""
     lease: LeaseStatus = field(default_factory=LeaseStatus, repr=False, compare=False)
 
     @property
     def lease_lost(self) -> bool:
         """True once the worker found this delivery's lease gone (see the class docstring)."""
         return self.lease.lost
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once an operator asked to cancel this message in flight (a worker looks every second;
+        without a worker, :meth:`check_cancelled` asks the database)."""
+        return self.lease.cancel_requested
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`~queues.engine.errors.Cancelled` if cancelling this message was requested.
+
+        Under ``mq_worker`` it reads what the worker's periodic look found (no query); a consumer of
+        its own (``queues.receive``) gets one primary-key query per call. A handler that lets the
+        exception propagate ends the message as cancelled (deleted, not retried).
+        """
+        if not self.lease.cancel_requested and not self.lease.watched:
+            # deferred: engine.cancel imports this module (its statements return Delivery ids)
+            from queues.engine.cancel import requested_among
+
+            self.lease.cancel_requested = bool(requested_among([self.id]))
+        if self.lease.cancel_requested:
+            raise Cancelled(f"message {self.id} of queue {self.queue!r} was cancelled by an operator")
 
 
 @dataclass(frozen=True, slots=True)

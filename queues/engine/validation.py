@@ -42,6 +42,10 @@ MAX_WAIT = 3600.0
 """Longest a receive may wait for a message."""
 MIN_REDRIVE_RATE = 0.1
 """Slowest redrive pace, in messages per second."""
+MIN_TTL, MAX_TTL = 0.001, 365 * 24 * 3600.0
+"""Bounds of a time to live (a message's ``ttl``, a queue's ``message_ttl``), in seconds."""
+MAX_QUEUE_LENGTH = INT_MAX
+"""Largest ``max_length`` of a queue (the column's bound)."""
 DLQ_SUFFIX = ".dlq"
 # Fifo claims walk at most this many groups per call; the walk resumes where it stopped next time.
 FIFO_MAX_GROUPS = 1000
@@ -122,6 +126,19 @@ def check_delay(delay: object) -> float | None:
     return float(delay)
 
 
+def check_ttl(ttl: object) -> float | None:
+    """A message's time to live as float seconds (None stays None); :class:`InvalidMessage` if out of range."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, timedelta):
+        ttl = ttl.total_seconds()
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl):
+        raise InvalidMessage(f"ttl must be a number of seconds, got {ttl!r}")
+    if not MIN_TTL <= ttl <= MAX_TTL:
+        raise InvalidMessage(f"ttl must be between {MIN_TTL:g} and {MAX_TTL:g} seconds (365 days), got {ttl!r}")
+    return float(ttl)
+
+
 def check_key(value: object, what: str) -> str | None:
     """A group key or dedup id (None stays None); :class:`InvalidMessage` if unusable."""
     if value is None:
@@ -190,6 +207,19 @@ def clean_settings(values: dict[str, Any]) -> dict[str, Any]:
             out[key] = value
         elif key in LIMIT_SETTINGS:
             out.update(clean_limit_settings({key: value}))
+        elif key == "message_ttl":
+            out[key] = None if value is None else timedelta(
+                seconds=check_seconds(value, key, minimum=MIN_TTL, maximum=MAX_TTL))
+        elif key == "max_length":
+            out[key] = None if value is None else check_int(value, key, minimum=1, maximum=MAX_QUEUE_LENGTH)
+        elif key in ("expiry_action", "overflow"):
+            # deferred: the models need the app registry (as QueueKind above)
+            from queues.models import ExpiryAction, Overflow
+
+            choices = (ExpiryAction if key == "expiry_action" else Overflow).values
+            if value not in choices:
+                raise InvalidQueueSettings(f"{key} must be one of {', '.join(choices)}, got {value!r}")
+            out[key] = value
         else:
             raise InvalidQueueSettings(f"unknown queue setting {key!r}")
     return out
@@ -201,3 +231,5 @@ __all__ = [
     "MIN_MESSAGE_SIZE", "MIN_REDRIVE_RATE", "MIN_RETENTION", "MIN_VISIBILITY_TIMEOUT", "PRIORITY_MAX", "PRIORITY_MIN",
     "validate_name",
 ]
+# Flow control (docs/flow-control.md).
+__all__ += ["MAX_QUEUE_LENGTH", "MAX_TTL", "MIN_TTL"]

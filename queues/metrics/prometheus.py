@@ -147,6 +147,18 @@ class MqadminCollector(Collector):
             failed.add_metric(labels, int(r[4]))
             dead_lettered.add_metric(labels, int(r[5]))
         yield from (ready, in_flight, delayed, dead, oldest, is_dlq, sent, acked, failed, dead_lettered)
+        # Flow control's counters (docs/flow-control.md): slot 0 of the counter rows, one small read.
+        expired = counter("mqadmin_messages_expired_total",
+                          "Messages whose time to live ran out before anyone received them (dropped or dead-lettered).")
+        cancelled = counter("mqadmin_messages_cancelled_total",
+                            "Messages cancelled by an operator (waiting ones, and running ones that stopped).")
+        overflowed = counter("mqadmin_messages_overflowed_total",
+                             "Messages dropped or dead-lettered to make room in a full drop_oldest queue.")
+        for name, totals in engine.flow_totals().items():
+            expired.add_metric([name], totals.expired)
+            cancelled.add_metric([name], totals.cancelled)
+            overflowed.add_metric([name], totals.overflowed)
+        yield from (expired, cancelled, overflowed)
         freshness = GaugeMetricFamily(
             "mqadmin_sample_age_seconds",
             "Age of the stored samples the queue gauges come from (0: read live because the sampler is not running).")

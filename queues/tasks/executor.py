@@ -21,6 +21,7 @@ from django.tasks import TaskContext
 from django.tasks.exceptions import InvalidTask
 from django.tasks.signals import task_finished, task_started
 
+from queues.engine.errors import Cancelled
 from queues.engine.types import Delivery
 from queues.tasks import results
 from queues.tasks.backend import queues_backends, signal_sender
@@ -128,6 +129,12 @@ def run_task_message(delivery: Delivery) -> None:
         else:
             value = task.call(*result.args, **result.kwargs)
     except Exception as exc:
+        if isinstance(exc, Cancelled) or delivery.cancel_requested:
+            # The worker ends the message as cancelled (never retried): the result is final now.
+            # django.tasks has no CANCELLED status, so FAILED, with the reason as the error.
+            cancelled = Cancelled(f"cancelled by an operator while running (message {delivery.id}): {exc}")
+            _record_failure(result_id, cancelled, last=True, sender=sender)
+            raise cancelled from exc
         _record_failure(result_id, exc, last=last, sender=sender)
         raise
     except BaseException:

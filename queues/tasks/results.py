@@ -49,7 +49,7 @@ class TaskLost(Exception):
 
     Recorded (as the last error of a FAILED result) when a worker died during the last attempt, so
     the engine dead-lettered the message without a handler, or the message was purged, deleted or
-    expired by retention.
+    expired by retention or time to live, or cancelled while waiting.
     """
 
     # Its documented path, stored in results' errors as the exception class path.
@@ -262,7 +262,8 @@ def reconcile(row: Any, *, sender: type) -> Any:
     if found is not None and found[0] is None:
         return row
     if found is None:
-        why = "its message was purged, deleted or expired by the queue's retention before the task finished"
+        why = ("its message was purged, deleted, cancelled by an operator, or expired (retention or time to "
+               "live) before the task finished")
     else:
         why = (
             f"its message was dead-lettered to {found[1]!r} without the task finishing: the worker of "

@@ -283,7 +283,8 @@ def redrive_stop(request: HttpRequest, redrive_id: int) -> HttpResponse:
 
 
 # -- bulk message actions ---------------------------------------------------------------------------
-BULK_PERMISSIONS = {"delete": Action.DELETE_MESSAGES, "retry": Action.RETRY_MESSAGES, "move": Action.MOVE_MESSAGES}
+BULK_PERMISSIONS = {"delete": Action.DELETE_MESSAGES, "retry": Action.RETRY_MESSAGES, "move": Action.MOVE_MESSAGES,
+                    "cancel": Action.CANCEL_MESSAGES}
 
 
 @require_http_methods(["GET", "POST"])
@@ -347,6 +348,9 @@ def message_bulk(request: HttpRequest) -> HttpResponse:
         elif bulk.action == "retry":
             n = services.retry_messages(**common)
             text = f"{n:,} messages are ready now."
+        elif bulk.action == "cancel":
+            n = services.cancel_messages(**common)
+            text = f"Cancelled {n:,} messages (waiting ones deleted; handlers of ones in flight asked to stop)."
         else:
             n = services.move_messages(to=bulk.to, **common)
             text = f"Moved {n:,} messages to {bulk.to}."

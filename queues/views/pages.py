@@ -100,6 +100,7 @@ def queue_page(
         "dead": deadletters.get_view(queue, limit=0) if detail.sources else None,
         "dead_count": deadletters.count_dead_letters(queue) if detail.dead_letter_queue and not detail.sources else 0,
         "flow": selectors.get_flow_limits(queue),
+        "flow_totals": selectors.get_flow_totals(queue.name),
     }, status=status)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from django.db import connections
 
 from queues import conf, engine, tracing
-from queues.engine.errors import LeaseExpired
+from queues.engine.errors import Cancelled, LeaseExpired
 from queues.engine.types import Delivery
 from queues.worker.items import RUNNING, WAITING, HeldItem
 from queues.worker.outcomes import past_retries, timeout_error
@@ -87,10 +87,17 @@ class HandlerRunner:
         self._fail(item, error, dead_letter=True)
         return True
 
+    def _cancelled_before_start(self, item: HeldItem) -> bool:
+        """End, without running it, a delivery whose cancel was requested while it waited; True if it was."""
+        if not item.delivery.lease.cancel_requested:
+            return False
+        self._fail(item, Cancelled(f"message {item.delivery.id} was cancelled before its handler started"))
+        return True
+
     def _run_sync(self, item: HeldItem) -> bool:
         """Run a sync handler and record its outcome; True if it returned normally."""
         spec = item.queue.spec
-        if self._past_retries(item):
+        if self._past_retries(item) or self._cancelled_before_start(item):
             return False
         delivery = self._decoded(item)
         if delivery is None:
@@ -156,7 +163,7 @@ class HandlerRunner:
                     return
                 self._waiting -= 1
                 item.state, item.started = RUNNING, time.monotonic()
-            if self._past_retries(item):
+            if self._past_retries(item) or self._cancelled_before_start(item):
                 return
             delivery = self._decoded(item)
             if delivery is None:

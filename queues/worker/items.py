@@ -67,6 +67,8 @@ class HeldItem:
 
     def __init__(self, delivery: Delivery, queue: QueueState, claimed_at: float, vt: float) -> None:
         self.delivery = delivery
+        # This worker looks for cancel requests (Settling._look_for_cancels): no query per check.
+        delivery.lease.watched = True
         self.queue = queue
         self.state = WAITING
         # Measured from before the claim statement, so our idea of the lease never outlives the real one.
@@ -83,3 +85,5 @@ class Failure:
 
     item: HeldItem
     nack: Nack
+    cancelled: bool = False
+    """The handler stopped on a cancel request: the message is deleted as cancelled, not nacked."""

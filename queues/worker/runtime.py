@@ -434,8 +434,8 @@ class WorkerProcess(HandlerRunner, Settling):
                     if now >= next_beat:
                         self._heartbeat()
                         beating_since = beating_since or now
-                        if reaping:
-                            upkeep.sweep(only=["workers"])
+                        # Expiry at heartbeat pace too: times to live are often seconds, not minutes.
+                        upkeep.sweep(only=["workers", "expiry"] if reaping else ["expiry"])
                         next_beat = now + self.heartbeat_interval
                     if now >= next_log:
                         processed = self.processed

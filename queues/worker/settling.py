@@ -17,7 +17,8 @@ import time
 from django.db import DatabaseError, connections
 
 from queues import engine
-from queues.engine.errors import LeaseExpired
+from queues.engine.cancel import requested_among, settle_cancelled
+from queues.engine.errors import Cancelled, LeaseExpired
 from queues.worker.items import FINISHED, RELEASED, RUNNING, SETTLING, WAITING, Failure, HeldItem
 from queues.worker.outcomes import decide_nack, timeout_error
 from queues.worker.resilience import DB_RETRY_MAX, ConnectionCare, Outage, is_outage, one_line
@@ -29,6 +30,9 @@ log = logging.getLogger("queues.worker")
 ACK_LINGER = 0.01
 # Leases are checked this often for extension, handlers for their timeout.
 MAINTENANCE_INTERVAL = 0.1
+# Running handlers' messages are looked up this often for an operator's cancel request (one
+# primary-key query for all of them, only while handlers run).
+CANCEL_POLL_INTERVAL = 1.0
 
 
 class Settling:
@@ -93,6 +97,9 @@ class Settling:
         self, item: HeldItem, exc: BaseException, *, reason: str | None = None, dead_letter: bool = False
     ) -> None:
         failure = self._failure(item, exc, reason, dead_letter)
+        if isinstance(exc, Cancelled) or item.delivery.lease.cancel_requested:
+            # Stopped on a cancel request (or failed after one): cancelled, never retried.
+            failure = Failure(item, failure.nack, cancelled=True)
         with self._lock:
             if item.state is not RUNNING:
                 return  # abandoned or released meanwhile
@@ -108,6 +115,7 @@ class Settling:
         care = ConnectionCare()
         outage = Outage("settle")
         next_maintenance = 0.0
+        next_cancel_look = 0.0
         retry_at = 0.0  # after a database error, settlements wait for this moment
         try:
             while True:
@@ -141,6 +149,9 @@ class Settling:
                     if time.monotonic() >= next_maintenance:
                         next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL
                         self._maintain()
+                        if time.monotonic() >= next_cancel_look:
+                            next_cancel_look = time.monotonic() + CANCEL_POLL_INTERVAL
+                            self._look_for_cancels()
                     outage.ok()
                 except DatabaseError as exc:
                     pause = outage.failed(exc)
@@ -232,6 +243,9 @@ class Settling:
             with self._lock:
                 self._finish_lost(item)
             return
+        if failure.cancelled:
+            self._flush_cancelled(item)
+            return
         try:
             dead = self._nack(failure)
         except LeaseExpired:
@@ -256,6 +270,44 @@ class Settling:
         else:
             log.info("event=retry queue=%s message=%d receive_count=%d delay=%.2fs error=%r",
                      item.queue.name, item.delivery.id, item.delivery.receive_count, failure.nack.delay, summary)
+
+    def _flush_cancelled(self, item: HeldItem) -> None:
+        """Delete a message whose handler stopped on a cancel request (counted as cancelled)."""
+        try:
+            ended = settle_cancelled(item.delivery.receipt)
+        except DatabaseError as exc:
+            if is_outage(exc):
+                raise
+            self._lose(item, f"the database refused the cancellation ({one_line(exc)})")
+            return
+        if not ended:
+            self._lose(item, "the handler stopped on a cancel request after the lease had run out")
+            return
+        with self._lock:
+            item.state = FINISHED
+            self._held.pop(item.delivery.receipt, None)
+            self.settled += 1
+            self._wake.notify()
+        log.info("event=cancelled queue=%s message=%d note=the handler stopped on a cancel request",
+                 item.queue.name, item.delivery.id)
+
+    def _look_for_cancels(self) -> None:
+        """Tell handlers whose message an operator asked to cancel (``delivery.cancel_requested``); one
+        still waiting for a free handler then never starts (``HandlerRunner._cancelled_before_start``)."""
+        with self._lock:
+            held = {i.delivery.id: i for i in self._held.values()
+                    if i.state in (WAITING, RUNNING) and not i.delivery.lease.lost
+                    and not i.delivery.lease.cancel_requested}
+        if not held:
+            return
+        # Waiting ones first: a handler that stops on its request must not pick up a waiting one
+        # whose request this same look found but has not flagged yet.
+        found = sorted(requested_among(held), key=lambda i: held[i].state is RUNNING)
+        for message_id in found:
+            held[message_id].delivery.lease.cancel_requested = True
+        for message_id in found:
+            log.info("event=cancel_requested queue=%s message=%d note=the handler sees delivery.cancel_requested",
+                     held[message_id].queue.name, message_id)
 
     def _maintain(self) -> None:
         """Extend the leases of running handlers past half their length (one UPDATE for all of them per

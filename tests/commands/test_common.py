@@ -13,7 +13,7 @@ from django.core.management import load_command_class
 from queues.formatting import format_duration
 from queues.management.base import parse_duration, parse_size
 
-COMMANDS = ["mq_queue", "mq_send", "mq_stats", "mq_purge", "mq_redrive", "mq_prune", "mq_db", "mq_demo"]
+COMMANDS = ["mq_queue", "mq_send", "mq_stats", "mq_purge", "mq_cancel", "mq_redrive", "mq_prune", "mq_db", "mq_demo"]
 # Which app provides each command: mq_db and mq_demo belong to the demo site, not to the app hosts install.
 APP_OF = {"mq_db": "mqadmin", "mq_demo": "mqadmin"}
 

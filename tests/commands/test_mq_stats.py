@@ -38,7 +38,7 @@ def test_table_shows_every_count(cmd, busy):
     orders = row(out, "orders")
     assert orders[:7] == ["orders", "standard", "active", "2", "1", "1", "2"]
     assert orders[7].endswith("s")
-    assert orders[8:] == ["6", "0", "2", "2"]
+    assert orders[8:] == ["6", "0", "2", "2", "0", "0"]  # ... expired, cancelled
     assert row(out, "orders.dlq")[:4] == ["orders.dlq", "dlq", "active", "2"]
 
 

@@ -6,10 +6,11 @@ import asyncio
 import importlib
 import inspect
 
-from queues.engine import aio, connection, delivery, operations, queues, validation
+from queues.engine import aio, connection, delivery, expiry, operations, queues, validation
 
 # `queues.engine.redrive` is the function; the module is reached by its full path.
 redrive = importlib.import_module("queues.engine.redrive")
+cancel = importlib.import_module("queues.engine.cancel")
 
 
 # Functions that never touch the database have no twin: awaiting them would only add a thread hop.
@@ -23,7 +24,7 @@ NO_TWIN = {
 
 def _public_functions() -> list[str]:
     names = []
-    for module in (connection, delivery, operations, queues, redrive, validation):
+    for module in (cancel, connection, delivery, expiry, operations, queues, redrive, validation):
         names += [n for n in module.__all__ if inspect.isfunction(getattr(module, n))]
     return sorted(names)
 

@@ -163,6 +163,26 @@ def watches_its_lease(message: queues.Delivery) -> None:
     (folder / f"done-{message.id}").touch()
 
 
+@queues.handler("wt-cancel", backoff=0.05)
+def stops_when_cancelled(message: queues.Delivery) -> None:
+    """Record; with ``wait_cancel`` in the body, run until cancelled (at most 15 s), writing
+    ``cancelled-<id>`` when ``check_cancelled()`` raises (and letting it propagate)."""
+    record(message)
+    body = message.body if isinstance(message.body, dict) else {}
+    if not body.get("wait_cancel"):
+        return
+    folder = Path(os.environ["WT_DIR"])
+    (folder / f"started-{message.id}").touch()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            message.check_cancelled()
+        except queues.Cancelled:
+            (folder / f"cancelled-{message.id}").touch()
+            raise
+        time.sleep(0.02)
+
+
 @queues.handler("wt-badsig")
 def takes_nothing() -> None:
     """Cannot take a message: the worker refuses to start on its queue."""

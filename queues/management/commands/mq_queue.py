@@ -28,6 +28,7 @@ SETTINGS = (
     "kind", "visibility_timeout", "max_receives", "dead_letter_queue", "default_delay", "retention",
     "max_message_size", "dedup_window", "paused", "rate_limit", "rate_burst", "concurrency_limit",
     "limits_per_group",
+    "max_message_size", "dedup_window", "paused", "message_ttl", "expiry_action", "max_length", "overflow",
 )
 # What --rate-limit, --burst and --concurrency take to remove a limit.
 NO_LIMIT = "none"
@@ -96,6 +97,24 @@ def _add_settings(parser: CommandParser, *, creating: bool) -> None:
                                 "separately, for example per customer.")
     per_group.add_argument("--per-queue", dest="limits_per_group", action="store_const", const=False,
                            help="Apply the limits to the queue as a whole" + (" (the default)." if creating else "."))
+    ttl = group.add_mutually_exclusive_group()
+    ttl.add_argument("--message-ttl", type=parse_duration, metavar="DURATION",
+                     help="Time to live of messages sent without their own: how long one may wait once available "
+                          "before it expires (1s, 10m, 1d; up to 365d). " + ("Default: none." if creating
+                                                                              else "Unchanged if not given."))
+    ttl.add_argument("--no-message-ttl", action="store_true", help="Messages never expire (the default).")
+    group.add_argument("--expiry-action", choices=["drop", "dead_letter"],
+                       help="What happens to an expired message: dropped, or moved to the dead-letter queue "
+                            f"(dropped without one). {when}" + (": drop." if creating else "."))
+    bound = group.add_mutually_exclusive_group()
+    bound.add_argument("--max-length", type=non_negative_int, metavar="N",
+                       help="Most live messages the queue holds (1 or more); sends beyond it follow --overflow. "
+                            + ("Default: unbounded." if creating else "Unchanged if not given."))
+    bound.add_argument("--unbounded", action="store_true", help="No max length (the default).")
+    group.add_argument("--overflow", choices=["reject", "drop_oldest"],
+                       help="A send to a full queue: reject (the send fails, nothing written) or drop_oldest "
+                            "(the oldest waiting messages go to the dead-letter queue, or are dropped without one). "
+                            f"{when}" + (": reject." if creating else "."))
     state = group.add_mutually_exclusive_group()
     state.add_argument("--paused", dest="paused", action="store_const", const=True,
                        help="Deliver nothing (sends are still accepted).")
@@ -109,6 +128,10 @@ def _settings_from(options: dict[str, Any]) -> dict[str, Any]:
     for key in ("rate_burst", "concurrency_limit"):
         if out.get(key) == NO_LIMIT:
             out[key] = None
+    if options.get("no_message_ttl"):
+        out["message_ttl"] = None
+    if options.get("unbounded"):
+        out["max_length"] = None
     if options.get("no_dead_letter_queue"):
         out["dead_letter_queue"] = None
     elif options.get("dead_letter_queue") is not None:
@@ -119,8 +142,11 @@ def _settings_from(options: dict[str, Any]) -> dict[str, Any]:
 def _describe(settings: dict[str, Any]) -> str:
     parts = []
     for key, value in settings.items():
-        if key in ("visibility_timeout", "default_delay", "retention", "dedup_window"):
+        if key in ("visibility_timeout", "default_delay", "retention", "dedup_window") or (
+                key == "message_ttl" and value is not None):
             value = format_duration(value)
+        elif key in ("message_ttl", "max_length") and value is None:
+            value = "none"
         elif key == "max_message_size":
             value = format_size(value)
         elif key == "dead_letter_queue" and value is None:
@@ -152,6 +178,10 @@ def queue_as_dict(queue: Any) -> dict[str, Any]:
         "rate_burst": queue.rate_burst,
         "concurrency_limit": queue.concurrency_limit,
         "limits_per_group": queue.limits_per_group,
+        "message_ttl": queue.message_ttl.total_seconds() if queue.message_ttl else None,
+        "expiry_action": queue.expiry_action,
+        "max_length": queue.max_length,
+        "overflow": queue.overflow,
         "created_at": queue.created_at,
     }
 

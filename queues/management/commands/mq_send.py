@@ -63,6 +63,9 @@ class Command(MQCommand):
                           help="A string header; repeat for several (--header source=cli --header tenant=7).")
         opts.add_argument("--delay", type=parse_duration, metavar="DURATION",
                           help="Deliver after this long (30, 30s, 5m; up to 15d). Default: the queue's default delay.")
+        opts.add_argument("--ttl", type=parse_duration, metavar="DURATION",
+                          help="Time to live: the message expires if still unreceived this long after it becomes "
+                               "available (10s, 5m, 1d; up to 365d). Default: the queue's message TTL.")
         opts.add_argument("--priority", type=priority, default=0, metavar="N",
                           help="-100..100, larger is delivered first. Default: 0.")
         opts.add_argument("--group", metavar="KEY",
@@ -109,7 +112,7 @@ class Command(MQCommand):
             raise CommandError("pass --group (one key for all) or --groups N (spread), not both")
         template = Outgoing(
             body=None, headers=dict(options["header"]) or None, delay=options["delay"],
-            priority=options["priority"], group=options["group"], dedup_id=options["dedup_id"],
+            priority=options["priority"], group=options["group"], dedup_id=options["dedup_id"], ttl=options["ttl"],
         )
         queue = options["queue"]
         queues.validate_name(queue)

@@ -89,10 +89,16 @@ class Command(MQCommand):
             return rate(row.sent_total, old.sent_total, elapsed), rate(row.acked_total, old.acked_total, elapsed)
 
         now = datetime.now(UTC)
+        # Flow control's counters (expired, cancelled, dropped for room): one small read for all rows.
+        flow = queues.flow_totals([r.queue for r in rows]) if rows else {}
         if as_json:
             out = []
             for row in rows:
                 item = queues.as_dict(row)
+                totals = flow.get(row.queue)
+                item["expired_total"] = totals.expired if totals else 0
+                item["cancelled_total"] = totals.cancelled if totals else 0
+                item["overflowed_total"] = totals.overflowed if totals else 0
                 if watching:
                     item["sent_per_second"], item["acked_per_second"] = rates(row)
                 out.append(item)
@@ -103,7 +109,7 @@ class Command(MQCommand):
             self.stdout.flush()
             return
         headers = ["QUEUE", "KIND", "STATE", "READY", "DELAYED", "IN FLIGHT", "DEAD", "OLDEST", "SENT", "ACKED",
-                   "FAILED", "DEAD-LETTERED"]
+                   "FAILED", "DEAD-LETTERED", "EXPIRED", "CANCELLED"]
         if watching:
             headers += ["SENT/S", "ACKED/S"]
         table = []
@@ -112,6 +118,8 @@ class Command(MQCommand):
                 row.queue, "dlq" if row.is_dead_letter_queue else row.kind, "paused" if row.paused else "active",
                 row.ready, row.delayed, row.in_flight, row.dead, format_age(row.oldest_ready_age), row.sent_total,
                 row.acked_total, row.failed_total, row.dead_lettered_total,
+                flow[row.queue].expired if row.queue in flow else 0,
+                flow[row.queue].cancelled if row.queue in flow else 0,
             ]
             if watching:
                 sent, acked = rates(row)
