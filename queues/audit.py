@@ -1,4 +1,5 @@
-"""The one writer of audit rows (``AuditEvent``), and the cleaning that lets any attempt be written.
+"""The one writer of audit rows (``AuditEvent``), the cleaning that lets any attempt be written, and
+the audit log page's read (:func:`list_audit_events`).
 
 ``queues.services`` calls :func:`record` for every operator action, from the dashboard, the admin and
 the ``mq_*`` commands alike, so every row has the same shape: the action's name, the queue, the outcome
@@ -9,9 +10,13 @@ a Django user (``actor`` and ``actor_name``) or a :class:`~queues.permissions.Co
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import timedelta
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
+
+from django.db.models import Q
 
 from queues.models import AuditEvent
 from queues.permissions import Action, CommandLineActor
@@ -104,3 +109,62 @@ def record(
         detail=clean_json(dict(detail or {})),
         error=clean_text(error or ""),
     )
+
+
+# -- the audit log page ------------------------------------------------------------------------------------------
+
+
+def with_detail_json(events: Iterable[AuditEvent]) -> list[AuditEvent]:
+    """The events with ``detail_json``: their detail pretty-printed for the page."""
+    out = list(events)
+    for e in out:
+        e.detail_json = json.dumps(e.detail, indent=1, ensure_ascii=False, default=str)  # type: ignore[attr-defined]
+    return out
+
+
+@dataclass
+class AuditPage:
+    """One page of the audit log, newest first, keyset-paged by (time, id) through the last event's id."""
+
+    events: list[AuditEvent]
+    next_before: int | None
+
+
+def list_audit_events(
+    *, actor: str = "", action: str = "", queue: str = "", outcome: str = "", before: int | None = None,
+    limit: int = 100, since: datetime | None = None, until: datetime | None = None,
+) -> AuditPage:
+    """Audit events filtered by actor name, action, queue and outcome (exact matches) and a time range
+    (``since`` inclusive, ``until`` exclusive), newest first: by time to the microsecond, then by id.
+
+    ``before`` is the id of the last event of the previous page; the next page continues after that
+    event's (time, id), so ids need not follow times (concurrent writers commit out of order).
+    """
+    qs = AuditEvent.objects.select_related("actor").order_by("-at", "-id")
+    if since is not None:
+        qs = qs.filter(at__gte=since)
+    if until is not None:
+        qs = qs.filter(at__lt=until)
+    if actor:
+        qs = qs.filter(actor_name=actor)
+    if action:
+        qs = qs.filter(action=action)
+    if queue:
+        qs = qs.filter(queue_name=queue)
+    if outcome:
+        qs = qs.filter(outcome=outcome)
+    if before is not None:
+        cursor_at = AuditEvent.objects.filter(id=before).values_list("at", flat=True).first()
+        if cursor_at is None:
+            qs = qs.filter(id__lt=before)  # the event is gone (pruned): fall back to id order
+        else:
+            qs = qs.filter(Q(at__lt=cursor_at) | Q(at=cursor_at, id__lt=before))
+    events = with_detail_json(qs[: limit + 1])
+    more = len(events) > limit
+    events = events[:limit]
+    return AuditPage(events=events, next_before=events[-1].id if more and events else None)
+
+
+def audit_actor_names() -> list[str]:
+    """Names that appear in the audit log, for the filter picker."""
+    return list(AuditEvent.objects.order_by("actor_name").values_list("actor_name", flat=True).distinct()[:500])

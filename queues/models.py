@@ -2,7 +2,8 @@
 
 The engine (``queues.engine``) reads and writes these tables with hand-written SQL so that each state
 change is one statement; the models exist for migrations, the Django admin and the dashboard's read
-side. Nothing here holds engine logic.
+side. Nothing here holds engine logic. It is one module because Django looks for an app's models
+here and its migrations read them as one state; each class is a table and nothing more.
 """
 
 from __future__ import annotations

@@ -13,23 +13,21 @@ Where the rest of the read side lives: the search language in ``queues.search``,
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db import OperationalError
-from django.db.models import F, Q, TextField
+from django.db.models import F, TextField
 from django.db.models.functions import Cast, Left
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from queues import conf, engine, health, schedules
+from queues import conf, engine, health
+from queues.audit import with_detail_json
 from queues.deadletters import DistinctError, TimelineEntry, attempt_timeline, first_line
 from queues.engine import MessageInfo, QueueStats
-from queues.engine import limits as engine_limits
-from queues.engine.expiry import FlowTotals, flow_totals
 from queues.formatting import duration_words, retry_note
 from queues.metrics.history import get_failures_since, get_rates
 from queues.metrics.numbers import Rates, Totals
@@ -40,7 +38,6 @@ from queues.models import (
     Queue,
     Redrive,
     RedriveState,
-    Schedule,
     Worker,
     WorkerState,
     dead_letter_queue_ids,
@@ -221,7 +218,7 @@ def get_queue_detail(queue: Queue) -> QueueDetail:
     return QueueDetail(
         queue=queue, row=row, dead_letter_queue=dlq, dead_letters=dead_letters, dead_letter_count=dead_count,
         sources=sources, workers=list_workers(queue=queue.name, active_only=True), redrives=redrives,
-        recent_audit=_with_detail_json(
+        recent_audit=with_detail_json(
             AuditEvent.objects.filter(queue_name__in=[queue.name] + ([dlq.name] if dlq is not None else []))[:10]
         ),
     )
@@ -578,65 +575,6 @@ def get_message(message_id: int) -> MessageDetail | None:
     )
 
 
-# -- audit ------------------------------------------------------------------------------------------
-
-
-def _with_detail_json(events: Iterable[AuditEvent]) -> list[AuditEvent]:
-    """The events with ``detail_json``: their detail pretty-printed for the page."""
-    out = list(events)
-    for e in out:
-        e.detail_json = json.dumps(e.detail, indent=1, ensure_ascii=False, default=str)  # type: ignore[attr-defined]
-    return out
-
-
-@dataclass
-class AuditPage:
-    """One page of the audit log, newest first, keyset-paged by (time, id) through the last event's id."""
-
-    events: list[AuditEvent]
-    next_before: int | None
-
-
-def list_audit_events(
-    *, actor: str = "", action: str = "", queue: str = "", outcome: str = "", before: int | None = None,
-    limit: int = 100, since: datetime | None = None, until: datetime | None = None,
-) -> AuditPage:
-    """Audit events filtered by actor name, action, queue and outcome (exact matches) and a time range
-    (``since`` inclusive, ``until`` exclusive), newest first: by time to the microsecond, then by id.
-
-    ``before`` is the id of the last event of the previous page; the next page continues after that
-    event's (time, id), so ids need not follow times (concurrent writers commit out of order).
-    """
-    qs = AuditEvent.objects.select_related("actor").order_by("-at", "-id")
-    if since is not None:
-        qs = qs.filter(at__gte=since)
-    if until is not None:
-        qs = qs.filter(at__lt=until)
-    if actor:
-        qs = qs.filter(actor_name=actor)
-    if action:
-        qs = qs.filter(action=action)
-    if queue:
-        qs = qs.filter(queue_name=queue)
-    if outcome:
-        qs = qs.filter(outcome=outcome)
-    if before is not None:
-        cursor_at = AuditEvent.objects.filter(id=before).values_list("at", flat=True).first()
-        if cursor_at is None:
-            qs = qs.filter(id__lt=before)  # the event is gone (pruned): fall back to id order
-        else:
-            qs = qs.filter(Q(at__lt=cursor_at) | Q(at=cursor_at, id__lt=before))
-    events = _with_detail_json(qs[: limit + 1])
-    more = len(events) > limit
-    events = events[:limit]
-    return AuditPage(events=events, next_before=events[-1].id if more and events else None)
-
-
-def audit_actor_names() -> list[str]:
-    """Names that appear in the audit log, for the filter picker."""
-    return list(AuditEvent.objects.order_by("actor_name").values_list("actor_name", flat=True).distinct()[:500])
-
-
 # -- database health --------------------------------------------------------------------------------
 
 
@@ -648,70 +586,3 @@ def get_database_health(*, holders: int = 5) -> health.DatabaseHealth:
 def get_database_session(pid: int) -> health.SnapshotHolder | None:
     """One session of the queues' database by pid, for the confirm page of ending it."""
     return health.get_session(pid)
-
-
-@dataclass(frozen=True)
-class ScheduleRow:
-    """One schedule as the Schedules page shows it."""
-
-    schedule: Schedule
-    words: str
-    """The cron expression in words (cronsim's explanation)."""
-    next_local: datetime | None
-    """The next run in the schedule's own zone (the page shows it in the viewer's zone too)."""
-    last_message_live: bool
-    """Whether the last message sent is still in a queue (else it was handled, or deleted)."""
-
-
-def list_schedule_rows() -> list[ScheduleRow]:
-    """Every schedule, by name, with what the Schedules page shows."""
-    rows = list(Schedule.objects.order_by("name"))
-    live = set(Message.objects.filter(id__in=[r.last_message_id for r in rows if r.last_message_id])
-               .values_list("id", flat=True))
-    out = []
-    for row in rows:
-        try:
-            zone: tzinfo | None = ZoneInfo(row.timezone)
-        except (ValueError, ZoneInfoNotFoundError):
-            zone = None
-        next_local = row.next_run_at.astimezone(zone) if row.next_run_at and zone else None
-        out.append(ScheduleRow(row, schedules.describe(row.cron), next_local, row.last_message_id in live))
-    return out
-
-
-@dataclass(frozen=True)
-class FlowLimits:
-    """The queue page's Limits panel: a queue's rate and concurrency limits and their state at page load
-    (the panel's delivery rate, ready and in-flight numbers are live: the page's usual live fields)."""
-
-    rate: str | None
-    burst: int | None
-    concurrency: int | None
-    tokens: float | None
-    held: int
-    taken: int
-    per_group: bool = False
-    groups: int = 0
-
-
-def get_flow_limits(queue: Queue) -> FlowLimits | None:
-    """The limits of ``queue`` and one small read of their state (its flow row), or None without limits."""
-    rate = engine_limits.rate_of(queue)
-    if rate is None and queue.concurrency_limit is None:
-        return None
-    status = engine_limits.flow_status(queue.id, per_group=queue.limits_per_group)
-    return FlowLimits(
-        rate=str(rate) if rate else None,
-        burst=(queue.rate_burst or rate.default_burst) if rate else None,
-        concurrency=queue.concurrency_limit,
-        tokens=status.tokens if status else None,
-        held=status.held if status else 0,
-        taken=status.taken if status else 0,
-        per_group=queue.limits_per_group,
-        groups=status.groups if status else 0,
-    )
-
-
-def get_flow_totals(queue: str) -> FlowTotals | None:
-    """What flow control ended in ``queue`` (expired, cancelled, dropped for room); None if it is gone."""
-    return flow_totals([queue]).get(queue)

@@ -12,6 +12,10 @@ is written by :func:`queues.audit.record`, so both have one shape:
   :class:`ActionFailed` (a ``ValueError``) whose message the page shows with status 400;
   an unknown queue, message or redrive raises :class:`NotFound` (404).
 
+It is one module on purpose: every operator action, side by side, each a permission check, an engine
+call and an audit row through :func:`_perform`, so a reviewer sees at a glance that none skips them.
+Reading what a page shows lives in ``queues.selectors``; the rules live in the engine.
+
 Bulk message actions (delete, retry, move) take either ``ids`` or ``match`` (a
 :class:`queues.search.MessageFilter`: every message matching the browser's current search).
 """

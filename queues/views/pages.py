@@ -10,7 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from queues import conf, deadletters, search, selectors, services, validation, workload
+from queues import audit, conf, deadletters, flow_pages, search, selectors, services, validation, workload
 from queues.forms import (
     BULK_ACTIONS,
     QueueSettingsForm,
@@ -99,8 +99,8 @@ def queue_page(
         "dlq_browse": browse_url(detail.dead_letter_queue.name) if detail.dead_letter_queue else "",
         "dead": deadletters.get_view(queue, limit=0) if detail.sources else None,
         "dead_count": deadletters.count_dead_letters(queue) if detail.dead_letter_queue and not detail.sources else 0,
-        "flow": selectors.get_flow_limits(queue),
-        "flow_totals": selectors.get_flow_totals(queue.name),
+        "flow": flow_pages.get_flow_limits(queue),
+        "flow_totals": flow_pages.get_flow_totals(queue.name),
     }, status=status)
 
 
@@ -286,13 +286,13 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         return error_page(request, f"unknown action {filters['action']!r}: pick one from the list")
     if filters["outcome"] and filters["outcome"] not in ("ok", "denied", "error"):
         return error_page(request, f"unknown outcome {filters['outcome']!r}: use ok, denied or error")
-    page = selectors.list_audit_events(
+    page = audit.list_audit_events(
         before=before, since=since, until=until, **{k: filters[k] for k in ("actor", "action", "queue", "outcome")})
     next_query = urlencode({**{k: v for k, v in filters.items() if v}, "before": page.next_before}) \
         if page.next_before else ""
     return render_page(request, "queues/audit.html", {
         "page": page, "filters": filters, "actions": [a.value for a in Action], "nav": "audit",
-        "actors": selectors.audit_actor_names(), "next_query": next_query,
+        "actors": audit.audit_actor_names(), "next_query": next_query,
     })
 
 
@@ -312,5 +312,5 @@ def websocket_endpoint(request: HttpRequest) -> HttpResponse:
 @dashboard_page
 def schedule_list(request: HttpRequest) -> HttpResponse:
     """Every periodic schedule: cron in words, zone, target, next and last run, paused; with its actions."""
-    return render_page(request, "queues/schedules.html", {"schedules": selectors.list_schedule_rows(),
+    return render_page(request, "queues/schedules.html", {"schedules": flow_pages.list_schedule_rows(),
                                                           "nav": "schedules"})

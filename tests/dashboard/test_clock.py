@@ -9,8 +9,8 @@ import pytest
 from django.template import Context, Template
 from django.urls import reverse
 
+from queues.audit import list_audit_events
 from queues.models import AuditEvent
-from queues.selectors import list_audit_events
 
 pytestmark = pytest.mark.django_db
 
