@@ -85,3 +85,12 @@ def format_size(size: int) -> str:
         if size >= factor and size % factor == 0:
             return f"{size // factor}{unit}"
     return f"{size}B"
+
+
+DEAD_LETTER_KIND = "dead-letter"
+"""What a dead-letter queue's kind reads as on the pages, in ``mq_stats`` and in metrics."""
+
+
+def display_kind(kind: str, *, is_dead_letter_queue: bool) -> str:
+    """``dead-letter`` for a dead-letter queue (whatever its ordering), else ``standard`` or ``fifo``."""
+    return DEAD_LETTER_KIND if is_dead_letter_queue else kind

@@ -159,6 +159,11 @@ def _settings_snapshot(q: Queue) -> dict[str, Any]:
         "retention": _seconds(q.retention),
         "max_message_size": q.max_message_size,
         "dedup_window": _seconds(q.dedup_window),
+        # Health thresholds (queues/queue_health.py): None is the default.
+        "health_backing_up_after": _seconds(q.health_backing_up_after),
+        "health_stalled_after": _seconds(q.health_stalled_after),
+        "health_dead_letter_window": _seconds(q.health_dead_letter_window),
+        "health_retention_warning": _seconds(q.health_retention_warning),
     }
 
 
