@@ -55,7 +55,8 @@ class Queue(models.Model):
                   "Empty: 5 min.",
     )
     health_dead_letter_window = models.DurationField(
-        null=True, blank=True, help_text="More dead letters now than this long ago: dead letters growing. Empty: 15 min."
+        null=True, blank=True,
+        help_text="More dead letters now than this long ago: dead letters growing. Empty: 15 min.",
     )
     health_retention_warning = models.DurationField(
         null=True, blank=True, help_text="Oldest message deleted by retention within this: retention risk. "

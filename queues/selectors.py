@@ -43,8 +43,8 @@ from queues.search import MessageFilter, message_queryset
 
 CHART_WINDOWS: dict[int, str] = {300: "5 min", 3600: "1 h", 86400: "24 h", 604800: "7 d"}
 QUEUE_SORTS = (
-    "health", "name", "kind", "state", "ready", "in_flight", "delayed", "dead", "oldest_ready_age", "rate_in", "rate_out",
-    "workers",
+    "health", "name", "kind", "state", "ready", "in_flight", "delayed", "dead", "oldest_ready_age", "rate_in",
+    "rate_out", "workers",
 )
 BODY_PREVIEW_CHARS = 160
 # A pretty-printed body longer than this is shown collapsed on the message page.

@@ -50,7 +50,8 @@ def queue_list(request: HttpRequest) -> HttpResponse:
     except selectors.SortError as exc:
         return error_page(request, str(exc))
     columns = [
-        ("name", "Queue"), ("kind", "Kind"), ("state", "State"), ("health", "Health"), ("ready", "Ready"), ("in_flight", "In flight"),
+        ("name", "Queue"), ("kind", "Kind"), ("state", "State"), ("health", "Health"), ("ready", "Ready"),
+        ("in_flight", "In flight"),
         ("delayed", "Delayed"), ("dead", "Dead"), ("oldest_ready_age", "Oldest"), ("rate_in", "In/s"),
         ("rate_out", "Out/s"), ("workers", "Workers"),
     ]

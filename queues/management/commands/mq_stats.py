@@ -114,8 +114,9 @@ class Command(MQCommand):
         for row in rows:
             line = [
                 row.queue, display_kind(row.kind, is_dead_letter_queue=row.is_dead_letter_queue),
-                "paused" if row.paused else "active", row.ready, row.delayed, row.in_flight, row.dead, format_age(row.oldest_ready_age), row.sent_total,
-                row.acked_total, row.failed_total, row.dead_lettered_total,
+                "paused" if row.paused else "active", row.ready, row.delayed, row.in_flight, row.dead,
+                format_age(row.oldest_ready_age), row.sent_total, row.acked_total, row.failed_total,
+                row.dead_lettered_total,
                 # One word per column (dashes for spaces), like the ages.
                 healths[row.queue].label.replace(" ", "-"),
             ]
