@@ -131,8 +131,8 @@ class Health:
         return "; ".join(r.text for r in self.reasons) or "no threshold crossed"
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``{"state", "label", "reasons": [{"state", "text"}]}``."""
-        return {"state": self.state, "label": self.label,
+        """JSON-ready: ``{"state", "label", "pill", "detail", "reasons": [{"state", "text"}]}``."""
+        return {"state": self.state, "label": self.label, "pill": self.pill, "detail": self.detail,
                 "reasons": [{"state": r.state, "text": r.text} for r in self.reasons]}
 
 

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
-from queues import conf, engine, upkeep
+from queues import conf, engine, queue_health, upkeep
 from queues.engine.types import QueueStats
 from queues.metrics.numbers import Rates, Totals, rate
 
@@ -215,8 +215,20 @@ class Sampler:
             }
             total.add(s, rates)
         self._previous = current
-        return {"type": "sample", "at": now, "interval": sample_interval(), "queues": queues,
-                "total": total.as_sample()}
+        message = {"type": "sample", "at": now, "interval": sample_interval(), "queues": queues,
+                   "total": total.as_sample()}
+        # -- health (helper "health"): each queue's badge state, and the overview's summary ---------------
+        try:
+            healths = queue_health.assess_all(stats, workers=per_queue_workers)
+        except Exception:
+            # The live numbers must not stop for it; the badges keep their last state until the next tick.
+            logger.exception("assessing queue health failed")
+        else:
+            for name, health in healths.items():
+                queues[name]["health"] = health.as_dict()
+            message["health"] = {"summary": queue_health.summary(healths.values()),
+                                 "counts": queue_health.counts(healths.values())}
+        return message
 
     def maintain(self, now: datetime) -> dict[str, int]:
         """:func:`maintain_samples` as of ``now``."""
