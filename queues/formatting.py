@@ -94,3 +94,29 @@ DEAD_LETTER_KIND = "dead-letter"
 def display_kind(kind: str, *, is_dead_letter_queue: bool) -> str:
     """``dead-letter`` for a dead-letter queue (whatever its ordering), else ``standard`` or ``fifo``."""
     return DEAD_LETTER_KIND if is_dead_letter_queue else kind
+
+
+ACTION_NAMES: dict[str, str] = {
+    "pause_queue": "Paused queue",
+    "resume_queue": "Resumed queue",
+    "update_queue_settings": "Changed settings",
+    "purge_queue": "Purged queue",
+    "delete_messages": "Deleted messages",
+    "retry_messages": "Retried messages",
+    "move_messages": "Moved messages",
+    "start_redrive": "Started redrive",
+    "stop_redrive": "Stopped redrive",
+    "publish_message": "Published message",
+    "create_queue": "Created queue",
+    "delete_queue": "Deleted queue",
+    "reveal_body": "Revealed a body",
+    "shorten_retention": "Shortened retention",
+    "search_bodies": "Searched bodies",
+    "cancel_backend": "Ended a database session",
+}
+"""How the audit log names each action (``queues.permissions.Action`` values, which the rows keep as stored)."""
+
+
+def action_name(action: str) -> str:
+    """``Purged queue`` for ``purge_queue``; an action without a name reads as its words (``Some action``)."""
+    return ACTION_NAMES.get(action) or action.replace("_", " ").capitalize()

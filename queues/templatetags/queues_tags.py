@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import template
 from django.urls import NoReverseMatch, reverse
 
-from queues.formatting import format_age, format_count, format_rate
+from queues.formatting import action_name, format_age, format_count, format_rate
 
 register = template.Library()
 
@@ -57,3 +57,9 @@ def rate(per_second: float | None) -> str:
 def count(n: float | None) -> str:
     """``{{ row.ready|count }}``: ``12,345``; ``—`` when unknown."""
     return format_count(n)
+
+
+@register.filter(name="action_name")
+def action_name_filter(action: str) -> str:
+    """``{{ e.action|action_name }}``: ``Purged queue`` for ``purge_queue`` (``queues.formatting.ACTION_NAMES``)."""
+    return action_name(action)

@@ -7,7 +7,8 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 import queues
-from queues import services
+from queues import queue_health, services
+from queues.engine.validation import HEALTH_SETTINGS
 from queues.formatting import format_duration, format_size
 from queues.management.base import (
     MQCommand,
@@ -23,8 +24,15 @@ from queues.permissions import Action
 # Option dest -> engine keyword, in the order the table and messages show them.
 SETTINGS = (
     "kind", "visibility_timeout", "max_receives", "dead_letter_queue", "default_delay", "retention",
-    "max_message_size", "dedup_window", "paused",
+    "max_message_size", "dedup_window", "paused", *HEALTH_SETTINGS,
 )
+DEFAULT = "default"
+"""What a health threshold option takes to go back to the documented default."""
+
+
+def health_threshold(text: str) -> float | str:
+    """A health threshold: a duration (``90s``, ``10m``, ``1d``), or ``default``."""
+    return DEFAULT if text.strip().lower() == DEFAULT else parse_duration(text)
 
 
 def _add_settings(parser: CommandParser, *, creating: bool) -> None:
@@ -60,6 +68,21 @@ def _add_settings(parser: CommandParser, *, creating: bool) -> None:
     group.add_argument("--dedup-window", type=parse_duration, metavar="DURATION",
                        help="How long a dedup id is remembered (0 to 7d). "
                             f"{when}" + (": 5m." if creating else "."))
+    health = parser.add_argument_group(
+        "health thresholds", "When the dashboard, mq_stats and the metrics call the queue unhealthy (1s to 365d, "
+        "or 'default'; docs/dashboard.md, Health).")
+    d = queue_health.DEFAULTS
+    for option, default, what in (
+        ("--health-backing-up-after", d.backing_up_after, "backing up: the oldest ready message waited this long"),
+        ("--health-stalled-after", d.stalled_after,
+         "stalled: ready work waited this long with no live worker, or nothing acked or failed in that time"),
+        ("--health-dead-letter-window", d.dead_letter_window,
+         "dead letters growing: more dead letters now than this long ago"),
+        ("--health-retention-warning", d.retention_warning,
+         "retention risk: retention deletes the oldest ready message within this (at most half the retention)"),
+    ):
+        health.add_argument(option, type=health_threshold, metavar="DURATION",
+                            help=f"{what.capitalize()}. Default: {format_duration(default)}.")
     state = group.add_mutually_exclusive_group()
     state.add_argument("--paused", dest="paused", action="store_const", const=True,
                        help="Deliver nothing (sends are still accepted).")
@@ -70,6 +93,7 @@ def _add_settings(parser: CommandParser, *, creating: bool) -> None:
 def _settings_from(options: dict[str, Any]) -> dict[str, Any]:
     """Engine keywords for the settings the user gave (absent options are left out)."""
     out = {key: options[key] for key in SETTINGS if key != "dead_letter_queue" and options.get(key) is not None}
+    out.update({key: None for key in HEALTH_SETTINGS if out.get(key) == DEFAULT})
     if options.get("no_dead_letter_queue"):
         out["dead_letter_queue"] = None
     elif options.get("dead_letter_queue") is not None:
@@ -80,7 +104,9 @@ def _settings_from(options: dict[str, Any]) -> dict[str, Any]:
 def _describe(settings: dict[str, Any]) -> str:
     parts = []
     for key, value in settings.items():
-        if key in ("visibility_timeout", "default_delay", "retention", "dedup_window"):
+        if key in HEALTH_SETTINGS and value is None:
+            value = DEFAULT
+        elif key in ("visibility_timeout", "default_delay", "retention", "dedup_window", *HEALTH_SETTINGS):
             value = format_duration(value)
         elif key == "max_message_size":
             value = format_size(value)
@@ -105,6 +131,9 @@ def queue_as_dict(queue: Any) -> dict[str, Any]:
         "retention": queue.retention.total_seconds(),
         "max_message_size": queue.max_message_size,
         "dedup_window": queue.dedup_window.total_seconds(),
+        # Health thresholds in seconds; null: the default (queues.queue_health.DEFAULTS).
+        **{key: None if getattr(queue, key) is None else getattr(queue, key).total_seconds()
+           for key in HEALTH_SETTINGS},
         "created_at": queue.created_at,
     }
 
