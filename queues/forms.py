@@ -12,8 +12,8 @@ from django.http import QueryDict
 
 from queues import queue_health, validation
 from queues.engine import validation as limits
-from queues.formatting import format_duration, format_size
 from queues.engine.validation import validate_name
+from queues.formatting import format_duration, format_size
 from queues.models import Queue, QueueKind
 
 
