@@ -37,7 +37,12 @@ def badge_state(page: Any, queue: str) -> str:
 
 
 def test_a_queue_that_loses_its_worker_gets_the_stalled_badge_live(
-    login, server, make_queue, start_worker, handled, artifacts,  # noqa: F811 (fixtures imported above)
+    login,
+    server,
+    make_queue,
+    start_worker,  # noqa: F811 (the fixture imported above)
+    handled,  # noqa: F811
+    artifacts,
 ):
     make_queue(QUEUE, health_stalled_after=2, health_backing_up_after=3600)
     worker = start_worker(QUEUE)
