@@ -56,15 +56,21 @@ class HealthState(models.TextChoices):
 
 
 SEVERITY: dict[str, int] = {
-    HealthState.HEALTHY: 0, HealthState.BACKING_UP: 1, HealthState.DEAD_LETTERS_GROWING: 2,
-    HealthState.STALLED: 3, HealthState.RETENTION_RISK: 4,
+    HealthState.HEALTHY: 0,
+    HealthState.BACKING_UP: 1,
+    HealthState.DEAD_LETTERS_GROWING: 2,
+    HealthState.STALLED: 3,
+    HealthState.RETENTION_RISK: 4,
 }
 """How bad each state is: the badge is the worst that holds; lists sort by it."""
 
 # The pill colour of each state (the dashboard's existing pill classes).
 PILL: dict[str, str] = {
-    HealthState.HEALTHY: "live", HealthState.BACKING_UP: "stale", HealthState.DEAD_LETTERS_GROWING: "stale",
-    HealthState.STALLED: "dead", HealthState.RETENTION_RISK: "dead",
+    HealthState.HEALTHY: "live",
+    HealthState.BACKING_UP: "stale",
+    HealthState.DEAD_LETTERS_GROWING: "stale",
+    HealthState.STALLED: "dead",
+    HealthState.RETENTION_RISK: "dead",
 }
 
 
@@ -132,8 +138,13 @@ class Health:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: ``{"state", "label", "pill", "detail", "reasons": [{"state", "text"}]}``."""
-        return {"state": self.state, "label": self.label, "pill": self.pill, "detail": self.detail,
-                "reasons": [{"state": r.state, "text": r.text} for r in self.reasons]}
+        return {
+            "state": self.state,
+            "label": self.label,
+            "pill": self.pill,
+            "detail": self.detail,
+            "reasons": [{"state": r.state, "text": r.text} for r in self.reasons],
+        }
 
 
 def _seconds(value: timedelta | None, default: float) -> float:
@@ -152,7 +163,11 @@ def thresholds_of(queue: Queue) -> Thresholds:
 
 
 def assess(
-    s: QueueStats, *, thresholds: Thresholds = DEFAULTS, workers: int = 0, progress: Baseline | None = None,
+    s: QueueStats,
+    *,
+    thresholds: Thresholds = DEFAULTS,
+    workers: int = 0,
+    progress: Baseline | None = None,
     dead_before: Baseline | None = None,
 ) -> Health:
     """The health of one queue from its live numbers (pure: no database).
@@ -167,31 +182,48 @@ def assess(
         warning = min(t.retention_warning, t.retention / 2)
         left = t.retention - age
         if left <= warning:
-            reasons.append(Reason(HealthState.RETENTION_RISK,
-                                  f"retention ({format_duration(t.retention)}) deletes the oldest ready message "
-                                  f"in {format_age(max(0.0, left))}"))
+            reasons.append(
+                Reason(
+                    HealthState.RETENTION_RISK,
+                    f"retention ({format_duration(t.retention)}) deletes the oldest ready message "
+                    f"in {format_age(max(0.0, left))}",
+                )
+            )
     consumed = not s.paused and not s.is_dead_letter_queue
     if consumed and s.ready > 0 and age is not None and age >= t.stalled_after:
         if workers == 0:
-            reasons.append(Reason(HealthState.STALLED,
-                                  f"{format_count(s.ready)} ready, waiting {format_age(age)}, and no live worker "
-                                  "serves it"))
-        elif (progress is not None and s.acked_total == progress.acked_total
-              and s.failed_total == progress.failed_total):
+            reasons.append(
+                Reason(
+                    HealthState.STALLED,
+                    f"{format_count(s.ready)} ready, waiting {format_age(age)}, and no live worker serves it",
+                )
+            )
+        elif progress is not None and s.acked_total == progress.acked_total and s.failed_total == progress.failed_total:
             since = (timezone.now() - progress.at).total_seconds()
-            reasons.append(Reason(HealthState.STALLED,
-                                  f"{format_count(s.ready)} ready and nothing acked or failed for "
-                                  f"{format_age(since)}"))
+            reasons.append(
+                Reason(
+                    HealthState.STALLED,
+                    f"{format_count(s.ready)} ready and nothing acked or failed for {format_age(since)}",
+                )
+            )
     if dead_before is not None:
         now_dead, then_dead = (s.ready, dead_before.ready) if s.is_dead_letter_queue else (s.dead, dead_before.dead)
         if now_dead > then_dead:
-            reasons.append(Reason(HealthState.DEAD_LETTERS_GROWING,
-                                  f"{format_count(now_dead - then_dead)} more dead letters than "
-                                  f"{format_duration(t.dead_letter_window)} ago ({format_count(now_dead)} now)"))
+            reasons.append(
+                Reason(
+                    HealthState.DEAD_LETTERS_GROWING,
+                    f"{format_count(now_dead - then_dead)} more dead letters than "
+                    f"{format_duration(t.dead_letter_window)} ago ({format_count(now_dead)} now)",
+                )
+            )
     if consumed and s.ready > 0 and age is not None and age >= t.backing_up_after:
-        reasons.append(Reason(HealthState.BACKING_UP,
-                              f"the oldest ready message has waited {format_age(age)} "
-                              f"(threshold {format_duration(t.backing_up_after)})"))
+        reasons.append(
+            Reason(
+                HealthState.BACKING_UP,
+                f"the oldest ready message has waited {format_age(age)} "
+                f"(threshold {format_duration(t.backing_up_after)})",
+            )
+        )
     if not reasons:
         return Health()
     reasons.sort(key=lambda r: -SEVERITY[r.state])
@@ -213,72 +245,127 @@ def live_workers_by_queue(now: datetime | None = None) -> tuple[int, dict[str, i
     return online, per_queue
 
 
-def read_thresholds(names: Sequence[str]) -> dict[str, Thresholds]:
-    """Thresholds of the queues ``names`` (one query on the queues table)."""
-    return {q.name: thresholds_of(q) for q in Queue.objects.filter(name__in=list(names)).only(
-        "name", "retention", "health_backing_up_after", "health_stalled_after", "health_dead_letter_window",
-        "health_retention_warning")}
-
-
-# The newest sample at or before each (queue, moment), from the 1 s samples or, past their retention,
-# the 60 s ones: two index probes per pair on queues_sample_series. The lower bounds keep the planner on
-# that index (without them it may walk (resolution, at) backwards for a queue with no samples at all).
-BASELINES = """
-SELECT n.name, n.since, b.at, b.ready, b.dead, b.acked_total, b.failed_total
-FROM unnest(%(names)s::text[], %(since)s::timestamptz[]) AS n(name, since)
-CROSS JOIN LATERAL (
+# One statement for everything assess() needs beyond the live counts: each queue's thresholds and
+# retention, and its newest stored sample at or before the start of each window (from the 1 s samples
+# or, past their retention, the 60 s ones): two index probes per window on queues_sample_series. The
+# lower bounds on `at` keep the planner on that index (without them it may walk (resolution, at)
+# backwards for a queue with no samples at all).
+INPUTS = """
+WITH q AS (
+    SELECT name, retention, health_backing_up_after, health_stalled_after, health_dead_letter_window,
+           health_retention_warning,
+           %(now)s::timestamptz - coalesce(health_stalled_after, %(stalled)s::interval) AS progress_since,
+           %(now)s::timestamptz - coalesce(health_dead_letter_window, %(window)s::interval) AS dead_since
+    FROM queues_queue WHERE name = ANY(%(names)s::text[])
+)
+SELECT q.name, q.retention, q.health_backing_up_after, q.health_stalled_after, q.health_dead_letter_window,
+       q.health_retention_warning,
+       p.at, p.ready, p.dead, p.acked_total, p.failed_total,
+       d.at, d.ready, d.dead, d.acked_total, d.failed_total
+FROM q
+LEFT JOIN LATERAL (
     SELECT * FROM (
         (SELECT at, ready, dead, acked_total, failed_total FROM queues_sample
-         WHERE queue_name = n.name AND resolution = 1 AND at <= n.since AND at >= n.since - interval '1 hour'
+         WHERE queue_name = q.name AND resolution = 1
+           AND at <= q.progress_since AND at >= q.progress_since - interval '1 hour'
          ORDER BY at DESC LIMIT 1)
         UNION ALL
         (SELECT at, ready, dead, acked_total, failed_total FROM queues_sample
-         WHERE queue_name = n.name AND resolution = 60 AND at <= n.since AND at >= n.since - interval '1 day'
+         WHERE queue_name = q.name AND resolution = 60
+           AND at <= q.progress_since AND at >= q.progress_since - interval '1 day'
          ORDER BY at DESC LIMIT 1)
     ) u ORDER BY at DESC LIMIT 1
-) b
+) p ON true
+LEFT JOIN LATERAL (
+    SELECT * FROM (
+        (SELECT at, ready, dead, acked_total, failed_total FROM queues_sample
+         WHERE queue_name = q.name AND resolution = 1
+           AND at <= q.dead_since AND at >= q.dead_since - interval '1 hour'
+         ORDER BY at DESC LIMIT 1)
+        UNION ALL
+        (SELECT at, ready, dead, acked_total, failed_total FROM queues_sample
+         WHERE queue_name = q.name AND resolution = 60
+           AND at <= q.dead_since AND at >= q.dead_since - interval '1 day'
+         ORDER BY at DESC LIMIT 1)
+    ) u ORDER BY at DESC LIMIT 1
+) d ON true
 """
 
 
-def read_baselines(wanted: Iterable[tuple[str, datetime]]) -> dict[tuple[str, datetime], Baseline]:
-    """The stored sample at or before each ``(queue, moment)``; pairs without one are left out."""
-    pairs = list(dict.fromkeys(wanted))
-    if not pairs:
+@dataclass(frozen=True)
+class Inputs:
+    """What :func:`assess` needs of one queue beyond its live counts."""
+
+    thresholds: Thresholds
+    progress: Baseline | None
+    dead_before: Baseline | None
+
+
+def _baseline(row: Sequence[Any]) -> Baseline | None:
+    at, ready, dead, acked, failed = row
+    if at is None:
+        return None
+    return Baseline(at=at, ready=int(ready), dead=int(dead), acked_total=int(acked), failed_total=int(failed))
+
+
+def read_inputs(names: Sequence[str], *, now: datetime) -> dict[str, Inputs]:
+    """Thresholds and window-start samples of the queues ``names`` (:data:`INPUTS`, one statement)."""
+    if not names:
         return {}
     with conf.db().cursor() as cur:
-        cur.execute(BASELINES, {"names": [n for n, _ in pairs], "since": [s for _, s in pairs]})
+        cur.execute(
+            INPUTS,
+            {
+                "names": list(names),
+                "now": now,
+                "stalled": timedelta(seconds=DEFAULTS.stalled_after),
+                "window": timedelta(seconds=DEFAULTS.dead_letter_window),
+            },
+        )
         rows = cur.fetchall()
-    return {(name, since): Baseline(at=at, ready=int(ready), dead=int(dead), acked_total=int(acked),
-                                    failed_total=int(failed))
-            for name, since, at, ready, dead, acked, failed in rows}
+    out = {}
+    for row in rows:
+        name, retention, backing_up, stalled, window, warning = row[:6]
+        out[name] = Inputs(
+            thresholds=Thresholds(
+                backing_up_after=_seconds(backing_up, DEFAULTS.backing_up_after),
+                stalled_after=_seconds(stalled, DEFAULTS.stalled_after),
+                dead_letter_window=_seconds(window, DEFAULTS.dead_letter_window),
+                retention_warning=_seconds(warning, DEFAULTS.retention_warning),
+                retention=retention.total_seconds(),
+            ),
+            progress=_baseline(row[6:11]),
+            dead_before=_baseline(row[11:16]),
+        )
+    return out
 
 
 def assess_all(
-    stats: Sequence[QueueStats], *, workers: Mapping[str, int] | None = None, now: datetime | None = None,
+    stats: Sequence[QueueStats],
+    *,
+    workers: Mapping[str, int] | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Health]:
-    """The health of every queue in ``stats`` (three small queries whatever the backlog).
-
-    ``workers``: live workers per queue when the caller has them already (else read here).
-    """
+    """The health of every queue in ``stats``: one statement (:data:`INPUTS`) whatever the backlog, and
+    one more for the live workers unless the caller has them (``workers``: live workers per queue)."""
     if not stats:
         return {}
     now = now or timezone.now()
     if workers is None:
         workers = live_workers_by_queue(now)[1]
-    limits = read_thresholds([s.queue for s in stats])
-    wanted: list[tuple[str, datetime]] = []
-    for s in stats:
-        t = limits.get(s.queue, DEFAULTS)
-        wanted += [(s.queue, now - timedelta(seconds=t.stalled_after)),
-                   (s.queue, now - timedelta(seconds=t.dead_letter_window))]
-    baselines = read_baselines(wanted)
+    inputs = read_inputs([s.queue for s in stats], now=now)
     out: dict[str, Health] = {}
     for s in stats:
-        t = limits.get(s.queue, DEFAULTS)
+        got = inputs.get(s.queue)
+        if got is None:  # deleted between the two reads
+            out[s.queue] = Health()
+            continue
         out[s.queue] = assess(
-            s, thresholds=t, workers=workers.get(s.queue, 0),
-            progress=baselines.get((s.queue, now - timedelta(seconds=t.stalled_after))),
-            dead_before=baselines.get((s.queue, now - timedelta(seconds=t.dead_letter_window))),
+            s,
+            thresholds=got.thresholds,
+            workers=workers.get(s.queue, 0),
+            progress=got.progress,
+            dead_before=got.dead_before,
         )
     return out
 
