@@ -1,8 +1,9 @@
 """The sampler: one tick turns the engine's live counts into history rows and a pushed message.
 
-A tick costs two statements whatever the number of dashboards open: :func:`queues.stats` (counter rows
-and index ranges, never a ``count(*)`` of the backlog) and :data:`RECORD`, which stores one 1 s
-``QueueSample`` per queue and reads the live workers back in the same round trip. Rates come from the
+A tick costs three statements whatever the number of dashboards open: :func:`queues.stats` (counter rows
+and index ranges, never a ``count(*)`` of the backlog), :data:`RECORD`, which stores one 1 s
+``QueueSample`` per queue and reads the live workers back in the same round trip, and the queues' health
+inputs (``queue_health.INPUTS``: thresholds and two index probes per queue on the samples). Rates come from the
 previous tick kept in memory, not from the database. Once a minute (on the first tick of each minute,
 and at once after an election) the tick runs an upkeep sweep (:func:`queues.upkeep.sweep`), whose
 ``samples`` job is :func:`maintain_samples`: downsample, then prune by retention.
