@@ -256,11 +256,14 @@ def test_overview_summarises_health_and_sorts_dead_letter_queues_below_busy_ones
     order = re.findall(r'data-health="([^"]+)"', html)
     assert order == ["orders", "emails", "orders.dlq", "emails.dlq"]
     # the failures card leads to the failing messages, not the audit log
-    assert re.search(
-        r'href="[^"]*/messages/\?q=state%3Adelayed%20state%3Adead"[^>]*><span class="card-label">'
+    link = re.search(
+        r'href="([^"]*/messages/\?q=state%3Adelayed%20state%3Adead)"[^>]*><span class="card-label">'
         r"Failures",
         html,
     )
+    assert link
+    browser = client_for("viewer").get(link.group(1).replace("&amp;", "&"))
+    assert browser.status_code == 200 and b"orders.dlq" in browser.content  # the 3 dead letters are listed
 
 
 def test_queue_page_shows_the_badge_and_its_reasons(troubled, client_for):
