@@ -48,7 +48,7 @@ class DurationInput(forms.CharField):
 
     def __init__(self, *, minimum: float = 0.0, maximum: float = validation.MAX_DURATION, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.minimum, self.maximum = minimum, maximum
+        self.min_value, self.max_value = minimum, maximum
         self.widget.attrs.update({"inputmode": "text", "spellcheck": "false", "autocomplete": "off"})
 
     def prepare_value(self, value: Any) -> Any:
@@ -61,7 +61,7 @@ class DurationInput(forms.CharField):
         if text in self.empty_values:
             return None
         out_of_range = forms.ValidationError(
-            f"Use a duration from {format_duration(self.minimum)} to {format_duration(self.maximum)}, "
+            f"Use a duration from {format_duration(self.min_value)} to {format_duration(self.max_value)}, "
             f"got {text[:40]!r}", code="range")
         if text.startswith("-"):
             raise out_of_range  # -1d: a unit's error would hide that no negative duration is allowed
@@ -71,7 +71,7 @@ class DurationInput(forms.CharField):
             if "it must be from" in str(exc):  # past ten years: this field's own bounds say more
                 raise out_of_range from None
             raise forms.ValidationError(_sentence(str(exc)), code="invalid") from None
-        if not self.minimum <= seconds <= self.maximum:
+        if not self.min_value <= seconds <= self.max_value:
             raise out_of_range
         return seconds
 
@@ -81,7 +81,7 @@ class SizeInput(forms.CharField):
 
     def __init__(self, *, minimum: int, maximum: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.minimum, self.maximum = minimum, maximum
+        self.min_value, self.max_value = minimum, maximum
         self.widget.attrs.update({"spellcheck": "false", "autocomplete": "off"})
 
     def prepare_value(self, value: Any) -> Any:
@@ -97,9 +97,9 @@ class SizeInput(forms.CharField):
             size = validation.parse_size(text)
         except validation.InvalidInput as exc:
             raise forms.ValidationError(_sentence(str(exc)), code="invalid") from None
-        if not self.minimum <= size <= self.maximum:
+        if not self.min_value <= size <= self.max_value:
             raise forms.ValidationError(
-                f"Use a size from {format_size(self.minimum)} to {format_size(self.maximum)}, got {text!r}",
+                f"Use a size from {format_size(self.min_value)} to {format_size(self.max_value)}, got {text!r}",
                 code="range")
         return size
 
@@ -225,8 +225,8 @@ class PublishForm(forms.Form):
                            help_text='JSON, for example {"order_id": 42}.')
     headers = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}), required=False,
                               help_text='A JSON object of strings, for example {"tenant": "acme"}.')
-    delay = forms.FloatField(required=False, min_value=0, max_value=limits.MAX_DELAY,
-                             help_text="Seconds; empty for the queue's default delay.")
+    delay = DurationInput(required=False, maximum=limits.MAX_DELAY,
+                          help_text="Empty for the queue's default delay. " + DURATION_HELP)
     priority = StrictIntegerField(min_value=limits.PRIORITY_MIN, max_value=limits.PRIORITY_MAX, initial=0)
     group = forms.CharField(max_length=limits.MAX_KEY_LENGTH, required=False, help_text="Group key (fifo queues).")
     dedup_id = forms.CharField(max_length=limits.MAX_KEY_LENGTH, required=False,
