@@ -60,6 +60,7 @@ def test_a_queue_that_loses_its_worker_gets_the_stalled_badge_live(
     queues.send_batch(QUEUE, [{"n": i} for i in range(20)])  # producers carry on
     page.wait_for_selector(f'[data-health="{QUEUE}"][data-health-state="stalled"]', timeout=15_000)
     took = time.monotonic() - killed
+    print(f"stalled badge {took:.1f}s after the worker was killed")
     assert page.evaluate("window.mqNotReloaded") is True  # the push changed it, not a reload
     assert page.inner_text(f'[data-health="{QUEUE}"]') == "stalled"
     assert "no live worker serves it" in page.get_attribute(f'[data-health="{QUEUE}"]', "title")
