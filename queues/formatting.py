@@ -111,3 +111,43 @@ def format_wait(seconds: float) -> str:
     if s < 3600:
         return f"{s // 60} min {s % 60:02d} s"
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
+DEAD_LETTER_KIND = "dead-letter"
+"""What a dead-letter queue's kind reads as on the pages, in ``mq_stats`` and in metrics."""
+
+
+def display_kind(kind: str, *, is_dead_letter_queue: bool) -> str:
+    """``dead-letter`` for a dead-letter queue (whatever its ordering), else ``standard`` or ``fifo``."""
+    return DEAD_LETTER_KIND if is_dead_letter_queue else kind
+
+
+ACTION_NAMES: dict[str, str] = {
+    "pause_queue": "Paused queue",
+    "resume_queue": "Resumed queue",
+    "update_queue_settings": "Changed settings",
+    "purge_queue": "Purged queue",
+    "delete_messages": "Deleted messages",
+    "retry_messages": "Retried messages",
+    "move_messages": "Moved messages",
+    "start_redrive": "Started redrive",
+    "stop_redrive": "Stopped redrive",
+    "publish_message": "Published message",
+    "create_queue": "Created queue",
+    "delete_queue": "Deleted queue",
+    "reveal_body": "Revealed a body",
+    "shorten_retention": "Shortened retention",
+    "search_bodies": "Searched bodies",
+    "cancel_backend": "Ended a database session",
+    "stop_worker": "Asked a worker to stop",
+    "cancel_messages": "Cancelled messages",
+    "save_schedule": "Saved schedule",
+    "pause_schedule": "Paused schedule",
+    "resume_schedule": "Resumed schedule",
+    "run_schedule": "Ran schedule now",
+    "delete_schedule": "Deleted schedule",
+}
+"""How the audit log names each action (``queues.permissions.Action`` values, which the rows keep as stored)."""
+
+
+def action_name(action: str) -> str:
+    """``Purged queue`` for ``purge_queue``; an action without a name reads as its words (``Some action``)."""
+    return ACTION_NAMES.get(action) or action.replace("_", " ").capitalize()

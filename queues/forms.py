@@ -4,15 +4,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django import forms
 from django.http import QueryDict
 
-from queues import validation
+from queues import queue_health, validation
 from queues.engine import limits as flow_limits
 from queues.engine import validation as limits
 from queues.engine.validation import validate_name
+from queues.formatting import format_duration, format_size
 from queues.models import ExpiryAction, Overflow, Queue, QueueKind
 
 
@@ -37,9 +39,70 @@ class StrictIntegerField(forms.IntegerField):
             raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
 
 
-def _number(value: float) -> float | int:
-    """Whole seconds show as ``30``, not ``30.0``."""
-    return int(value) if float(value).is_integer() else value
+class DurationInput(forms.CharField):
+    """A duration as people write it (``30s``, ``5m``, ``1h30m``, ``4d``, or plain seconds), within bounds.
+
+    Parsed by :func:`queues.validation.parse_duration` (the ``mq_*`` commands' parser), shown by
+    :func:`queues.formatting.format_duration`; cleans to float seconds. Empty is None when not required
+    (the default).
+    """
+
+    def __init__(self, *, minimum: float = 0.0, maximum: float = validation.MAX_DURATION, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.min_value, self.max_value = minimum, maximum
+        self.widget.attrs.update({"inputmode": "text", "spellcheck": "false", "autocomplete": "off"})
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, timedelta | int | float) and not isinstance(value, bool):
+            return format_duration(value)
+        return value
+
+    def to_python(self, value: Any) -> float | None:  # type: ignore[override]
+        text = super().to_python(value)
+        if text in self.empty_values:
+            return None
+        out_of_range = forms.ValidationError(
+            f"Use a duration from {format_duration(self.min_value)} to {format_duration(self.max_value)}, "
+            f"got {text[:40]!r}", code="range")
+        if text.startswith("-"):
+            raise out_of_range  # -1d: a unit's error would hide that no negative duration is allowed
+        try:
+            seconds = validation.parse_duration(text)
+        except validation.InvalidInput as exc:
+            if "it must be from" in str(exc):  # past ten years: this field's own bounds say more
+                raise out_of_range from None
+            raise forms.ValidationError(_sentence(str(exc)), code="invalid") from None
+        if not self.min_value <= seconds <= self.max_value:
+            raise out_of_range
+        return seconds
+
+
+class SizeInput(forms.CharField):
+    """A size in bytes as people write it (``262144``, ``256 KiB``, ``1 MiB``), within bounds; cleans to int."""
+
+    def __init__(self, *, minimum: int, maximum: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.min_value, self.max_value = minimum, maximum
+        self.widget.attrs.update({"spellcheck": "false", "autocomplete": "off"})
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return format_size(value)
+        return value
+
+    def to_python(self, value: Any) -> int | None:  # type: ignore[override]
+        text = super().to_python(value)
+        if text in self.empty_values:
+            return None
+        try:
+            size = validation.parse_size(text)
+        except validation.InvalidInput as exc:
+            raise forms.ValidationError(_sentence(str(exc)), code="invalid") from None
+        if not self.min_value <= size <= self.max_value:
+            raise forms.ValidationError(
+                f"Use a size from {format_size(self.min_value)} to {format_size(self.max_value)}, got {text!r}",
+                code="range")
+        return size
 
 
 def _queue_choices(blank: str, *, exclude: str | None = None) -> list[tuple[str, str]]:
@@ -47,24 +110,45 @@ def _queue_choices(blank: str, *, exclude: str | None = None) -> list[tuple[str,
     return [("", blank)] + [(n, n) for n in names if n != exclude]
 
 
+DURATION_HELP = "30s, 5m, 1h30m, 4d (or seconds)."
+
+
 class QueueSettingsForm(forms.Form):
-    """A queue's editable settings, durations in seconds."""
+    """A queue's editable settings; durations and sizes as people write them (``4d``, ``256 KiB``)."""
 
     kind = forms.ChoiceField(choices=QueueKind.choices, help_text="Can change only while the queue is empty.")
-    visibility_timeout = forms.FloatField(
-        min_value=limits.MIN_VISIBILITY_TIMEOUT, max_value=limits.MAX_VISIBILITY_TIMEOUT,
-        help_text="Seconds a received message stays leased.",
+    visibility_timeout = DurationInput(
+        minimum=limits.MIN_VISIBILITY_TIMEOUT, maximum=limits.MAX_VISIBILITY_TIMEOUT,
+        help_text="How long a received message stays leased. " + DURATION_HELP,
     )
     max_receives = StrictIntegerField(min_value=0, max_value=limits.INT_MAX,
                                       help_text="Receives before dead-lettering; 0 means never.")
     dead_letter_queue = forms.ChoiceField(required=False, help_text="Empty: none (messages are redelivered forever).")
-    default_delay = forms.FloatField(min_value=0, max_value=limits.MAX_DELAY, help_text="Seconds.")
-    retention = forms.FloatField(min_value=limits.MIN_RETENTION, max_value=limits.MAX_RETENTION,
-                                 help_text="Seconds an unreceived message is kept (345600 = 4 days). Shortening it "
-                                           "deletes older messages: it needs the purge permission and a confirmation.")
-    max_message_size = StrictIntegerField(min_value=limits.MIN_MESSAGE_SIZE, max_value=limits.MAX_MESSAGE_SIZE,
-                                          help_text="Bytes of body + headers.")
-    dedup_window = forms.FloatField(min_value=0, max_value=limits.MAX_DEDUP_WINDOW, help_text="Seconds.")
+    default_delay = DurationInput(maximum=limits.MAX_DELAY, help_text="Delay of messages sent without one. "
+                                                                    + DURATION_HELP)
+    retention = DurationInput(minimum=limits.MIN_RETENTION, maximum=limits.MAX_RETENTION,
+                              help_text="How long an unreceived message is kept (4d). Shortening it deletes older "
+                                        "messages: it needs the purge permission and a confirmation.")
+    max_message_size = SizeInput(minimum=limits.MIN_MESSAGE_SIZE, maximum=limits.MAX_MESSAGE_SIZE,
+                                 help_text="Body + headers: 256 KiB, 1 MiB, or bytes.")
+    dedup_window = DurationInput(maximum=limits.MAX_DEDUP_WINDOW, help_text="How long a dedup id is remembered. "
+                                                                          + DURATION_HELP)
+    # Health thresholds (queues/queue_health.py); empty means the default, shown as the placeholder.
+    health_backing_up_after = DurationInput(
+        required=False, minimum=limits.MIN_HEALTH_THRESHOLD, maximum=limits.MAX_HEALTH_THRESHOLD,
+        label="Backing up after", help_text="Health: the oldest ready message waited this long. Empty: default.")
+    health_stalled_after = DurationInput(
+        required=False, minimum=limits.MIN_HEALTH_THRESHOLD, maximum=limits.MAX_HEALTH_THRESHOLD,
+        label="Stalled after", help_text="Health: ready work waited this long with no live worker, or nothing "
+                                         "acked or failed in that time. Empty: default.")
+    health_dead_letter_window = DurationInput(
+        required=False, minimum=limits.MIN_HEALTH_THRESHOLD, maximum=limits.MAX_HEALTH_THRESHOLD,
+        label="Dead letters growing over", help_text="Health: more dead letters now than this long ago. "
+                                                     "Empty: default.")
+    health_retention_warning = DurationInput(
+        required=False, minimum=limits.MIN_HEALTH_THRESHOLD, maximum=limits.MAX_HEALTH_THRESHOLD,
+        label="Retention warning", help_text="Health: retention deletes the oldest ready message within this "
+                                             "(at most half the retention). Empty: default.")
     rate_limit = forms.CharField(
         required=False, max_length=32,
         help_text="Most deliveries per period across every worker: 100/s, 5000/min, 10/h. Empty: no limit. "
@@ -83,9 +167,9 @@ class QueueSettingsForm(forms.Form):
         help_text="The rate and concurrency limits apply to each group key separately (for example per customer).",
     )
     # Flow control (docs/flow-control.md, "Expiry" and "Bounded queues").
-    message_ttl = forms.FloatField(required=False, min_value=limits.MIN_TTL, max_value=limits.MAX_TTL,
-                                   label="Message TTL", help_text="Seconds a message may wait once available "
-                                                                  "before it expires; empty: never.")
+    message_ttl = DurationInput(required=False, minimum=limits.MIN_TTL, maximum=limits.MAX_TTL,
+                                label="Message TTL", help_text="How long a message may wait once available "
+                                                               "before it expires (10m, 1d); empty: never.")
     # Not required: a form posted without them (an older page, a script) leaves them as they are.
     expiry_action = forms.ChoiceField(choices=ExpiryAction.choices, required=False,
                                       help_text="An expired message is dropped or dead-lettered.")
@@ -99,23 +183,30 @@ class QueueSettingsForm(forms.Form):
         if queue is not None and "initial" not in kwargs:
             kwargs["initial"] = {
                 "kind": queue.kind,
-                "visibility_timeout": _number(queue.visibility_timeout.total_seconds()),
+                "visibility_timeout": queue.visibility_timeout,
                 "max_receives": queue.max_receives,
                 "dead_letter_queue": queue.dead_letter_queue.name if queue.dead_letter_queue_id else "",
-                "default_delay": _number(queue.default_delay.total_seconds()),
-                "retention": _number(queue.retention.total_seconds()),
+                "default_delay": queue.default_delay,
+                "retention": queue.retention,
                 "max_message_size": queue.max_message_size,
-                "dedup_window": _number(queue.dedup_window.total_seconds()),
+                "dedup_window": queue.dedup_window,
+                **{key: getattr(queue, key) for key in limits.HEALTH_SETTINGS},
                 "rate_limit": str(flow_limits.rate_of(queue) or ""),
                 "rate_burst": queue.rate_burst,
                 "concurrency_limit": queue.concurrency_limit,
                 "limits_per_group": queue.limits_per_group,
-                "message_ttl": _number(queue.message_ttl.total_seconds()) if queue.message_ttl else None,
+                "message_ttl": queue.message_ttl,
                 "expiry_action": queue.expiry_action,
                 "max_length": queue.max_length,
                 "overflow": queue.overflow,
             }
         super().__init__(*args, **kwargs)
+        defaults = queue_health.DEFAULTS
+        for key, seconds in (("health_backing_up_after", defaults.backing_up_after),
+                             ("health_stalled_after", defaults.stalled_after),
+                             ("health_dead_letter_window", defaults.dead_letter_window),
+                             ("health_retention_warning", defaults.retention_warning)):
+            self.fields[key].widget.attrs["placeholder"] = f"{format_duration(seconds)} (default)"
         self.fields["dead_letter_queue"].choices = _queue_choices(
             "— none —", exclude=queue.name if queue is not None else None
         )
@@ -145,8 +236,9 @@ class QueueCreateForm(forms.Form):
     name = forms.CharField(max_length=limits.MAX_NAME_LENGTH,
                            help_text="a-z, 0-9, '.', '_' or '-', starting with a letter or digit.")
     kind = forms.ChoiceField(choices=QueueKind.choices, initial=QueueKind.STANDARD)
-    visibility_timeout = forms.FloatField(
-        min_value=limits.MIN_VISIBILITY_TIMEOUT, max_value=limits.MAX_VISIBILITY_TIMEOUT, initial=30
+    visibility_timeout = DurationInput(
+        minimum=limits.MIN_VISIBILITY_TIMEOUT, maximum=limits.MAX_VISIBILITY_TIMEOUT, initial=30,
+        help_text=DURATION_HELP,
     )
     max_receives = StrictIntegerField(min_value=0, max_value=limits.INT_MAX, initial=5)
     dead_letter_queue = forms.CharField(
@@ -183,8 +275,8 @@ class PublishForm(forms.Form):
                            help_text='JSON, for example {"order_id": 42}.')
     headers = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}), required=False,
                               help_text='A JSON object of strings, for example {"tenant": "acme"}.')
-    delay = forms.FloatField(required=False, min_value=0, max_value=limits.MAX_DELAY,
-                             help_text="Seconds; empty for the queue's default delay.")
+    delay = DurationInput(required=False, maximum=limits.MAX_DELAY,
+                          help_text="Empty for the queue's default delay. " + DURATION_HELP)
     priority = StrictIntegerField(min_value=limits.PRIORITY_MIN, max_value=limits.PRIORITY_MAX, initial=0)
     group = forms.CharField(max_length=limits.MAX_KEY_LENGTH, required=False, help_text="Group key (fifo queues).")
     dedup_id = forms.CharField(max_length=limits.MAX_KEY_LENGTH, required=False,

@@ -94,6 +94,23 @@ class Queue(models.Model):
         max_length=16, choices=Overflow.choices, default=Overflow.REJECT, db_default=Overflow.REJECT,
         help_text="What a send to a full queue does: refused, or the oldest waiting messages make room.",
     )
+    # Health thresholds (queues/queue_health.py); NULL means the documented default (docs/dashboard.md).
+    health_backing_up_after = models.DurationField(
+        null=True, blank=True, help_text="Oldest ready message older than this: backing up. Empty: 2 min."
+    )
+    health_stalled_after = models.DurationField(
+        null=True, blank=True,
+        help_text="Ready work this old with no live worker, or nothing acked or failed for this long: stalled. "
+                  "Empty: 5 min.",
+    )
+    health_dead_letter_window = models.DurationField(
+        null=True, blank=True,
+        help_text="More dead letters now than this long ago: dead letters growing. Empty: 15 min.",
+    )
+    health_retention_warning = models.DurationField(
+        null=True, blank=True, help_text="Oldest message deleted by retention within this: retention risk. "
+                                         "Empty: 1 day.",
+    )
 
     class Meta:
         db_table = "queues_queue"

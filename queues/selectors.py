@@ -24,11 +24,11 @@ from django.db.models.functions import Cast, Left
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from queues import conf, engine, health
+from queues import conf, engine, health, queue_health
 from queues.audit import with_detail_json
 from queues.deadletters import DistinctError, TimelineEntry, attempt_timeline, first_line
 from queues.engine import MessageInfo, QueueStats
-from queues.formatting import duration_words, retry_note
+from queues.formatting import display_kind, duration_words, retry_note
 from queues.metrics.history import get_failures_since, get_rates
 from queues.metrics.numbers import Rates, Totals
 from queues.models import (
@@ -46,8 +46,8 @@ from queues.search import MessageFilter, message_queryset
 
 CHART_WINDOWS: dict[int, str] = {300: "5 min", 3600: "1 h", 86400: "24 h", 604800: "7 d"}
 QUEUE_SORTS = (
-    "name", "kind", "state", "ready", "in_flight", "delayed", "dead", "oldest_ready_age", "rate_in", "rate_out",
-    "workers",
+    "health", "name", "kind", "state", "ready", "in_flight", "delayed", "dead", "oldest_ready_age", "rate_in",
+    "rate_out", "workers",
 )
 BODY_PREVIEW_CHARS = 160
 # A pretty-printed body longer than this is shown collapsed on the message page.
@@ -75,6 +75,14 @@ class QueueRow:
     rate_out: float | None
     workers: int
     failed_total: int = 0
+    health: queue_health.Health = field(default_factory=queue_health.Health)
+    """The queue's health (queues/queue_health.py): the badge state and its reasons."""
+
+    @property
+    def display_kind(self) -> str:
+        """``dead-letter`` for a dead-letter queue, else its kind: the one word pages, ``mq_stats`` and
+        metrics use (:func:`queues.formatting.display_kind`)."""
+        return display_kind(self.kind, is_dead_letter_queue=self.is_dead_letter_queue)
 
     @property
     def state(self) -> str:
@@ -84,16 +92,20 @@ class QueueRow:
 
 def _live_workers_by_queue(now: datetime) -> tuple[int, dict[str, int]]:
     """How many workers beat on time, and how many of them serve each queue."""
-    cutoff = now - _stale_after()
-    online = 0
-    per_queue: dict[str, int] = {}
-    for queues in Worker.objects.filter(state=WorkerState.LIVE, last_beat_at__gte=cutoff).values_list(
-        "queues", flat=True
-    ):
-        online += 1
-        for name in queues or ():
-            per_queue[name] = per_queue.get(name, 0) + 1
-    return online, per_queue
+    return queue_health.live_workers_by_queue(now)
+
+
+def _with_health(rows: list[QueueRow], stats: Sequence[QueueStats], workers: dict[str, int],
+                 now: datetime) -> list[QueueRow]:
+    healths = queue_health.assess_all(stats, workers=workers, now=now)
+    for row in rows:
+        row.health = healths.get(row.name, row.health)
+    return rows
+
+
+def _attention_first(row: QueueRow) -> tuple[int, bool, int, int, str]:
+    """Unhealthy queues first (worst first), then ordinary queues before dead-letter queues, by backlog."""
+    return (-row.health.severity, row.is_dead_letter_queue, -row.ready, -row.depth, row.name)
 
 
 def _rows(stats: Sequence[QueueStats], rates: dict[str, Rates], workers: dict[str, int]) -> list[QueueRow]:
@@ -116,6 +128,22 @@ class Overview:
     queues: list[QueueRow]
     running_redrives: list[Redrive]
 
+    @property
+    def health_counts(self) -> dict[str, int]:
+        """Unhealthy queues per badge state, worst first (``{"stalled": 2, "backing_up": 1}``)."""
+        return queue_health.counts(r.health for r in self.queues)
+
+    @property
+    def failing_search(self) -> str:
+        """The message browser's search behind the "Failures (1 h)" card: what failed and is still here
+        (retries backing off, and dead letters)."""
+        return "state:delayed state:dead"
+
+    @property
+    def health_summary(self) -> str:
+        """``2 stalled, 1 backing up``, or ``all healthy``."""
+        return queue_health.summary(r.health for r in self.queues)
+
 
 def get_overview() -> Overview:
     """Cards, the backlog table (largest backlog first) and the redrives in progress."""
@@ -128,8 +156,8 @@ def get_overview() -> Overview:
     for s in stats:
         totals.add(s, rates[s.queue])
     totals.failed_last_hour = get_failures_since(stats, now - timedelta(hours=1))
-    rows = _rows(stats, rates, per_queue)
-    rows.sort(key=lambda r: (-r.ready, -r.depth, r.name))
+    rows = _with_health(_rows(stats, rates, per_queue), stats, per_queue, now)
+    rows.sort(key=_attention_first)
     running = list(
         Redrive.objects.filter(state__in=[RedriveState.RUNNING, RedriveState.STOPPING]).select_related(
             "source", "destination"
@@ -154,7 +182,11 @@ def list_queue_rows(*, name_filter: str = "", sort: str = "name") -> list[QueueR
         stats = [s for s in stats if needle in s.queue]
     rates = get_rates([s.queue for s in stats], now=now)
     _online, per_queue = _live_workers_by_queue(now)
-    rows = _rows(stats, rates, per_queue)
+    rows = _with_health(_rows(stats, rates, per_queue), stats, per_queue, now)
+    if key == "health":
+        # Worst first, then by name: the list's default, so trouble is on top and the rest stays findable.
+        rows.sort(key=lambda r: (-r.health.severity, r.name), reverse=sort.startswith("-"))
+        return rows
 
     def value(row: QueueRow) -> Any:
         v = getattr(row, key)
@@ -203,7 +235,7 @@ def get_queue_detail(queue: Queue) -> QueueDetail:
         raise engine.QueueNotFound(f"queue {queue.name!r} does not exist")
     rates = get_rates([queue.name], now=now)
     _online, per_queue = _live_workers_by_queue(now)
-    row = _rows(mine, rates, per_queue)[0]
+    row = _with_health(_rows(mine, rates, per_queue), mine, per_queue, now)[0]
     dlq = queue.dead_letter_queue
     dead_letters: list[MessageInfo] = []
     dead_count = 0

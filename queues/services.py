@@ -173,6 +173,11 @@ def _settings_snapshot(q: Queue) -> dict[str, Any]:
         "expiry_action": q.expiry_action,
         "max_length": q.max_length,
         "overflow": q.overflow,
+        # Health thresholds (queues/queue_health.py): None is the default.
+        "health_backing_up_after": _seconds(q.health_backing_up_after),
+        "health_stalled_after": _seconds(q.health_stalled_after),
+        "health_dead_letter_window": _seconds(q.health_dead_letter_window),
+        "health_retention_warning": _seconds(q.health_retention_warning),
     }
 
 

@@ -201,7 +201,8 @@ def parse_duration(text: str) -> float:
 
     From 0 to :data:`MAX_DURATION`; else :class:`InvalidInput`.
     """
-    value = text.strip().lower()
+    # "1h 30m" and "4 d" read as people write them; the parts themselves take no spaces.
+    value = "".join(text.split()).lower()
     try:
         seconds = parse_float(value, "duration")
     except InvalidInput:

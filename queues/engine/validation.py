@@ -38,6 +38,11 @@ MIN_RETENTION, MAX_RETENTION = 60.0, 365 * 24 * 3600.0
 MAX_DEDUP_WINDOW = 7 * 24 * 3600.0
 MIN_MESSAGE_SIZE, MAX_MESSAGE_SIZE = 16, 16 * 1024 * 1024
 """Bounds of a queue's ``max_message_size`` setting (bytes of body and headers)."""
+HEALTH_SETTINGS = (
+    "health_backing_up_after", "health_stalled_after", "health_dead_letter_window", "health_retention_warning",
+)
+"""A queue's health thresholds (seconds, a ``timedelta`` or None for the default; see queues/queue_health.py)."""
+MIN_HEALTH_THRESHOLD, MAX_HEALTH_THRESHOLD = 1.0, 365 * 24 * 3600.0
 MAX_WAIT = 3600.0
 """Longest a receive may wait for a message."""
 MIN_REDRIVE_RATE = 0.1
@@ -220,6 +225,11 @@ def clean_settings(values: dict[str, Any]) -> dict[str, Any]:
             if value not in choices:
                 raise InvalidQueueSettings(f"{key} must be one of {', '.join(choices)}, got {value!r}")
             out[key] = value
+        elif key in HEALTH_SETTINGS:
+            # None: back to the default (queues/queue_health.py DEFAULTS).
+            out[key] = None if value is None else timedelta(
+                seconds=check_seconds(value, key, minimum=MIN_HEALTH_THRESHOLD, maximum=MAX_HEALTH_THRESHOLD)
+            )
         else:
             raise InvalidQueueSettings(f"unknown queue setting {key!r}")
     return out

@@ -27,7 +27,9 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from queues import conf, engine, health
+from queues import conf, engine, health, queue_health
+from queues.engine import QueueStats
+from queues.formatting import display_kind
 from queues.metrics import durations
 from queues.metrics.sampler import sample_interval
 
@@ -35,7 +37,7 @@ QUEUES_SQL = """
 SELECT q.name, EXISTS (SELECT 1 FROM queues_queue s WHERE s.dead_letter_queue_id = q.id),
        coalesce(k.sent, 0), coalesce(k.acked, 0), coalesce(k.failed, 0), coalesce(k.dead, 0),
        s.ready, s.in_flight, s.delayed, s.dead, s.oldest_ready_age,
-       extract(epoch FROM statement_timestamp() - s.at)
+       extract(epoch FROM statement_timestamp() - s.at), q.paused, q.kind
 FROM queues_queue q
 LEFT JOIN LATERAL (
     SELECT sum(sent) AS sent, sum(acked) AS acked, sum(failed) AS failed, sum(dead) AS dead
@@ -159,12 +161,39 @@ class MqadminCollector(Collector):
             cancelled.add_metric([name], totals.cancelled)
             overflowed.add_metric([name], totals.overflowed)
         yield from (expired, cancelled, overflowed)
+        yield from self._health(rows, gauges)
         freshness = GaugeMetricFamily(
             "mqadmin_sample_age_seconds",
             "Age of the stored samples the queue gauges come from (0: read live because the sampler is not running).")
         if sample_age is not None:
             freshness.add_metric([], sample_age)
         yield freshness
+
+    def _health(self, rows: list[Any], gauges: dict[str, tuple[int, int, int, int, float | None]]) -> Iterator[Any]:
+        """Each queue's kind as the dashboard words it, and which health states hold (queues/queue_health.py)."""
+        stats = []
+        for r in rows:
+            g = gauges.get(r[0])
+            if g is None:
+                continue
+            stats.append(QueueStats(
+                queue=r[0], kind=r[13], paused=bool(r[12]), ready=g[0], in_flight=g[1], delayed=g[2], dead=g[3],
+                depth=g[0] + g[1] + g[2], oldest_ready_age=g[4], sent_total=int(r[2]), acked_total=int(r[3]),
+                failed_total=int(r[4]), dead_lettered_total=int(r[5]), is_dead_letter_queue=bool(r[1])))
+        healths = queue_health.assess_all(stats)
+        info = GaugeMetricFamily("mqadmin_queue_info", "1 per queue; kind is standard, fifo or dead-letter.",
+                                 labels=["queue", "kind"])
+        states = GaugeMetricFamily(
+            "mqadmin_queue_health",
+            "1 for each health state that holds for the queue (healthy when none of the others does), 0 otherwise; "
+            "see docs/dashboard.md.", labels=["queue", "state"])
+        for s in stats:
+            info.add_metric([s.queue, display_kind(s.kind, is_dead_letter_queue=s.is_dead_letter_queue)], 1)
+            h = healths[s.queue]
+            holding = {r.state for r in h.reasons} or {queue_health.HealthState.HEALTHY}
+            for state in queue_health.HealthState.values:
+                states.add_metric([s.queue, state], 1 if state in holding else 0)
+        yield from (info, states)
 
     def _workers(self) -> Iterator[Any]:
         with conf.db().cursor() as cur:

@@ -1,10 +1,12 @@
 """The sampler: one tick turns the engine's live counts into history rows and a pushed message.
 
-A tick costs two statements whatever the number of dashboards open: :func:`queues.stats` (counter rows
-and index ranges, never a ``count(*)`` of the backlog) and :data:`RECORD`, which stores one 1 s
+A tick costs three statements whatever the number of dashboards open: :func:`queues.stats` (counter rows
+and index ranges, never a ``count(*)`` of the backlog), :data:`RECORD`, which stores one 1 s
 ``QueueSample`` per queue and reads the live workers and the running redrives back in the same round
-trip; every :data:`FAILURES_EVERY` seconds a third reads the last hour's failures. So every number a
-page shows as live (workers, redrive progress, the failures card) moves with the pushes. Rates come from the
+trip, and the queues' health inputs (``queue_health.INPUTS``: thresholds and two index probes per queue
+on the samples); every :data:`FAILURES_EVERY` seconds a fourth reads the last hour's failures. So every
+number a page shows as live (workers, redrive progress, the failures card, health) moves with the
+pushes. Rates come from the
 previous tick kept in memory, not from the database. Once a minute (on the first tick of each minute,
 and at once after an election) the tick runs an upkeep sweep (:func:`queues.upkeep.sweep`), whose
 ``samples`` job is :func:`maintain_samples`: downsample, then prune by retention.
@@ -26,7 +28,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
-from queues import conf, engine, upkeep
+from queues import conf, engine, queue_health, upkeep
 from queues.engine.types import QueueStats
 from queues.metrics.history import get_failures_since
 from queues.metrics.numbers import Rates, Totals, rate
@@ -267,8 +269,20 @@ class Sampler:
             }
             total.add(s, rates)
         self._previous = current
-        return {"type": "sample", "at": now, "interval": sample_interval(), "queues": queues,
-                "total": total.as_sample()}
+        message = {"type": "sample", "at": now, "interval": sample_interval(), "queues": queues,
+                   "total": total.as_sample()}
+        # -- health (helper "health"): each queue's badge state, and the overview's summary ---------------
+        try:
+            healths = queue_health.assess_all(stats, workers=per_queue_workers)
+        except Exception:
+            # The live numbers must not stop for it; the badges keep their last state until the next tick.
+            logger.exception("assessing queue health failed")
+        else:
+            for name, health in healths.items():
+                queues[name]["health"] = health.as_dict()
+            message["health"] = {"summary": queue_health.summary(healths.values()),
+                                 "counts": queue_health.counts(healths.values())}
+        return message
 
     def maintain(self, now: datetime) -> dict[str, int]:
         """:func:`maintain_samples` as of ``now``."""

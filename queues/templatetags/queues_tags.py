@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 from django import template
 from django.urls import NoReverseMatch, reverse
 
-from queues.formatting import format_age, format_count, format_rate
+from queues.formatting import action_name, format_age, format_count, format_rate
 
 register = template.Library()
 
@@ -66,3 +66,9 @@ def group_query(key: object) -> str:
     """``{% group_query g.key %}``: the query string that names a dead-letter group (``origin=…&sig=…``)."""
     params = key.params()  # type: ignore[attr-defined]
     return urlencode(params)
+
+
+@register.filter(name="action_name")
+def action_name_filter(action: str) -> str:
+    """``{{ e.action|action_name }}``: ``Purged queue`` for ``purge_queue`` (``queues.formatting.ACTION_NAMES``)."""
+    return action_name(action)

@@ -43,14 +43,15 @@ def overview(request: HttpRequest) -> HttpResponse:
 @dashboard_page
 def queue_list(request: HttpRequest) -> HttpResponse:
     """Every queue with its live numbers; sortable, filterable by name."""
-    sort = request.GET.get("sort", "name") or "name"
+    sort = request.GET.get("sort", "health") or "health"
     name_filter = request.GET.get("name", "")
     try:
         rows = selectors.list_queue_rows(name_filter=name_filter, sort=sort)
     except selectors.SortError as exc:
         return error_page(request, str(exc))
     columns = [
-        ("name", "Queue"), ("kind", "Kind"), ("state", "State"), ("ready", "Ready"), ("in_flight", "In flight"),
+        ("name", "Queue"), ("kind", "Kind"), ("state", "State"), ("health", "Health"), ("ready", "Ready"),
+        ("in_flight", "In flight"),
         ("delayed", "Delayed"), ("dead", "Dead"), ("oldest_ready_age", "Oldest"), ("rate_in", "In/s"),
         ("rate_out", "Out/s"), ("workers", "Workers"),
     ]
@@ -59,11 +60,11 @@ def queue_list(request: HttpRequest) -> HttpResponse:
         current = sort.removeprefix("-") == key
         descending = sort.startswith("-")
         next_sort = key if not current or descending else f"-{key}"
-        if not current and key not in ("name", "kind", "state"):
+        if not current and key not in ("name", "kind", "state", "health"):
             next_sort = f"-{key}"  # numbers: biggest first on the first click
         query = urlencode({k: v for k, v in {"sort": next_sort, "name": name_filter}.items() if v})
         headers.append({"key": key, "label": label, "query": query, "current": current, "descending": descending,
-                        "numeric": key not in ("name", "kind", "state")})
+                        "numeric": key not in ("name", "kind", "state", "health")})
     return render_page(request, "queues/queue_list.html",
                  {"rows": rows, "headers": headers, "sort": sort, "name_filter": name_filter, "nav": "queues"})
 

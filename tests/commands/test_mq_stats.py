@@ -33,13 +33,14 @@ def test_table_shows_every_count(cmd, busy):
     out = cmd("mq_stats").out
     header = out.splitlines()[0].split()
     assert header[:4] == ["QUEUE", "KIND", "STATE", "READY"]
-    assert "OLDEST" in header and "DEAD-LETTERED" in header
-    # queue kind state ready delayed in-flight dead oldest sent acked failed dead-lettered
+    assert "OLDEST" in header and "DEAD-LETTERED" in header and header[-1] == "HEALTH"
+    # queue kind state ready delayed in-flight dead oldest sent acked failed dead-lettered health
     orders = row(out, "orders")
     assert orders[:7] == ["orders", "standard", "active", "2", "1", "1", "2"]
     assert orders[7].endswith("s")
-    assert orders[8:] == ["6", "0", "2", "2", "0", "0"]  # ... expired, cancelled
-    assert row(out, "orders.dlq")[:4] == ["orders.dlq", "dlq", "active", "2"]
+    assert orders[8:] == ["6", "0", "2", "2", "0", "0", "healthy"]  # ... expired, cancelled, health
+    # The same word for a dead-letter queue as the dashboard and the metrics use.
+    assert row(out, "orders.dlq")[:4] == ["orders.dlq", "dead-letter", "active", "2"]
 
 
 def test_only_named_queues(cmd, busy, make_queue):
@@ -53,6 +54,7 @@ def test_json(cmd, busy):
     assert {k: orders[k] for k in ("queue", "ready", "delayed", "in_flight", "dead", "sent_total")} == {
         "queue": "orders", "ready": 2, "delayed": 1, "in_flight": 1, "dead": 2, "sent_total": 6}
     assert orders["oldest_ready_age"] >= 0
+    assert (orders["health"]["state"], orders["health"]["reasons"]) == ("healthy", [])
 
 
 def test_no_queues(cmd):
@@ -128,12 +130,13 @@ def test_watch_never_shows_a_negative_rate_when_a_queue_is_made_again(spawn_mana
     make_queue("orders")
     queues.send_batch("orders", list(range(30)))
     running = spawn_manage("mq_stats", "--watch", "0.3")
-    running.wait_for_output("orders      standard  active     30")
+    # KIND is as wide as "dead-letter" (orders.dlq), the word mq_stats shares with the dashboard.
+    running.wait_for_output("orders      standard     active     30")
     with transaction.atomic():  # no refresh sees the queue missing: it sees the counters go back
         queues.purge("orders")
         queues.delete_queue("orders")
         make_queue("orders")
-    running.wait_for_output("orders      standard  active      0")
+    running.wait_for_output("orders      standard     active      0")
     refreshes = running.stdout.count("QUEUE ")
     wait_for(lambda: running.stdout.count("QUEUE ") >= refreshes + 2, timeout=30)
     running.signal()

@@ -145,7 +145,8 @@ def test_invalid_settings_are_a_400_with_field_errors(orders, client_for):
         "kind": "standard", "visibility_timeout": "-5", "max_receives": "x", "dead_letter_queue": "",
         "default_delay": "0", "retention": "345600", "max_message_size": "262144", "dedup_window": "300"})
     assert response.status_code == 400
-    assert b"greater than or equal to 0.1" in response.content and b"Enter a whole number" in response.content
+    assert b"Use a duration from 0.1s to 12h, got &#x27;-5&#x27;" in response.content
+    assert b"Enter a whole number" in response.content
     assert queues.get_queue(orders).visibility_timeout.total_seconds() == 30
 
 

@@ -117,3 +117,10 @@ def test_the_database_page_says_ages_the_same_way():
     template = Template("{% load queues_tags %}{{ h.age_seconds|age }}")
     assert template.render(Context({"h": holder})) == format_age(1020.0) == "17m00s"
     assert table.vacuumed_ago_text == "5m02s ago"
+
+
+def test_every_action_has_a_name_in_the_audit_log():
+    from queues.formatting import ACTION_NAMES
+    from queues.permissions import Action
+
+    assert {a.value for a in Action} <= set(ACTION_NAMES), "name every new Action in queues.formatting.ACTION_NAMES"

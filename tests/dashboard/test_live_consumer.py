@@ -201,8 +201,10 @@ def test_hundred_sockets_cost_the_database_what_one_costs(make_user, make_queue)
     one, one_sql = _queries_per_tick(1, cookie, sampler)
     hundred, hundred_sql = _queries_per_tick(100, cookie, sampler)
 
-    assert one == hundred == 2, (one_sql, hundred_sql)  # the engine's stats + the sampler's RECORD
+    # the engine's stats + the sampler's RECORD + the queues' health inputs (queue_health.INPUTS)
+    assert one == hundred == 3, (one_sql, hundred_sql)
     assert "queues_counter" in hundred_sql[0] and "INSERT INTO queues_sample" in hundred_sql[1]
+    assert "progress_since" in hundred_sql[2]
 
 
 def test_sample_text_is_json_with_the_documented_fields(make_user, make_queue):

@@ -9,9 +9,11 @@ from queues.engine.validation import (
     INT_MAX,
     MAX_DEDUP_WINDOW,
     MAX_DELAY,
+    MAX_HEALTH_THRESHOLD,
     MAX_MESSAGE_SIZE,
     MAX_RETENTION,
     MAX_VISIBILITY_TIMEOUT,
+    MIN_HEALTH_THRESHOLD,
     MIN_MESSAGE_SIZE,
     MIN_RETENTION,
     MIN_VISIBILITY_TIMEOUT,
@@ -27,6 +29,10 @@ BOUNDS = {
     "dedup_window": (0, MAX_DEDUP_WINDOW, 1),
     "max_message_size": (MIN_MESSAGE_SIZE, MAX_MESSAGE_SIZE, 1),
     "max_receives": (0, INT_MAX, 1),
+    "health_backing_up_after": (MIN_HEALTH_THRESHOLD, MAX_HEALTH_THRESHOLD, 0.5),
+    "health_stalled_after": (MIN_HEALTH_THRESHOLD, MAX_HEALTH_THRESHOLD, 0.5),
+    "health_dead_letter_window": (MIN_HEALTH_THRESHOLD, MAX_HEALTH_THRESHOLD, 0.5),
+    "health_retention_warning": (MIN_HEALTH_THRESHOLD, MAX_HEALTH_THRESHOLD, 0.5),
 }
 
 

@@ -8,8 +8,9 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 import queues
-from queues import services
+from queues import queue_health, services
 from queues.engine.limits import parse_rate, rate_of
+from queues.engine.validation import HEALTH_SETTINGS
 from queues.formatting import format_duration, format_size
 from queues.management.base import (
     MQCommand,
@@ -27,8 +28,7 @@ from queues.permissions import Action
 SETTINGS = (
     "kind", "visibility_timeout", "max_receives", "dead_letter_queue", "default_delay", "retention",
     "max_message_size", "dedup_window", "paused", "rate_limit", "rate_burst", "concurrency_limit",
-    "limits_per_group",
-    "max_message_size", "dedup_window", "paused", "message_ttl", "expiry_action", "max_length", "overflow",
+    "limits_per_group", "message_ttl", "expiry_action", "max_length", "overflow", *HEALTH_SETTINGS,
 )
 # What --rate-limit, --burst and --concurrency take to remove a limit.
 NO_LIMIT = "none"
@@ -47,6 +47,15 @@ def _rate(text: str) -> str:
 def _limit(text: str) -> int | str:
     """A positive count, or ``none``."""
     return NO_LIMIT if text.strip().lower() == NO_LIMIT else positive_int(text)
+
+
+DEFAULT = "default"
+"""What a health threshold option takes to go back to the documented default."""
+
+
+def health_threshold(text: str) -> float | str:
+    """A health threshold: a duration (``90s``, ``10m``, ``1d``), or ``default``."""
+    return DEFAULT if text.strip().lower() == DEFAULT else parse_duration(text)
 
 
 def _add_settings(parser: CommandParser, *, creating: bool) -> None:
@@ -115,6 +124,21 @@ def _add_settings(parser: CommandParser, *, creating: bool) -> None:
                        help="A send to a full queue: reject (the send fails, nothing written) or drop_oldest "
                             "(the oldest waiting messages go to the dead-letter queue, or are dropped without one). "
                             f"{when}" + (": reject." if creating else "."))
+    health = parser.add_argument_group(
+        "health thresholds", "When the dashboard, mq_stats and the metrics call the queue unhealthy (1s to 365d, "
+        "or 'default'; docs/dashboard.md, Health).")
+    d = queue_health.DEFAULTS
+    for option, default, what in (
+        ("--health-backing-up-after", d.backing_up_after, "backing up: the oldest ready message waited this long"),
+        ("--health-stalled-after", d.stalled_after,
+         "stalled: ready work waited this long with no live worker, or nothing acked or failed in that time"),
+        ("--health-dead-letter-window", d.dead_letter_window,
+         "dead letters growing: more dead letters now than this long ago"),
+        ("--health-retention-warning", d.retention_warning,
+         "retention risk: retention deletes the oldest ready message within this (at most half the retention)"),
+    ):
+        health.add_argument(option, type=health_threshold, metavar="DURATION",
+                            help=f"{what.capitalize()}. Default: {format_duration(default)}.")
     state = group.add_mutually_exclusive_group()
     state.add_argument("--paused", dest="paused", action="store_const", const=True,
                        help="Deliver nothing (sends are still accepted).")
@@ -132,6 +156,7 @@ def _settings_from(options: dict[str, Any]) -> dict[str, Any]:
         out["message_ttl"] = None
     if options.get("unbounded"):
         out["max_length"] = None
+    out.update({key: None for key in HEALTH_SETTINGS if out.get(key) == DEFAULT})
     if options.get("no_dead_letter_queue"):
         out["dead_letter_queue"] = None
     elif options.get("dead_letter_queue") is not None:
@@ -142,7 +167,9 @@ def _settings_from(options: dict[str, Any]) -> dict[str, Any]:
 def _describe(settings: dict[str, Any]) -> str:
     parts = []
     for key, value in settings.items():
-        if key in ("visibility_timeout", "default_delay", "retention", "dedup_window") or (
+        if key in HEALTH_SETTINGS and value is None:
+            value = DEFAULT
+        elif key in ("visibility_timeout", "default_delay", "retention", "dedup_window", *HEALTH_SETTINGS) or (
                 key == "message_ttl" and value is not None):
             value = format_duration(value)
         elif key in ("message_ttl", "max_length") and value is None:
@@ -182,6 +209,9 @@ def queue_as_dict(queue: Any) -> dict[str, Any]:
         "expiry_action": queue.expiry_action,
         "max_length": queue.max_length,
         "overflow": queue.overflow,
+        # Health thresholds in seconds; null: the default (queues.queue_health.DEFAULTS).
+        **{key: None if getattr(queue, key) is None else getattr(queue, key).total_seconds()
+           for key in HEALTH_SETTINGS},
         "created_at": queue.created_at,
     }
 

@@ -12,8 +12,8 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import close_old_connections
 
 import queues
-from queues import conf, health
-from queues.formatting import format_age
+from queues import conf, health, queue_health
+from queues.formatting import display_kind, format_age
 from queues.management.base import (
     MQCommand,
     format_table,
@@ -31,7 +31,8 @@ class Command(MQCommand):
     help = (
         "Show every queue's live counts: ready, delayed, in flight, dead (messages in its dead-letter "
         "queue), the age of the oldest ready message, and totals sent / acked / failed / dead-lettered "
-        "since the queue was made. Reads counters, never count(*): cheap to run every second."
+        "since the queue was made, and its health (healthy, backing up, stalled, dead letters growing, "
+        "retention risk; see docs/dashboard.md). Reads counters, never count(*): cheap to run every second."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -91,6 +92,7 @@ class Command(MQCommand):
         now = datetime.now(UTC)
         # Flow control's counters (expired, cancelled, dropped for room): one small read for all rows.
         flow = queues.flow_totals([r.queue for r in rows]) if rows else {}
+        healths = queue_health.assess_all(rows)
         if as_json:
             out = []
             for row in rows:
@@ -99,6 +101,7 @@ class Command(MQCommand):
                 item["expired_total"] = totals.expired if totals else 0
                 item["cancelled_total"] = totals.cancelled if totals else 0
                 item["overflowed_total"] = totals.overflowed if totals else 0
+                item["health"] = healths[row.queue].as_dict()
                 if watching:
                     item["sent_per_second"], item["acked_per_second"] = rates(row)
                 out.append(item)
@@ -110,23 +113,33 @@ class Command(MQCommand):
             return
         headers = ["QUEUE", "KIND", "STATE", "READY", "DELAYED", "IN FLIGHT", "DEAD", "OLDEST", "SENT", "ACKED",
                    "FAILED", "DEAD-LETTERED", "EXPIRED", "CANCELLED"]
+        headers += ["HEALTH"]
         if watching:
             headers += ["SENT/S", "ACKED/S"]
         table = []
         for row in rows:
             line = [
-                row.queue, "dlq" if row.is_dead_letter_queue else row.kind, "paused" if row.paused else "active",
-                row.ready, row.delayed, row.in_flight, row.dead, format_age(row.oldest_ready_age), row.sent_total,
-                row.acked_total, row.failed_total, row.dead_lettered_total,
+                row.queue, display_kind(row.kind, is_dead_letter_queue=row.is_dead_letter_queue),
+                "paused" if row.paused else "active", row.ready, row.delayed, row.in_flight, row.dead,
+                format_age(row.oldest_ready_age), row.sent_total, row.acked_total, row.failed_total,
+                row.dead_lettered_total,
                 flow[row.queue].expired if row.queue in flow else 0,
                 flow[row.queue].cancelled if row.queue in flow else 0,
+                # One word per column (dashes for spaces), like the ages.
+                healths[row.queue].label.replace(" ", "-"),
             ]
             if watching:
                 sent, acked = rates(row)
                 line += ["-" if sent is None else f"{sent:,.1f}", "-" if acked is None else f"{acked:,.1f}"]
             table.append(line)
-        text = format_table(headers, table, right=range(3, len(headers))) if rows else (
+        right = [i for i, h in enumerate(headers) if i >= 3 and h != "HEALTH"]
+        text = format_table(headers, table, right=right) if rows else (
             "No queues yet. Create one: python manage.py mq_queue create orders")
+        reasons = [f"{row.queue}: {healths[row.queue].label}: {healths[row.queue].detail}"
+                   for row in sorted(rows, key=lambda r: -healths[r.queue].severity)
+                   if healths[row.queue].reasons]
+        if reasons:
+            text += "\n\n" + "\n".join(reasons)
         if clear:
             self.stdout.write(CLEAR + f"mq_stats  {now:%Y-%m-%d %H:%M:%S} UTC  (Ctrl-C to stop)\n", ending="")
         elif watching:

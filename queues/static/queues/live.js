@@ -17,6 +17,8 @@
  * - Hidden tab: the socket closes; visible again: it reopens and charts reload their history.
  * - Lost connection: reconnects with exponential backoff (1 s doubling to 30 s, with jitter).
  *   Close code 4403 (no permission) is final.
+ * - Elements with data-health="<queue name>" (health badges), data-health-reasons="<queue name>" and
+ *   data-health-summary get the sample's health (see applyHealth).
  * - Each applied sample is also dispatched as the document event "mq:sample" (charts.js listens).
  * Only textContent is written: data never becomes markup.
  */
@@ -147,6 +149,7 @@
     applyRedrives(sample.redrives || []);
     applyWorkers(sample.workers);
     applyFragments(sample);
+    applyHealth(sample);
     lastApplied = Date.now();
     lastData = Date.now();
     document.dispatchEvent(new CustomEvent("mq:sample", { detail: sample }));
@@ -252,6 +255,40 @@
       }
     });
     if (!same) refetch("workers-live");
+  }
+
+  // -- health badges (helper "health": queues/queue_health.py, partials/health_badge.html) -----------
+  // Each queue's row in a sample carries health = {state, label, pill, detail, reasons}; the sample's
+  // health.summary is the overview's "2 stalled, 1 backing up".
+  function applyHealth(sample) {
+    var queues = sample.queues || {};
+    var i, el, row;
+    var badges = document.querySelectorAll("[data-health]");
+    for (i = 0; i < badges.length; i++) {
+      el = badges[i];
+      row = queues[el.getAttribute("data-health")];
+      if (!row || !row.health) continue;
+      if (el.getAttribute("data-health-state") !== row.health.state) {
+        el.setAttribute("data-health-state", row.health.state);
+        el.className = "pill pill-" + row.health.pill + " health-badge";
+        el.textContent = row.health.label;
+      }
+      el.title = row.health.detail;
+    }
+    var lines = document.querySelectorAll("[data-health-reasons]");
+    for (i = 0; i < lines.length; i++) {
+      el = lines[i];
+      row = queues[el.getAttribute("data-health-reasons")];
+      if (!row || !row.health) continue;
+      el.hidden = !row.health.reasons.length;
+      if (el.textContent !== row.health.detail) el.textContent = row.health.detail;
+    }
+    var summary = document.querySelector("[data-health-summary]");
+    if (summary && sample.health) {
+      if (summary.textContent !== sample.health.summary) summary.textContent = sample.health.summary;
+      var card = summary.closest(".card");
+      if (card) card.classList.toggle("card-alert", Object.keys(sample.health.counts || {}).length > 0);
+    }
   }
 
   function applyPending() {
