@@ -24,7 +24,7 @@ from django.db.models.functions import Cast, Left
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from queues import conf, engine, health, queue_health
+from queues import conf, engine, health, queue_health, workload
 from queues.audit import with_detail_json
 from queues.deadletters import DistinctError, TimelineEntry, attempt_timeline, first_line
 from queues.engine import MessageInfo, QueueStats
@@ -38,8 +38,6 @@ from queues.models import (
     Queue,
     Redrive,
     RedriveState,
-    Worker,
-    WorkerState,
     dead_letter_queue_ids,
 )
 from queues.search import MessageFilter, message_queryset
@@ -207,7 +205,7 @@ class QueueDetail:
     dead_letters: list[MessageInfo]
     dead_letter_count: int
     sources: list[str]
-    workers: list[WorkerRow]
+    workers: list[workload.WorkerRow]
     redrives: list[Redrive]
     recent_audit: list[AuditEvent]
 
@@ -249,7 +247,7 @@ def get_queue_detail(queue: Queue) -> QueueDetail:
     )
     return QueueDetail(
         queue=queue, row=row, dead_letter_queue=dlq, dead_letters=dead_letters, dead_letter_count=dead_count,
-        sources=sources, workers=list_workers(queue=queue.name, active_only=True), redrives=redrives,
+        sources=sources, workers=workload.list_workers(queue=queue.name, active_only=True), redrives=redrives,
         recent_audit=with_detail_json(
             AuditEvent.objects.filter(queue_name__in=[queue.name] + ([dlq.name] if dlq is not None else []))[:10]
         ),
@@ -310,48 +308,6 @@ def get_settings_impact(queue: Queue, settings: dict[str, Any]) -> SettingsImpac
 def queue_names() -> list[str]:
     """All queue names, for pickers."""
     return list(Queue.objects.order_by("name").values_list("name", flat=True))
-
-
-# -- workers ----------------------------------------------------------------------------------------
-
-
-def _stale_after() -> timedelta:
-    return timedelta(seconds=conf.worker_stale_after())
-
-
-@dataclass
-class WorkerRow:
-    """A worker's heartbeat row and the state the dashboard shows (``stale``: live but silent)."""
-
-    worker: Worker
-    status: str
-    beat_age: float
-    """Seconds since the last heartbeat."""
-
-
-def worker_status(worker: Worker, now: datetime) -> str:
-    """``live``, ``stale`` (no beat for more than two heartbeat intervals), ``stopping``, ``stopped`` or ``dead``."""
-    if worker.state in (WorkerState.LIVE, WorkerState.STOPPING) and now - worker.last_beat_at > _stale_after():
-        return "stale"
-    return worker.state
-
-
-def list_workers(*, queue: str | None = None, active_only: bool = False, finished_limit: int = 100) -> list[WorkerRow]:
-    """Workers: every running one (live, stale, stopping), then the latest stopped or dead ones."""
-    now = timezone.now()
-    base = Worker.objects.all()
-    if queue is not None:
-        base = base.filter(queues__contains=[queue])
-    running = list(base.filter(state__in=[WorkerState.LIVE, WorkerState.STOPPING]).order_by("host", "pid"))
-    finished: list[Worker] = []
-    if not active_only:
-        finished = list(
-            base.filter(state__in=[WorkerState.STOPPED, WorkerState.DEAD]).order_by("-last_beat_at")[:finished_limit]
-        )
-    return [
-        WorkerRow(worker=w, status=worker_status(w, now), beat_age=(now - w.last_beat_at).total_seconds())
-        for w in running + finished
-    ]
 
 
 @dataclass

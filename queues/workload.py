@@ -1,5 +1,5 @@
-"""What each worker is busy with, for the workers page (Sidekiq's "Busy"): the messages it holds and
-how full its slots are.
+"""The workers as the pages show them: their heartbeat rows and state (``live``, ``stale``, ...), and
+what each is busy with (Sidekiq's "Busy"): the messages it holds and how full its slots are.
 
 A worker's heartbeat row lists the receipts of the leases it holds (``held_receipts``, ``id:token``),
 so the messages are read from that list by primary key: one query for the whole page, never a scan.
@@ -9,9 +9,55 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from queues.models import Message
-from queues.selectors import WorkerRow
+from django.utils import timezone
+
+from queues import conf
+from queues.models import Message, Worker, WorkerState
+
+# -- heartbeat rows ----------------------------------------------------------------------------------------
+
+
+def _stale_after() -> timedelta:
+    return timedelta(seconds=conf.worker_stale_after())
+
+
+@dataclass
+class WorkerRow:
+    """A worker's heartbeat row and the state the dashboard shows (``stale``: live but silent)."""
+
+    worker: Worker
+    status: str
+    beat_age: float
+    """Seconds since the last heartbeat."""
+
+
+def worker_status(worker: Worker, now: datetime) -> str:
+    """``live``, ``stale`` (no beat for more than two heartbeat intervals), ``stopping``, ``stopped`` or ``dead``."""
+    if worker.state in (WorkerState.LIVE, WorkerState.STOPPING) and now - worker.last_beat_at > _stale_after():
+        return "stale"
+    return worker.state
+
+
+def list_workers(*, queue: str | None = None, active_only: bool = False, finished_limit: int = 100) -> list[WorkerRow]:
+    """Workers: every running one (live, stale, stopping), then the latest stopped or dead ones."""
+    now = timezone.now()
+    base = Worker.objects.all()
+    if queue is not None:
+        base = base.filter(queues__contains=[queue])
+    running = list(base.filter(state__in=[WorkerState.LIVE, WorkerState.STOPPING]).order_by("host", "pid"))
+    finished: list[Worker] = []
+    if not active_only:
+        finished = list(
+            base.filter(state__in=[WorkerState.STOPPED, WorkerState.DEAD]).order_by("-last_beat_at")[:finished_limit]
+        )
+    return [
+        WorkerRow(worker=w, status=worker_status(w, now), beat_age=(now - w.last_beat_at).total_seconds())
+        for w in running + finished
+    ]
+
+
 
 BUSY_SHOWN = 20
 """Most held messages listed per worker; the rest are counted."""

@@ -233,7 +233,7 @@ def message_reveal(request: HttpRequest, message_id: int) -> HttpResponse:
 def worker_list(request: HttpRequest) -> HttpResponse:
     """Every running worker and the latest stopped or dead ones."""
     return render_page(request, "queues/workers.html", {
-        "workers": workload.with_load(selectors.list_workers()), "nav": "workers",
+        "workers": workload.with_load(workload.list_workers()), "nav": "workers",
         "stale_after": conf.worker_stale_after(),
     })
 

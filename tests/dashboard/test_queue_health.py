@@ -296,7 +296,7 @@ def test_mq_stats_shows_health_in_text_and_json(troubled):
     out = io.StringIO()
     call_command("mq_stats", stdout=out)
     lines = {line.split()[0]: line.split() for line in out.getvalue().splitlines() if line.strip()}
-    assert lines["orders"][1] == "standard" and lines["orders"][12] == "stalled"
+    assert lines["orders"][1] == "standard" and lines["orders"][14] == "stalled"  # after EXPIRED, CANCELLED
     assert lines["orders.dlq"][1] == "dead-letter"
     assert "orders: stalled: 1,500 ready" in out.getvalue()
     out = io.StringIO()

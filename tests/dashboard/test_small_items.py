@@ -134,7 +134,7 @@ def test_workers_page_shows_what_each_worker_holds_and_its_utilisation(make_queu
     queues.send_batch("orders", [{"n": i} for i in range(3)])
     held = queues.receive("orders", max_messages=3, visibility_timeout=600)
     worker = make_worker(["orders"], concurrency=4, in_flight=3, held_receipts=[d.receipt for d in held])
-    [load] = workload.with_load(selectors.list_workers())
+    [load] = workload.with_load(workload.list_workers())
     assert load.held_count == 3 and load.utilisation == 0.75
     assert [h.id for h in load.held] == sorted(d.id for d in held)
     html = client_for("operator").get("/workers/").content.decode()
