@@ -38,6 +38,7 @@ urlpatterns = [
     path("workers/<int:worker_id>/stop/", views.worker_stop, name="worker-stop"),
     path("schedules/", views.schedule_list, name="schedules"),
     path("schedules/new/", views.schedule_create, name="schedule-create"),
+    path("schedules/preview/", views.schedule_preview, name="schedule-preview"),
     path("schedules/<str:name>/edit/", views.schedule_edit, name="schedule-edit"),
     path("schedules/<str:name>/pause/", views.schedule_pause, name="schedule-pause"),
     path("schedules/<str:name>/resume/", views.schedule_resume, name="schedule-resume"),

@@ -51,7 +51,7 @@ from queues.views.pages import (
     websocket_endpoint,
     worker_list,
 )
-from queues.views.schedule_form import schedule_create, schedule_edit
+from queues.views.schedule_form import schedule_create, schedule_edit, schedule_preview
 
 __all__ = [
     "dead_letter_export",
@@ -82,6 +82,7 @@ __all__ = [
     "schedule_edit",
     "schedule_list",
     "schedule_pause",
+    "schedule_preview",
     "schedule_resume",
     "schedule_run",
     "websocket_endpoint",

@@ -18,13 +18,22 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_safe
 
 from queues import schedules, services
 from queues.forms import ScheduleForm, form_values
 from queues.models import Schedule
 from queues.permissions import Action, check
-from queues.views.common import action_endpoint, authorize, done, form_errors, refuse, remote_addr, render_page
+from queues.views.common import (
+    action_endpoint,
+    authorize,
+    dashboard_page,
+    done,
+    form_errors,
+    refuse,
+    remote_addr,
+    render_page,
+)
 
 PREVIEW_COUNT = 5
 """How many upcoming occurrences the form previews."""
@@ -59,9 +68,36 @@ def preview(cron: Any, zone: Any, *, count: int = PREVIEW_COUNT) -> list[Occurre
         try:
             after = schedules.next_occurrence(cron, str(zone), after)
         except ValueError:
-            break  # a cron that stops occurring (29 February only in some years is fine; none at all is not)
+            break  # check_cron saw one occurrence; cronsim may still find no later one within its horizon
         out.append(Occurrence(after, after.astimezone(own), after.astimezone(viewer)))
     return out
+
+
+def preview_context(cron: Any, zone: Any) -> dict[str, Any]:
+    """What the preview partial shows: the occurrences, the zone, the cron in words, or what is wrong."""
+    problem = ""
+    try:
+        schedules.check_cron(cron)
+        schedules.check_zone(zone)
+    except ValueError as exc:
+        problem = str(exc)
+    if not cron or not zone:
+        problem = ""  # nothing typed yet: no complaint
+    return {
+        "preview": [] if problem else preview(cron, zone),
+        "zone": zone,
+        "words": "" if problem or not cron else schedules.describe(str(cron)),
+        "problem": problem,
+        "viewer_zone": timezone.get_current_timezone_name(),
+    }
+
+
+@require_safe
+@dashboard_page
+def schedule_preview(request: HttpRequest) -> HttpResponse:
+    """The preview partial for ``?cron=&timezone=`` (the form's script fetches it as one types); reads only."""
+    context = preview_context(request.GET.get("cron", ""), request.GET.get("timezone", ""))
+    return render_page(request, "queues/partials/schedule_preview.html", context)
 
 
 def declared_note(row: Schedule | None) -> str:
@@ -87,9 +123,7 @@ def _render(request: HttpRequest, form: ScheduleForm, row: Schedule | None, *, s
         "declared": note,
         "nav": "schedules",
         "zones": ZONES,
-        "preview": preview(values.get("cron"), values.get("timezone")),
-        "zone": values.get("timezone"),
-        "viewer_zone": timezone.get_current_timezone_name(),
+        **preview_context(values.get("cron"), values.get("timezone")),
         "action_url": reverse("queues:schedule-edit", args=[row.name]) if row else reverse("queues:schedule-create"),
     }
     return render_page(request, "queues/schedule_form.html", context, status=status)

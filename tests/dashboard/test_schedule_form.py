@@ -96,7 +96,7 @@ BAD = [
     ({"queue": ""}, "queue", "choose the queue"),
     ({"body": '{"a": '}, "body", "not valid json"),
     ({"body": '{"a": NaN}'}, "body", "nan"),
-    ({"body": '"\\u0000"'}, "body", ""),
+    ({"body": '"\\u0000"'}, "body", "nul character"),
     ({"headers": "[1]"}, "headers", "json object of strings"),
     ({"headers": '{"a": 1}'}, "headers", "json object of strings"),
     ({"name": "Bad Name"}, "name", "schedule name"),
@@ -218,3 +218,27 @@ def test_the_preview_shows_the_next_five_occurrences_in_both_zones(reports, clie
 
 def test_a_viewer_cannot_preview(reports, client_for):
     assert client_for("viewer").post(NEW, _form(preview="1")).status_code == 403
+
+
+def test_the_live_preview_answers_as_one_types(reports, client_for):
+    url = reverse("queues:schedule-preview")
+    viewer = client_for("viewer")  # it only reads: a viewer may use it
+    page = viewer.get(url, {"cron": "0 3 * * 1", "timezone": "Europe/Berlin"})
+    assert page.status_code == 200 and len(page.context["preview"]) == 5
+    assert "At 03:00 on Monday" in page.content.decode()
+    bad = viewer.get(url, {"cron": "0 3 * *", "timezone": "Europe/Berlin"})
+    assert bad.status_code == 200 and bad.context["preview"] == [] and "4 fields" in bad.context["problem"]
+    assert "unknown time zone" in viewer.get(url, {"cron": "* * * * *", "timezone": "Mars/Base"}).context["problem"]
+    assert viewer.get(url, {"cron": "* * * * *\x00"}).status_code == 400
+    assert client_for("staff").get(url, {"cron": "* * * * *"}).status_code == 403
+    assert client_for("anonymous").get(url).status_code == 302
+
+
+def test_editing_a_schedule_whose_queue_was_deleted_says_so(reports, client_for):
+    schedules.schedule("nightly", cron="0 3 * * *", queue="other")
+    queues.delete_queue("other")
+    c = client_for("operator")
+    url = reverse("queues:schedule-edit", args=["nightly"])
+    assert "other (deleted)" in c.get(url).content.decode()
+    response = c.post(url, _form(queue="other"))
+    assert response.status_code == 400 and "does not exist" in response.context["form"].errors["queue"][0]
