@@ -340,7 +340,7 @@ class ScheduleForm(forms.Form):
         initial="UTC",
         label="Time zone",
         widget=forms.TextInput(attrs={"list": "zones", "autocomplete": "off"}),
-        help_text="The IANA zone the cron is read in (Europe/Paris); a new schedule starts with your browser's.",
+        help_text="The IANA zone the cron is read in (Europe/Paris); a new schedule starts in yours.",
     )
     queue = forms.CharField(
         max_length=limits.MAX_NAME_LENGTH,
