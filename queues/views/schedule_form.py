@@ -14,7 +14,6 @@ from datetime import datetime, tzinfo
 from typing import Any
 from zoneinfo import available_timezones
 
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -181,13 +180,13 @@ def _save(request: HttpRequest, name: str | None) -> HttpResponse:
             if not previewing:
                 refuse(request, action, "", str(exc), **detail)
             raise
-    form = ScheduleForm(request.POST, schedule=row)
     note = declared_note(row)
     if note:
         if not previewing:
             refuse(request, action, row.queue if row else "", note, **detail)
         # The stored values, not the posted ones: the page shows what the declaration says, and why.
         return _render(request, ScheduleForm(schedule=row), row, status=200 if previewing else 400)
+    form = ScheduleForm(request.POST, schedule=row)
     valid = form.is_valid()
     if valid and row is None and Schedule.objects.filter(name=form.cleaned_data["name"]).exists():
         form.add_error("name", f"A schedule named {form.cleaned_data['name']!r} exists already: edit it instead")
@@ -202,8 +201,6 @@ def _save(request: HttpRequest, name: str | None) -> HttpResponse:
         saved = services.save_schedule(
             actor=request.user, name=saved_name, remote_addr=remote_addr(request), **form.spec()
         )
-    except PermissionDenied:
-        raise
     except services.ActionFailed as exc:
         form.add_error(None, str(exc))
         return _render(request, form, row, status=400)
