@@ -7,6 +7,7 @@ denied attempt is on record. Bad input answers 400 with the reason on the page, 
 
 - :mod:`queues.views.pages`: the read-only pages (and the two actions bound to one page).
 - :mod:`queues.views.actions`: queue and bulk message actions, confirm on GET, act on POST.
+- :mod:`queues.views.schedule_form`: the schedule create/edit form and its preview.
 - :mod:`queues.views.common`: the renderers, the ``dashboard_page``/``action_endpoint`` decorators and the
   request checks both share.
 
@@ -50,6 +51,7 @@ from queues.views.pages import (
     websocket_endpoint,
     worker_list,
 )
+from queues.views.schedule_form import schedule_create, schedule_edit, schedule_preview
 
 __all__ = [
     "dead_letter_export",
@@ -75,9 +77,12 @@ __all__ = [
     "queue_resume",
     "queue_settings",
     "redrive_stop",
+    "schedule_create",
     "schedule_delete",
+    "schedule_edit",
     "schedule_list",
     "schedule_pause",
+    "schedule_preview",
     "schedule_resume",
     "schedule_run",
     "websocket_endpoint",
