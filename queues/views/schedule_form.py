@@ -20,9 +20,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_safe
 
 from queues import schedules, services
-from queues.forms import ScheduleForm, form_values
 from queues.models import Schedule
 from queues.permissions import Action, check
+from queues.schedule_forms import ScheduleForm, form_values
 from queues.views.common import (
     action_endpoint,
     authorize,
