@@ -188,12 +188,14 @@ WITH {_QUEUE_ROW},
 claimed AS (
     SELECT m.id, m.receive_count FROM queues_message m
     WHERE m.queue_id = (SELECT id FROM q) AND m.available_at <= statement_timestamp()
+      AND m.id >= %(floor)s::bigint
     ORDER BY m.priority DESC, m.id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ),
 {_lease_and_deadletter()}
 """
+
 
 # Fifo: walk the distinct group keys with a loose index scan (one index probe per group, never a scan
 # of the queue), look at each group's head (its lowest id), and stop once enough heads are ready.
@@ -205,14 +207,20 @@ claimed AS (
 # locking that row (FOR UPDATE SKIP LOCKED re-checks `until` on the row's latest version, not on the
 # statement's snapshot) or by creating it. So two claims never both see a group free, whatever
 # their snapshots, and a group has at most one message in flight, always its lowest id at the time.
-RECEIVE_FIFO = f"""
+#
+# The walk starts after `after` (where the process's last walk stopped) or, with RECEIVE_FIFO_FIRST,
+# at the first group. Two statements, not one with `(after IS NULL OR group_key > after)`: in the
+# prepared (generic) plan that OR is a filter, not an index bound, so each walk scanned the index
+# entries of every group before the cursor (5x slower with 1,000,000 messages in 10,000 groups). No
+# sentinel value can stand for "before every key": the empty string is a valid group key.
+def _receive_fifo(anchor: str) -> str:
+    return f"""
 WITH RECURSIVE {_QUEUE_ROW},
 walk AS (
     SELECT g.group_key, h.id AS head_id, (h.available_at <= statement_timestamp()) AS ready,
            (h.available_at <= statement_timestamp())::int AS found, 1 AS steps
     FROM (SELECT m.group_key FROM queues_message m
-          WHERE m.queue_id = %(queue_id)s AND m.group_key IS NOT NULL
-            AND (%(after)s::text IS NULL OR m.group_key > %(after)s::text)
+          WHERE m.queue_id = %(queue_id)s AND m.group_key IS NOT NULL {anchor}
           ORDER BY m.group_key LIMIT 1) g
     CROSS JOIN LATERAL (SELECT m.id, m.available_at FROM queues_message m
           WHERE m.queue_id = %(queue_id)s AND m.group_key = g.group_key ORDER BY m.id LIMIT 1) h
@@ -271,6 +279,10 @@ new_groups AS (
 ),
 {_lease_and_deadletter("AND c.id IN (SELECT id FROM taken UNION ALL SELECT id FROM new_groups)")}
 """
+
+
+RECEIVE_FIFO = _receive_fifo("AND m.group_key > %(after)s::text")
+RECEIVE_FIFO_FIRST = _receive_fifo("")
 
 # A message leaving its lease (ack, nack, release, delete, purge) frees its fifo group now rather than
 # when the lease would have run out. Only the group row that names this very message: the group may
