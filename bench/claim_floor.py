@@ -5,17 +5,18 @@
 
 On a FRESH database ``bench_floor`` (embedded server unless ``--admin-dsn``): another session holds a
 snapshot open (``BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1``, idle in transaction) while CHURN
-messages are sent, received and acked in batches of 100; then 10 messages are sent and
-``EXPLAIN (ANALYZE, BUFFERS)`` shows one ``RECEIVE_STANDARD`` of 10 with ``floor`` 0 (a full claim: it
-walks every version the snapshot keeps) and with the floor the engine keeps (the lowest id the last
-claim took, less ``FLOOR_SLACK``). Then ``receive(10)`` through the API, timed, with the floor (the
-engine's default) and with every claim a full one (``FULL_SCAN_EVERY = 0``).
+messages are sent, received and acked in batches of ``--batch`` (10: a worker's prefetch); then 10 messages are sent and
+``EXPLAIN (ANALYZE, BUFFERS)`` shows one ``RECEIVE_STANDARD`` of 10 (a full claim: it walks every
+version the snapshot keeps) and one ``RECEIVE_STANDARD_FROM`` the floor the engine keeps (the lowest id
+the last claim took, less ``FLOOR_SLACK``). Then ``receive(10)`` and ``ack_batch`` through the API, timed apart,
+with the floor (the engine's default) and with every claim a full one (``FULL_SCAN_EVERY = 0``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import time
@@ -30,29 +31,42 @@ from bench.benchdb import fresh_database, setup_django  # noqa: E402 (needs ROOT
 os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-not-a-secret-" + "b" * 40)
 
 
-def explain(cur, params: dict) -> tuple[float, int, str]:
+def explain(cur, statement: str, params: dict) -> tuple[float, int, str]:
     """(execution ms, shared buffers hit+read of the claim's index scan, its index condition line)."""
-    from queues.engine import sql
-
-    cur.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql.RECEIVE_STANDARD, params)
+    cur.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement, params)
     lines = [r[0] for r in cur.fetchall()]
     ms = next(float(x.split(":")[1].split()[0]) for x in lines if x.strip().startswith("Execution Time"))
-    scan = next((i for i, x in enumerate(lines) if "queues_msg_claim" in x), None)
-    if scan is None:
-        raise SystemExit("the claim did not use queues_msg_claim:\n" + "\n".join(lines))
-    cond, buffers = "", 0
+    # the claim's own scan: the first of queues_message (the claim index, or the availability index + a sort)
+    scan = next(i for i, x in enumerate(lines) if " on queues_message m " in x)
+    cond, buffers = lines[scan].strip().split(" (")[0], 0
     for x in lines[scan + 1:scan + 6]:
         if "Index Cond" in x:
-            cond = x.strip()
+            cond += "; " + x.strip()
         if "Buffers:" in x and not buffers:
             buffers = sum(int(p.split("=")[1]) for p in x.split(":")[1].split() if "=" in p)
     return ms, buffers, cond
+
+
+def generic_scan(cur, statement: str) -> str:
+    """The claim's scan in the statement's generic plan (the one a prepared statement settles on)."""
+    names: list[str] = []
+
+    def number(match: re.Match) -> str:
+        if match[1] not in names:
+            names.append(match[1])
+        return f"${names.index(match[1]) + 1}"
+
+    cur.execute("EXPLAIN (GENERIC_PLAN, COSTS OFF) " + re.sub(r"%\((\w+)\)s", number, statement).replace("%%", "%"))
+    lines = [r[0] for r in cur.fetchall()]
+    scan = next(i for i, x in enumerate(lines) if re.search(r" on queues_message m( |$)", x))
+    return "; ".join(x.strip() for x in lines[scan:scan + 3] if "Scan" in x or "Cond" in x or "Filter" in x)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--admin-dsn")
     parser.add_argument("--churn", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=10, help="Messages per send, receive and ack while churning.")
     parser.add_argument("--timed", type=int, default=200, help="Timed receive(10) + ack per mode.")
     opts = parser.parse_args()
     dsn = fresh_database(opts.admin_dsn, "bench_floor")
@@ -61,7 +75,7 @@ def main() -> None:
     from django.db import connection
 
     import queues
-    from queues.engine import delivery
+    from queues.engine import delivery, sql
     from queues.engine.connection import claim_floors
 
     queues.create_queue("floor", visibility_timeout=60, max_receives=0, dead_letter_queue=None)
@@ -70,36 +84,46 @@ def main() -> None:
     holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
     holder.execute("SELECT 1")
     try:
-        for _ in range(opts.churn // 100):
-            queues.send_batch("floor", [{"pad": "x" * 60}] * 100)
-            queues.ack_batch([d.receipt for d in queues.receive("floor", max_messages=100)])
+        for _ in range(opts.churn // opts.batch):
+            queues.send_batch("floor", [{"pad": "x" * 60}] * opts.batch)
+            queues.ack_batch([d.receipt for d in queues.receive("floor", max_messages=opts.batch)])
         queues.send_batch("floor", [{"pad": "x" * 60}] * 10)
         with connection.cursor() as cur:
             cur.execute("SELECT min(id) FROM queues_message WHERE queue_id = %s", [qid])
             lowest = cur.fetchone()[0]
             cur.execute("SELECT version()")
-            print(cur.fetchone()[0].split(",")[0], f"; {opts.churn:,} messages churned under a held snapshot;"
-                  f" load {os.getloadavg()[0]:.2f}")
-            print("| claim | ms | buffers of the index scan | index condition |\n|---|---:|---:|---|")
-            for label, floor in (("full (floor 0)", 0), ("from the floor", lowest - delivery.FLOOR_SLACK)):
+            print(cur.fetchone()[0].split(",")[0], f"; {opts.churn:,} messages churned under a held snapshot"
+                  f" in batches of {opts.batch}; load {os.getloadavg()[0]:.2f}")
+            print("| claim | ms | buffers of the index scan | scan; index condition |\n|---|---:|---:|---|")
+            for label, statement, floor in (("full", sql.RECEIVE_STANDARD, 0),
+                                            ("from the floor", sql.RECEIVE_STANDARD_FROM,
+                                             lowest - delivery.FLOOR_SLACK)):
                 params = {"queue_id": qid, "limit": 10, "vt": None, "async_commit": False, "floor": floor}
                 cur.execute("BEGIN")
-                ms, buffers, cond = explain(cur, params)
+                ms, buffers, cond = explain(cur, statement, params)
                 cur.execute("ROLLBACK")
                 print(f"| {label} | {ms:.2f} | {buffers:,} | `{cond}` |")
-        print("\n| receive(10) + ack through the API | median ms | p95 ms |\n|---|---:|---:|")
+            for label, statement in (("full", sql.RECEIVE_STANDARD), ("from the floor", sql.RECEIVE_STANDARD_FROM)):
+                print(f"| {label}, generic plan | | | `{generic_scan(cur, statement)}` |")
+        print("\n| through the API | receive(10) median ms | p95 | ack_batch median ms | p95 |"
+              "\n|---|---:|---:|---:|---:|")
         saved = delivery.FULL_SCAN_EVERY
         for label, every in (("claim floor (default)", saved), ("every claim full", 0.0)):
             delivery.FULL_SCAN_EVERY = every
             claim_floors.clear()
-            times = []
+            rec, ack = [], []
             for _ in range(opts.timed):
                 queues.send_batch("floor", [{"pad": "x" * 60}] * 10)
                 t0 = time.perf_counter()
-                queues.ack_batch([d.receipt for d in queues.receive("floor", max_messages=10)])
-                times.append((time.perf_counter() - t0) * 1e3)
-            times.sort()
-            print(f"| {label} | {statistics.median(times):.2f} | {times[int(0.95 * (len(times) - 1))]:.2f} |")
+                got = queues.receive("floor", max_messages=10)
+                t1 = time.perf_counter()
+                queues.ack_batch([d.receipt for d in got])
+                rec.append((t1 - t0) * 1e3)
+                ack.append((time.perf_counter() - t1) * 1e3)
+            cells = []
+            for times in (sorted(rec), sorted(ack)):
+                cells += [f"{statistics.median(times):.2f}", f"{times[int(0.95 * (len(times) - 1))]:.2f}"]
+            print(f"| {label} | {' | '.join(cells)} |")
         delivery.FULL_SCAN_EVERY = saved
     finally:
         holder.rollback()

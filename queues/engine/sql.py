@@ -183,18 +183,27 @@ q AS (
     FROM queues_queue WHERE id = %(queue_id)s AND NOT paused
 )"""
 
-RECEIVE_STANDARD = f"""
+
+# RECEIVE_STANDARD_FROM starts at the process's claim floor for the queue (delivery.claim): under a held
+# snapshot the claim index keeps an entry for every version of every message acked or leased since,
+# and a claim from the queue's start would visit each of them. The full claim has no id condition at
+# all, so the planner never weighs a scan of the primary key for it.
+def _receive_standard(bound: str) -> str:
+    return f"""
 WITH {_QUEUE_ROW},
 claimed AS (
     SELECT m.id, m.receive_count FROM queues_message m
-    WHERE m.queue_id = (SELECT id FROM q) AND m.available_at <= statement_timestamp()
-      AND m.id >= %(floor)s::bigint
+    WHERE m.queue_id = (SELECT id FROM q) AND m.available_at <= statement_timestamp() {bound}
     ORDER BY m.priority DESC, m.id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ),
 {_lease_and_deadletter()}
 """
+
+
+RECEIVE_STANDARD = _receive_standard("")
+RECEIVE_STANDARD_FROM = _receive_standard("AND m.id >= %(floor)s::bigint")
 
 
 # Fifo: walk the distinct group keys with a loose index scan (one index probe per group, never a scan
