@@ -19,7 +19,15 @@ NOTIFY_CHANNEL = "mqadmin"
 _COLUMNS = ("depth", "sent", "acked", "failed", "dead")
 
 
-def _bump(name: str, source: str, slot: str = f"pg_backend_pid() %% {SLOTS}") -> str:
+# The slot also moves on every second (every backend together, so two backends never meet on one):
+# under a held snapshot (a long transaction) no version of a counter row can be pruned, and an upsert
+# checks every version of its row in the unique index. One row per backend collected each version of
+# a whole hold (50,000 in four minutes at 300 msg/s); spread over SLOTS rows, a row gets a second's
+# worth of them every SLOTS seconds.
+_SLOT = f"(pg_backend_pid() + extract(epoch FROM statement_timestamp())::bigint) %% {SLOTS}"
+
+
+def _bump(name: str, source: str, slot: str = _SLOT) -> str:
     """A CTE that adds the deltas of ``source`` (queue_id + the counter columns) to the counters."""
     cols = ", ".join(_COLUMNS)
     sums = ", ".join(f"sum({c})" for c in _COLUMNS)
