@@ -158,7 +158,7 @@ leased AS (
         receipt = gen_random_uuid(),
         available_at = {_LEASE_ENDS}
     FROM claimed c, q
-    WHERE m.id = c.id AND {_LIVES} {only}
+    WHERE m.ctid = c.ctid AND {_LIVES} {only}
     RETURNING m.id, m.body, m.headers, m.priority, m.group_key, m.receive_count, m.enqueued_at,
               m.available_at, m.receipt, m.last_error
 ),
@@ -170,7 +170,7 @@ dead AS (
             'at', statement_timestamp(), 'event', 'dead-lettered',
             'reason', format('received %%s times (max receives %%s)', c.receive_count, q.max_receives)))
     FROM claimed c, q
-    WHERE m.id = c.id AND NOT {_LIVES}
+    WHERE m.ctid = c.ctid AND NOT {_LIVES}
     RETURNING m.queue_id AS dlq_id
 ),
 deltas AS (
@@ -200,7 +200,7 @@ def _receive_standard(bound: str) -> str:
     return f"""
 WITH {_QUEUE_ROW},
 claimed AS (
-    SELECT m.id, m.receive_count FROM queues_message m
+    SELECT m.ctid, m.id, m.receive_count FROM queues_message m
     WHERE m.queue_id = (SELECT id FROM q) AND m.available_at <= statement_timestamp() {bound}
     ORDER BY m.priority DESC, m.id
     LIMIT %(limit)s
@@ -264,7 +264,7 @@ candidates AS (
 -- planner scan the whole queue). queue_id is re-checked on the locked row: a head moved away since
 -- the snapshot is not ours.
 claimed AS (
-    SELECT m.id, m.receive_count, m.group_key FROM queues_message m
+    SELECT m.ctid, m.id, m.receive_count, m.group_key FROM queues_message m
     WHERE m.id = ANY(ARRAY(SELECT head_id FROM candidates)) AND m.queue_id = %(queue_id)s
       AND m.available_at <= statement_timestamp() AND EXISTS (SELECT 1 FROM q)
     ORDER BY m.id
