@@ -8,7 +8,7 @@ Time is ``statement_timestamp()``: current even inside a caller's long transacti
 be the transaction's start) and still stable, so the planner can use it in index conditions.
 Lease checks at ack time use ``clock_timestamp()``: a handler's transaction may be long.
 
-One module although it is long: the statements share their CTE builders (``_bump``, ``_deltas``,
+It stays one module although it is long: the statements share their CTE builders (``_bump``, ``_deltas``,
 ``_lease_and_deadletter``, ``_free_groups``) and must stay consistent with each other (every change of
 a message moves the counters the same way), which is easier to check when they sit side by side.
 """
