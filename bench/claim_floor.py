@@ -39,7 +39,7 @@ def explain(cur, statement: str, params: dict) -> tuple[float, int, str]:
     # the claim's own scan: the first of queues_message (the claim index, or the availability index + a sort)
     scan = next(i for i, x in enumerate(lines) if " on queues_message m " in x)
     cond, buffers = lines[scan].strip().split(" (")[0], 0
-    for x in lines[scan + 1:scan + 6]:
+    for x in lines[scan + 1 : scan + 6]:
         if "Index Cond" in x:
             cond += "; " + x.strip()
         if "Buffers:" in x and not buffers:
@@ -59,7 +59,7 @@ def generic_scan(cur, statement: str) -> str:
     cur.execute("EXPLAIN (GENERIC_PLAN, COSTS OFF) " + re.sub(r"%\((\w+)\)s", number, statement).replace("%%", "%"))
     lines = [r[0] for r in cur.fetchall()]
     scan = next(i for i, x in enumerate(lines) if re.search(r" on queues_message m( |$)", x))
-    return "; ".join(x.strip() for x in lines[scan:scan + 3] if "Scan" in x or "Cond" in x or "Filter" in x)
+    return "; ".join(x.strip() for x in lines[scan : scan + 3] if "Scan" in x or "Cond" in x or "Filter" in x)
 
 
 def main() -> None:
@@ -92,12 +92,16 @@ def main() -> None:
             cur.execute("SELECT min(id) FROM queues_message WHERE queue_id = %s", [qid])
             lowest = cur.fetchone()[0]
             cur.execute("SELECT version()")
-            print(cur.fetchone()[0].split(",")[0], f"; {opts.churn:,} messages churned under a held snapshot"
-                  f" in batches of {opts.batch}; load {os.getloadavg()[0]:.2f}")
+            print(
+                cur.fetchone()[0].split(",")[0],
+                f"; {opts.churn:,} messages churned under a held snapshot"
+                f" in batches of {opts.batch}; load {os.getloadavg()[0]:.2f}",
+            )
             print("| claim | ms | buffers of the index scan | scan; index condition |\n|---|---:|---:|---|")
-            for label, statement, floor in (("full", sql.RECEIVE_STANDARD, 0),
-                                            ("from the floor", sql.RECEIVE_STANDARD_FROM,
-                                             lowest - delivery.FLOOR_SLACK)):
+            for label, statement, floor in (
+                ("full", sql.RECEIVE_STANDARD, 0),
+                ("from the floor", sql.RECEIVE_STANDARD_FROM, lowest - delivery.FLOOR_SLACK),
+            ):
                 params = {"queue_id": qid, "limit": 10, "vt": None, "async_commit": False, "floor": floor}
                 cur.execute("BEGIN")
                 ms, buffers, cond = explain(cur, statement, params)
@@ -105,8 +109,9 @@ def main() -> None:
                 print(f"| {label} | {ms:.2f} | {buffers:,} | `{cond}` |")
             for label, statement in (("full", sql.RECEIVE_STANDARD), ("from the floor", sql.RECEIVE_STANDARD_FROM)):
                 print(f"| {label}, generic plan | | | `{generic_scan(cur, statement)}` |")
-        print("\n| through the API | receive(10) median ms | p95 | ack_batch median ms | p95 |"
-              "\n|---|---:|---:|---:|---:|")
+        print(
+            "\n| through the API | receive(10) median ms | p95 | ack_batch median ms | p95 |\n|---|---:|---:|---:|---:|"
+        )
         saved = delivery.FULL_SCAN_EVERY
         for label, every in (("claim floor (default)", saved), ("every claim full", 0.0)):
             delivery.FULL_SCAN_EVERY = every

@@ -52,11 +52,15 @@ def explain() -> None:
         cur.execute(sql.RECEIVE_STANDARD, params)  # warm the plan cache and the pages
         cur.execute("EXPLAIN (ANALYZE, BUFFERS, WAL, COSTS OFF) " + sql.RECEIVE_STANDARD, params)
         receive_plan = [r[0] for r in cur.fetchall()]
-        cur.execute("SELECT id, receipt FROM queues_message WHERE queue_id = %s AND receipt IS NOT NULL LIMIT 100",
-                    [qid])
+        cur.execute(
+            "SELECT id, receipt FROM queues_message WHERE queue_id = %s AND receipt IS NOT NULL LIMIT 100", [qid]
+        )
         rows = cur.fetchall()
-        ack = {"ids": "{" + ",".join(str(r[0]) for r in rows) + "}",
-               "receipts": "{" + ",".join(str(r[1]) for r in rows) + "}", "async_commit": False}
+        ack = {
+            "ids": "{" + ",".join(str(r[0]) for r in rows) + "}",
+            "receipts": "{" + ",".join(str(r[1]) for r in rows) + "}",
+            "async_commit": False,
+        }
         cur.execute("EXPLAIN (ANALYZE, BUFFERS, WAL, COSTS OFF) " + sql.ACK, ack)
         ack_plan = [r[0] for r in cur.fetchall()]
         transaction.set_rollback(True)
@@ -100,9 +104,11 @@ def main() -> None:
     wall, cpu = time.perf_counter(), time.process_time()
     n = loop(opts.messages)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    print(f"\none process, receive(100) + ack_batch: {n:,} messages, {n / wall:,.0f} msg/s; per message "
-          f"{wall / n * 1e6:.1f} µs wall, {cpu / n * 1e6:.1f} µs client CPU, "
-          f"{(wall - cpu) / n * 1e6:.1f} µs elsewhere (server, waiting); load {os.getloadavg()[0]:.2f}")
+    print(
+        f"\none process, receive(100) + ack_batch: {n:,} messages, {n / wall:,.0f} msg/s; per message "
+        f"{wall / n * 1e6:.1f} µs wall, {cpu / n * 1e6:.1f} µs client CPU, "
+        f"{(wall - cpu) / n * 1e6:.1f} µs elsewhere (server, waiting); load {os.getloadavg()[0]:.2f}"
+    )
     prof = cProfile.Profile()
     prof.enable()
     n = loop(opts.messages)
