@@ -200,6 +200,8 @@ _cache_lock = threading.Lock()
 CONFIG_TTL = 2.0
 # Where each fifo queue's claim walk over its groups resumes (by queue id); see delivery.claim.
 fifo_positions: dict[int, str | None] = {}
+# Each standard queue's claim floor and when its last full claim ran (by queue id); see delivery.claim.
+claim_floors: dict[int, tuple[int, float]] = {}
 
 
 def config(name: str) -> QueueConfig:
@@ -240,6 +242,7 @@ def clear_cache(name: str | None = None, *, queue_id: int | None = None) -> None
         elif name is None:
             _cache.clear()
             fifo_positions.clear()
+            claim_floors.clear()
         else:
             _cache.pop(name, None)
 

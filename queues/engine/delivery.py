@@ -16,7 +16,15 @@ from typing import Any
 from queues import conf, tracing
 from queues.engine import flow_sql, limits, sql, text
 from queues.engine.bounded import bounded_send
-from queues.engine.connection import QueueConfig, clear_cache, config, fifo_positions, hot_cursor, recovers_connection
+from queues.engine.connection import (
+    QueueConfig,
+    claim_floors,
+    clear_cache,
+    config,
+    fifo_positions,
+    hot_cursor,
+    recovers_connection,
+)
 from queues.engine.errors import InvalidMessage, InvalidReceipt, LeaseExpired, MessageTooLarge
 from queues.engine.notify import get_listener
 from queues.engine.text import loads_column
@@ -225,6 +233,35 @@ def parse_receipt(receipt: object) -> tuple[int, uuid.UUID]:
     raise InvalidReceipt(f"malformed receipt {receipt!r}: pass the receipt of a Delivery from receive()")
 
 
+# The claim floor of a standard queue (see docs/engine.md, "Claim floor"). A claim walks the queue's claim
+# index from its lowest id; under a held snapshot (a long transaction, a replica's hot_standby_feedback)
+# every acked or leased version stays behind in that index and each claim would visit all of them. So
+# each process remembers, per queue, an id below which its last exhaustive claim found nothing ready
+# (less FLOOR_SLACK ids: a producer's lower id may commit after a higher one), claims from there, and
+# scans from the start at least every FULL_SCAN_EVERY seconds: a message that becomes ready again below
+# the floor (nack backoff, an expired lease, a late commit, a redrive or move) waits at most that long.
+FULL_SCAN_EVERY = 1.0
+FLOOR_SLACK = 1000
+
+
+def _claim_standard(cur: Any, queue_id: int, params: dict[str, Any], limit: int) -> list[tuple]:
+    now = time.monotonic()
+    floor, full_at = claim_floors.get(queue_id, (0, -FULL_SCAN_EVERY))
+    full = now - full_at >= FULL_SCAN_EVERY
+    params["floor"] = floor
+    cur.execute(sql.RECEIVE_STANDARD if full else sql.RECEIVE_STANDARD_FROM, params)
+    rows = cur.fetchall()
+    if rows:
+        # Every ready, unlocked message at or above the scan's start, of the priorities the claim
+        # reached, was taken: below the lowest one nothing of those priorities is ready (as of this
+        # snapshot). A claim that filled its limit did not reach the lower priorities: until the next
+        # full claim, their messages below the floor wait (at most FULL_SCAN_EVERY, docs/engine.md).
+        seen = min(r[0] for r in rows) - FLOOR_SLACK
+        floor = seen if full else max(floor, seen)
+    claim_floors[queue_id] = (floor, now if full else full_at)
+    return rows
+
+
 def claim(cfg: QueueConfig, limit: int, visibility_timeout: float | None) -> list[Delivery]:
     """One claim of up to ``limit`` ready messages of the queue ``cfg`` (no waiting): what receive repeats."""
     params: dict[str, Any] = {"queue_id": cfg.id, "limit": limit, "vt": visibility_timeout}
@@ -233,12 +270,12 @@ def claim(cfg: QueueConfig, limit: int, visibility_timeout: float | None) -> lis
         if cfg.kind == "fifo":
             after = fifo_positions.get(cfg.id)
             params.update(after=after, max_groups=FIFO_MAX_GROUPS)
-            cur.execute(sql.RECEIVE_FIFO, params)
+            cur.execute(sql.RECEIVE_FIFO_FIRST if after is None else sql.RECEIVE_FIFO, params)
             rows = cur.fetchall()
             if len(rows) < limit and after is not None:
                 # Wrap around: the walk started mid-way through the groups.
                 params.update(after=None, limit=limit - len(rows))
-                cur.execute(sql.RECEIVE_FIFO, params)
+                cur.execute(sql.RECEIVE_FIFO_FIRST, params)
                 rows += cur.fetchall()
                 # Two statements' rows: put them back in the order receive() promises.
                 rows.sort(key=lambda r: (-r[3], r[0]))
@@ -246,8 +283,7 @@ def claim(cfg: QueueConfig, limit: int, visibility_timeout: float | None) -> lis
         elif cfg.limited:
             rows = _claim_limited(cur, cfg, params)
         else:
-            cur.execute(sql.RECEIVE_STANDARD, params)
-            rows = cur.fetchall()
+            rows = _claim_standard(cur, cfg.id, params, limit)
     deliveries = [
         Delivery(
             id=r[0], queue=cfg.name, body=loads_column(r[1]), headers={} if r[2] == "{}" else loads_column(r[2]),

@@ -80,7 +80,7 @@ allowance AS (
     FROM bucket b
 ),
 claimed AS (
-    SELECT m.id, m.receive_count FROM queues_message m
+    SELECT m.ctid, m.id, m.receive_count FROM queues_message m
     WHERE m.queue_id = (SELECT id FROM q) AND m.available_at <= statement_timestamp()
     ORDER BY m.priority DESC, m.id
     LIMIT coalesce((SELECT n FROM allowance), 0)
@@ -158,7 +158,7 @@ picked AS (
     WHERE r.rn <= a.n
 ),
 claimed AS (
-    SELECT m.id, m.receive_count FROM queues_message m
+    SELECT m.ctid, m.id, m.receive_count FROM queues_message m
     WHERE m.id = ANY(ARRAY(SELECT id FROM picked)) AND m.queue_id = (SELECT id FROM q)
       AND m.available_at <= statement_timestamp()
     ORDER BY m.priority DESC, m.id

@@ -94,16 +94,18 @@ def test_with_the_setting_off_every_commit_waits_for_the_flush(make_queue, setti
     assert [mode for _, mode in seen] == [None, None, False, False, False, False, False, False]
 
 
-@pytest.mark.parametrize("name", ["RECEIVE_STANDARD", "RECEIVE_FIFO", "ACK", "NACK", "EXTEND", "RELEASE"])
+@pytest.mark.parametrize(
+    "name", ["RECEIVE_STANDARD", "RECEIVE_STANDARD_FROM", "RECEIVE_FIFO_FIRST", "ACK", "NACK", "EXTEND", "RELEASE"]
+)
 @pytest.mark.parametrize("async_commit", [True, False])
 def test_the_statement_switches_the_flush_off_for_its_own_transaction_only(make_queue, name, async_commit):
-    kind = "fifo" if name == "RECEIVE_FIFO" else "standard"
+    kind = "fifo" if name.startswith("RECEIVE_FIFO") else "standard"
     queue = make_queue(kind=kind)
     queues.send(queue, "a", group="g" if kind == "fifo" else None)
     [delivery] = queues.receive(queue, visibility_timeout=60) if not name.startswith("RECEIVE") else [None]
     message_id, token = queues.parse_receipt(delivery.receipt) if delivery else (0, None)
     params = {
-        "queue_id": queues.get_queue(queue).id, "limit": 1, "vt": None, "after": None, "max_groups": 10,
+        "queue_id": queues.get_queue(queue).id, "limit": 1, "vt": None, "after": None, "floor": 0, "max_groups": 10,
         "ids": [message_id], "receipts": [str(token)] if token else [None], "delay": 0, "dead_letter": False,
         "error": "", "seconds": 30, "refund": False, "async_commit": async_commit,
     }
