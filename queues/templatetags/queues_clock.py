@@ -14,9 +14,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from django import template
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
-from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
 register = template.Library()

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 TIME_ELEMENT = re.compile(r"<time\b([^>]*)>(.*?)</time>", re.S)
 FILTERED = re.compile(r'datetime="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z" data-when="(s|ms|ago)"')
 HIDDEN = re.compile(r"<(script|style|pre|code)\b.*?</\1>|<[^>]*>", re.S)
-"""Script and style blocks, bodies, tracebacks and examples (``<pre>``, ``<code>``), and every tag with its attributes."""
+"""Script and style blocks, bodies, tracebacks and examples (``<pre>``, ``<code>``), every tag and its attributes."""
 BARE_TIME = re.compile(r"\b\d{4}-\d\d-\d\d\b|\b\d\d?:\d\d:\d\d\b")
 
 
