@@ -178,6 +178,8 @@ class QueueDetail:
     workers: list[WorkerRow]
     redrives: list[Redrive]
     recent_audit: list[AuditEvent]
+    redrives_running: int = 0
+    """Running or stopping redrives of every queue: the live samples' ``redrives_running`` as rendered."""
 
 
 def is_queue_name(name: object) -> bool:
@@ -218,6 +220,7 @@ def get_queue_detail(queue: Queue) -> QueueDetail:
     return QueueDetail(
         queue=queue, row=row, dead_letter_queue=dlq, dead_letters=dead_letters, dead_letter_count=dead_count,
         sources=sources, workers=list_workers(queue=queue.name, active_only=True), redrives=redrives,
+        redrives_running=Redrive.objects.filter(state__in=[RedriveState.RUNNING, RedriveState.STOPPING]).count(),
         recent_audit=with_detail_json(
             AuditEvent.objects.filter(queue_name__in=[queue.name] + ([dlq.name] if dlq is not None else []))[:10]
         ),
