@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.utils import timezone
+
 from queues import schedules
 from queues.engine import limits as engine_limits
 from queues.engine.expiry import FlowTotals, flow_totals
@@ -60,6 +62,8 @@ class FlowLimits:
     taken: int
     per_group: bool = False
     groups: int = 0
+    as_of: datetime | None = None
+    """When ``tokens``, ``held`` and ``taken`` were read; the panel says so beside them."""
 
 
 def get_flow_limits(queue: Queue) -> FlowLimits | None:
@@ -77,6 +81,7 @@ def get_flow_limits(queue: Queue) -> FlowLimits | None:
         taken=status.taken if status else 0,
         per_group=queue.limits_per_group,
         groups=status.groups if status else 0,
+        as_of=timezone.now(),
     )
 
 

@@ -4,7 +4,7 @@
 |---------------------------|-------------------------------------------------------------------|
 | ``queues.view_dashboard`` | every page, revealing hidden bodies (audited)                     |
 | ``queues.operate_queues`` | pause, resume, retry, move, redrive, edit settings, create queues, |
-|                           | ask a worker to stop                                              |
+|                           | cancel messages, ask a worker to stop                             |
 |                           | create, pause, resume, run and delete schedules                   |
 | ``queues.purge_queues``   | purge queues, delete messages, delete queues, shorten retention,  |
 |                           | end a database session that holds vacuum back (Database page)     |

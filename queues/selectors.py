@@ -208,6 +208,8 @@ class QueueDetail:
     workers: list[workload.WorkerRow]
     redrives: list[Redrive]
     recent_audit: list[AuditEvent]
+    redrives_running: int = 0
+    """Running or stopping redrives of every queue: the live samples' ``redrives_running`` as rendered."""
 
 
 def is_queue_name(name: object) -> bool:
@@ -248,6 +250,7 @@ def get_queue_detail(queue: Queue) -> QueueDetail:
     return QueueDetail(
         queue=queue, row=row, dead_letter_queue=dlq, dead_letters=dead_letters, dead_letter_count=dead_count,
         sources=sources, workers=workload.list_workers(queue=queue.name, active_only=True), redrives=redrives,
+        redrives_running=Redrive.objects.filter(state__in=[RedriveState.RUNNING, RedriveState.STOPPING]).count(),
         recent_audit=with_detail_json(
             AuditEvent.objects.filter(queue_name__in=[queue.name] + ([dlq.name] if dlq is not None else []))[:10]
         ),
@@ -528,6 +531,9 @@ class MessageDetail:
     """Each distinct error text once, with how many attempts ended on it."""
     state_note: str = ""
     """``retrying (attempt 5 of 6, next in 12 s)`` while it backs off after a failure."""
+    expires_at: datetime | None = None
+    cancel_requested_at: datetime | None = None
+    """When an operator asked to cancel it (``services.cancel_messages``) and it was held, so not yet gone."""
 
 
 def dead_lettering_limit(max_receives: int, dead_letter_queue_id: int | None) -> int | None:
@@ -556,10 +562,13 @@ def get_message(message_id: int) -> MessageDetail | None:
         max_receives=dead_lettering_limit(queue.max_receives, queue.dead_letter_queue_id),
         next_in=(info.available_at - timezone.now()).total_seconds(),
     )
+    # peek's MessageInfo does not carry these two (engine SQL): one primary-key read.
+    flow = Message.objects.filter(id=message_id).values("expires_at", "cancel_requested_at").first() or {}
     return MessageDetail(
         info=info, queue=queue, body_json=pretty, body_size=len(json.dumps(info.body).encode()),
         collapsed=len(pretty) > BODY_COLLAPSE_CHARS, headers=sorted((info.headers or {}).items()), history=history,
         timeline=timeline, errors=errors, state_note=note,
+        **flow,
     )
 
 

@@ -6,7 +6,7 @@ rewrites every ``<time datetime>`` of a page in the user's zone (the browser's, 
 top bar), 24-hour, with the zone shown; the charts' axes use the same zone and format.
 
 Styles (the filter's argument): ``""`` seconds, ``"ms"`` milliseconds (the audit log), ``"ago"``
-relative ("3 min ago") with the absolute time in the tooltip.
+relative ("3 min ago", "in 3 min") with the absolute time in the tooltip.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from django import template
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
-from django.utils.timesince import timesince
+from django.utils.timesince import timesince, timeuntil
 
 register = template.Library()
 
@@ -49,8 +50,15 @@ def when(value: datetime | None, style: str = "") -> SafeString | str:
         return "—"
     if style not in STYLES:
         raise template.TemplateSyntaxError(f"when: unknown style {style!r}; use one of {STYLES}")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
     iso = iso_utc(value)
     if style == "ago":
+        # A future instant (an expiry, a next run) reads "in 3 minutes", as clock.js writes it.
+        if value > timezone.now():
+            return format_html(
+                '<time datetime="{}" data-when="ago" title="{}">in {}</time>', iso, utc_text(value), timeuntil(value)
+            )
         return format_html(
             '<time datetime="{}" data-when="ago" title="{}">{} ago</time>', iso, utc_text(value), timesince(value)
         )

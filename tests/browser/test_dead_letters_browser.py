@@ -56,7 +56,7 @@ def test_a_poison_burst_is_grouped_by_error_and_one_group_is_redriven(login, ser
 
     page = login("operator")
     page.goto(f"{server.url}/queues/orders.dlq/")
-    groups = page.locator("#dead-letters table.dead-letter-groups tbody tr")
+    groups = page.locator("#dead-letter-groups table.dead-letter-groups tbody tr")
     assert groups.count() == 2
     assert "6 ×" in groups.nth(0).inner_text() and "KeyError: 'unknown SKU #'" in groups.nth(0).inner_text()
     assert "3 ×" in groups.nth(1).inner_text() and "503 from the payment gateway" in groups.nth(1).inner_text()

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 import queues
+from queues import schedules
+from queues.models import Redrive
 from tests.browser.conftest import ROLE_PERMISSIONS
 from tests.conftest import ROOT, stop_process, wait_for
 
@@ -53,12 +55,13 @@ def kolkata(browser: Any) -> Iterator[Any]:
     assert not violations, violations
 
 
-def _one_zone(page: Any, *, charts: int) -> list[str]:
+def _one_zone(page: Any, *, charts: int | None, some: bool = True) -> list[str]:
     seen = page.evaluate(TIMES)
     assert seen["zone"] in ("IST", "GMT+5:30"), seen
-    assert seen["times"], "no <time> on the page"
+    assert seen["times"] or not some, f"no <time> on {page.url}"
     assert all(t.endswith(" " + seen["zone"]) for t in seen["times"]), seen
-    assert len(seen["charts"]) == charts and all(z == seen["zone"] for z in seen["charts"]), seen
+    assert charts is None or len(seen["charts"]) == charts, seen
+    assert all(z == seen["zone"] for z in seen["charts"]), seen
     return seen["times"]
 
 
@@ -83,6 +86,22 @@ def test_live_parts_move_without_reload_and_every_time_is_in_the_browsers_zone(
     assert page.evaluate("window.__pills")[0] == "live"
     assert not [t for t in page.evaluate("window.__pills") if "no samples" in t]
 
+    # The pages that render times from the database (dead letters, browser, message, schedules,
+    # database) show them in the same zone as everything else.
+    schedules.schedule("nightly", cron="0 3 * * *", queue="jobs")
+    dead_id = queues.peek("orders.dlq", limit=1)[0].id
+    for path in (
+        "/queues/orders.dlq/dead-letters/",
+        "/messages/?q=queue:orders.dlq",
+        f"/messages/{dead_id}/",
+        "/schedules/",
+        "/database/",
+    ):
+        page.goto(f"{server.url}{path}")
+        _one_zone(page, charts=None, some=path != "/database/")
+        if path == "/schedules/":  # the next run in the schedule's own zone stays in the tooltip
+            assert "in UTC, the zone its cron reads" in page.locator("[data-time-note] time").get_attribute("title")
+
     # A paced redrive: its moved/total moves on the page that started it, without a reload.
     page.goto(f"{server.url}/queues/orders.dlq/redrive/?to=orders")
     page.fill("#id_rate", "4")
@@ -105,6 +124,24 @@ def test_live_parts_move_without_reload_and_every_time_is_in_the_browsers_zone(
     page.wait_for_function("() => document.querySelector('[data-redrive-state]').textContent === 'finished'")
     # The dead-letter list of the same page follows its count: emptied by the redrive, without a reload.
     page.wait_for_function("() => document.querySelector('#dead-letters').textContent.includes('No dead letters')")
+    assert page.evaluate("window.__notReloaded === true")
+
+    # A redrive started on another page appears on this open queue page, and moves, without a reload.
+    for d in queues.receive("orders", max_messages=20):
+        queues.nack(d.receipt, error="boom again")
+    elsewhere = kolkata.new_page()
+    elsewhere.goto(f"{server.url}/queues/orders.dlq/redrive/?to=orders")
+    elsewhere.fill("#id_rate", "5")
+    elsewhere.click("button:has-text('Start redrive')")
+    elsewhere.wait_for_load_state()
+    second = Redrive.objects.latest("pk").pk
+    elsewhere.close()
+    page.wait_for_selector(f'tr[data-redrive="{second}"]', timeout=15_000)
+    page.wait_for_function(
+        f"() => document.querySelector('tr[data-redrive=\"{second}\"] [data-redrive-state]').textContent"
+        " === 'finished'",
+        timeout=20_000,
+    )
     assert page.evaluate("window.__notReloaded === true")
 
     # One zone on every page: the server's times and the charts' axes.

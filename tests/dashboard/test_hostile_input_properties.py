@@ -49,11 +49,13 @@ users = st.sampled_from(["admin", "viewer", "nobody"])
 
 # Query parameters any page reads; pages ignore the ones they do not know.
 GET_PARAMS = ["sort", "name", "window", "q", "state", "after", "before", "actor", "action", "queue", "outcome",
-              "to", "scope", "id", "next"]
+              "to", "scope", "id", "next", "from", "tz", "order", "origin", "sig", "copy", "count", "as_of"]
 PAGES = [
     "/", "/queues/", "/new-queue/", "/queues/{q}/", "/queues/{q}/purge/", "/queues/{q}/delete/",
     "/queues/{q}/publish/", "/queues/{dlq}/redrive/", "/queues/{q}/messages/", "/messages/", "/messages/bulk/",
-    "/messages/{m}/", "/workers/", "/audit/", "/api/series/",
+    "/messages/{m}/", "/workers/", "/audit/", "/api/series/", "/queues/{q}/dead-letters/",
+    "/queues/{dlq}/dead-letters/", "/queues/{dlq}/dead-letters/group/", "/queues/{dlq}/dead-letters/export/",
+    "/schedules/", "/database/",
 ]
 FORMS: dict[str, dict[str, str]] = {
     "/queues/{q}/settings/": {"kind": "standard", "visibility_timeout": "30", "max_receives": "5",
@@ -71,6 +73,8 @@ FORMS: dict[str, dict[str, str]] = {
     "/messages/bulk/": {"action": "retry", "scope": "selected", "id": "{m}", "q": "", "to": "", "next": ""},
     "/messages/{m}/reveal/": {},
     "/redrives/{r}/stop/": {"next": ""},
+    "/queues/{dlq}/dead-letters/group/": {"action": "redrive", "origin": "orders", "sig": "KeyError: x",
+                                          "count": "0", "as_of": ""},
     "/admin/queues/queue/confirm-action/": {"action": "pause", "name": "{q}"},
 }
 SEARCH_TERMS = ["id:{}", "body.a:{}", "body.{}:1", "header.a:{}", "header.{}:x", "group:{}", "queue:{}",

@@ -38,6 +38,8 @@ def test_limits_set_from_the_form_show_in_the_panel(make_queue, client_for):
     page = c.get(reverse("queues:queue-detail", args=["emails"])).content.decode()
     assert "<h2>Limits</h2>" in page and "50/s (burst 2)" in page and "in flight of 3" in page
     assert 'data-live="emails.rate_out"' in page and 'data-live="emails.ready"' in page
+    # the bucket and the delivered count are read once: the panel says when, in the page's one clock
+    assert page.count('as of <time datetime="') == 2 and "tokens in the bucket as of <time" in page
     event = AuditEvent.objects.filter(action="update_queue_settings", outcome="ok").latest("id")
     assert event.detail["changes"]["rate_limit"] == [None, "50/s"]
 

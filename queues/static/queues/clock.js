@@ -4,6 +4,7 @@
  * in localStorage). Times are 24-hour with the zone shown ("3 Dec 14:02:35 IST"), the year only when it
  * is not this year. <time data-when="ago"> reads "3 min ago" with the absolute time as its tooltip;
  * data-when="ms" adds milliseconds. Server-rendered text (UTC) is the fallback without script.
+ * An ancestor's data-time-note="…" is added to the tooltip of the times inside it.
  *
  *   window.mqClock.zone()             the zone in use (IANA name)
  *   window.mqClock.format(date, opts) {ms: bool, date: bool (default true), seconds: bool (default true)}
@@ -87,7 +88,10 @@
       var absolute = format(date, { ms: style === "ms" });
       var text = style === "ago" ? ago(date) : absolute;
       if (el.textContent !== text) el.textContent = text;
-      el.title = style === "ago" ? absolute : date.toISOString().replace("T", " ").replace("Z", " UTC");
+      var title = style === "ago" ? absolute : date.toISOString().replace("T", " ").replace("Z", " UTC");
+      // A server note about this time (a schedule's next run in the zone its cron reads) stays in the tooltip.
+      var note = el.parentElement && el.parentElement.closest("[data-time-note]");
+      el.title = note ? title + " · " + note.getAttribute("data-time-note") : title;
     }
   }
 
