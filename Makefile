@@ -1,6 +1,9 @@
 # mqadmin: `make demo` and `make test` work on a fresh machine that has only Python 3.12+.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
+# Test processes (pytest-xdist): the suite waits on PostgreSQL and on worker processes as much as on
+# the CPU, so two share a 2-core machine well; each gets its own test database.
+TEST_WORKERS ?= 2
 
 # Find a Python 3.12+ by *running* each candidate: a pyenv shim can exist and still fail.
 PYENV_ROOT_DIR := $(shell pyenv root 2>/dev/null)
@@ -74,7 +77,7 @@ demo: $(STAMP) $(NODE_STAMP)
 	$(VPY) manage.py mq_demo
 
 test: $(STAMP) $(NODE_STAMP) browser prometheus
-	$(VPY) -m pytest
+	$(VPY) -m pytest -n $(TEST_WORKERS)
 
 fuzz: $(STAMP) $(NODE_STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(VPY) -m pytest -m property -p no:timeout

@@ -44,7 +44,7 @@ def test_prune_json(cmd, make_queue):
     assert json.loads(cmd("mq_prune", "--json", "--batch", "1").out) == {
         "expired_messages": 1, "expired_dedup_ids": 0, "expired_task_results": 0, "dead_workers": 0,
         "released_leases": 0, "worker_rows": 0, "abandoned_redrives": 0, "samples_made": 0, "old_samples": 0,
-        "scheduled_messages": 0}
+        "scheduled_messages": 0, "idle_flow_groups": 0, "ttl_expired": 0}
 
 
 def test_bad_batch(cmd):

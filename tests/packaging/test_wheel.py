@@ -60,7 +60,7 @@ def test_wheel_metadata_names_the_distribution_dependencies_and_extras(dists: Di
     assert meta["Name"] == "django-mqadmin"
     requires = meta.get_all("Requires-Dist")
     base = sorted(r.split(">=")[0].lower() for r in requires if "extra ==" not in r)
-    assert base == ["channels", "django", "psycopg"], requires
+    assert base == ["channels", "cronsim", "django", "psycopg"], requires
     # The quickstart lists every extra there is, and no other.
     doc = quickstart.DOC.read_text()
     listed = re.search(r"^Extras: (.*?)\. Without extras", doc, re.S | re.M)
