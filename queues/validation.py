@@ -189,6 +189,7 @@ def unstorable_parameter(items: Iterable[tuple[str, Iterable[str]]]) -> str | No
 
 # -- numbers as the mq_* commands take them ---------------------------------------------------------
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
+_UNIT_SPACE = re.compile(r"(?<=[a-z])\s+|\s+(?=[a-z])")
 MAX_DURATION = 10 * 365 * 86400.0
 """Longest duration accepted (10 years): longer than anything waits, and past it timedelta and sleep() overflow."""
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -201,8 +202,8 @@ def parse_duration(text: str) -> float:
 
     From 0 to :data:`MAX_DURATION`; else :class:`InvalidInput`.
     """
-    # "1h 30m" and "4 d" read as people write them; the parts themselves take no spaces.
-    value = "".join(text.split()).lower()
+    # "1h 30m" and "4 d" read as people write them: spaces next to a unit go; "1 0" stays an error.
+    value = _UNIT_SPACE.sub("", text.strip().lower())
     try:
         seconds = parse_float(value, "duration")
     except InvalidInput:

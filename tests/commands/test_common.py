@@ -89,7 +89,7 @@ def test_durations_parse_and_print_back(text, seconds):
     assert parse_duration(format_duration(seconds)) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "soon", "5x", "-3", "1h 30m", "m5", "nan", "inf"])
+@pytest.mark.parametrize("text", ["", "soon", "5x", "-3", "1 0", "1h 3 0m", "m5", "nan", "inf"])
 def test_bad_durations(text):
     with pytest.raises(argparse.ArgumentTypeError, match="invalid duration"):
         parse_duration(text)
