@@ -129,7 +129,7 @@ def measure(path: str, repeat: int) -> dict[str, float]:
     from django.test.utils import CaptureQueriesContext
 
     user = User.objects.filter(username="bench").first() or User.objects.create_superuser("bench", password="bench")
-    client = Client()
+    client = Client(HTTP_HOST="127.0.0.1")  # the demo site does not allow "testserver"
     client.force_login(user)
     for _ in range(2):
         assert client.get(path).status_code == 200, path
@@ -165,6 +165,7 @@ def main() -> None:
     from django.core.management import call_command
 
     import queues
+    from queues.formatting import format_rate
     from queues.models import Message
     from queues.selectors import get_overview
 
@@ -182,11 +183,13 @@ def main() -> None:
     print(f"queues.stats() alone: {(time.perf_counter() - t0) * 100:.1f} ms")
     ordinary = [s.queue for s in stats if not s.is_dead_letter_queue]
     first, last = ordinary[0], ordinary[-1]
+    dlq = next(s.queue for s in stats if s.is_dead_letter_queue)
     deep = Message.objects.filter(queue__name=last).order_by("id").values_list("id", flat=True)[99 * 50]
     freshen()
     totals = get_overview().totals
     print(f"overview sees: ready {totals.ready:,}, dead {totals.dead:,}, workers {totals.workers}, "
-          f"in {totals.rate_in_text}, out {totals.rate_out_text}, failures last hour {totals.failed_last_hour}")
+          f"in {format_rate(totals.rate_in)}, out {format_rate(totals.rate_out)}, "
+          f"failures last hour {totals.failed_last_hour}")
     pages = {
         "overview": "/",
         "queues": "/queues/",
@@ -196,6 +199,10 @@ def main() -> None:
         "message browser (last queue)": f"/queues/{last}/messages/",
         "message browser (last, page 100)": f"/queues/{last}/messages/?after={deep}",
         "message browser (all, state:dead)": "/messages/?state=dead",
+        "dead letters of a dead-letter queue": f"/queues/{dlq}/dead-letters/",
+        "dead letters of a source queue": f"/queues/{first}/dead-letters/",
+        "workers": "/workers/",
+        "audit log": "/audit/",
     }
     print(f"{'page':<36} {'median':>9} {'p95':>9} {'max':>9} {'queries':>8}")
     for label, path in pages.items():
