@@ -245,12 +245,29 @@ def live_workers_by_queue(now: datetime | None = None) -> tuple[int, dict[str, i
     return online, per_queue
 
 
+def _sample_at_or_before(since: str) -> str:
+    """The newest stored sample of ``q.name`` at or before ``q.<since>``: 1 s samples, else 60 s ones."""
+    return f"""(
+    SELECT * FROM (
+        (SELECT at, ready, dead, acked_total, failed_total FROM queues_sample
+         WHERE queue_name = q.name AND resolution = 1
+           AND at <= q.{since} AND at >= q.{since} - interval '1 hour'
+         ORDER BY at DESC LIMIT 1)
+        UNION ALL
+        (SELECT at, ready, dead, acked_total, failed_total FROM queues_sample
+         WHERE queue_name = q.name AND resolution = 60
+           AND at <= q.{since} AND at >= q.{since} - interval '1 day'
+         ORDER BY at DESC LIMIT 1)
+    ) u ORDER BY at DESC LIMIT 1
+)"""
+
+
 # One statement for everything assess() needs beyond the live counts: each queue's thresholds and
 # retention, and its newest stored sample at or before the start of each window (from the 1 s samples
 # or, past their retention, the 60 s ones): two index probes per window on queues_sample_series. The
 # lower bounds on `at` keep the planner on that index (without them it may walk (resolution, at)
 # backwards for a queue with no samples at all).
-INPUTS = """
+INPUTS = f"""
 WITH q AS (
     SELECT name, retention, health_backing_up_after, health_stalled_after, health_dead_letter_window,
            health_retention_warning,
@@ -263,32 +280,8 @@ SELECT q.name, q.retention, q.health_backing_up_after, q.health_stalled_after, q
        p.at, p.ready, p.dead, p.acked_total, p.failed_total,
        d.at, d.ready, d.dead, d.acked_total, d.failed_total
 FROM q
-LEFT JOIN LATERAL (
-    SELECT * FROM (
-        (SELECT at, ready, dead, acked_total, failed_total FROM queues_sample
-         WHERE queue_name = q.name AND resolution = 1
-           AND at <= q.progress_since AND at >= q.progress_since - interval '1 hour'
-         ORDER BY at DESC LIMIT 1)
-        UNION ALL
-        (SELECT at, ready, dead, acked_total, failed_total FROM queues_sample
-         WHERE queue_name = q.name AND resolution = 60
-           AND at <= q.progress_since AND at >= q.progress_since - interval '1 day'
-         ORDER BY at DESC LIMIT 1)
-    ) u ORDER BY at DESC LIMIT 1
-) p ON true
-LEFT JOIN LATERAL (
-    SELECT * FROM (
-        (SELECT at, ready, dead, acked_total, failed_total FROM queues_sample
-         WHERE queue_name = q.name AND resolution = 1
-           AND at <= q.dead_since AND at >= q.dead_since - interval '1 hour'
-         ORDER BY at DESC LIMIT 1)
-        UNION ALL
-        (SELECT at, ready, dead, acked_total, failed_total FROM queues_sample
-         WHERE queue_name = q.name AND resolution = 60
-           AND at <= q.dead_since AND at >= q.dead_since - interval '1 day'
-         ORDER BY at DESC LIMIT 1)
-    ) u ORDER BY at DESC LIMIT 1
-) d ON true
+LEFT JOIN LATERAL {_sample_at_or_before('progress_since')} p ON true
+LEFT JOIN LATERAL {_sample_at_or_before('dead_since')} d ON true
 """
 
 
