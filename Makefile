@@ -77,7 +77,8 @@ demo: $(STAMP) $(NODE_STAMP)
 	$(VPY) manage.py mq_demo
 
 test: $(STAMP) $(NODE_STAMP) browser prometheus
-	$(VPY) -m pytest -n $(TEST_WORKERS)
+	$(VPY) -m pytest -n $(TEST_WORKERS) -m "not serial"
+	$(VPY) -m pytest -m serial
 
 fuzz: $(STAMP) $(NODE_STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(VPY) -m pytest -m property -p no:timeout

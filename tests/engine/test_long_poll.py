@@ -17,7 +17,8 @@ from queues.engine.notify import get_listener
 from tests.conftest import wait_for
 from tests.engine.conftest import Thread
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+# serial: wake-up latency is what these measure; make test runs them alone, not beside another test process.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.serial]
 
 TRIALS = 10
 # Time for a waiting receiver to get past its first (empty) claim and into its wait.
