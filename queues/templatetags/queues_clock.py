@@ -11,6 +11,7 @@ relative ("3 min ago", "in 3 min") with the absolute time in the tooltip.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from django import template
@@ -64,3 +65,10 @@ def when(value: datetime | None, style: str = "") -> SafeString | str:
         )
     text = utc_text(value, ms=style == "ms")
     return format_html('<time datetime="{}" data-when="{}">{}</time>', iso, style or "s", text)
+
+
+@register.simple_tag
+def epoch_now() -> str:
+    """Seconds since the epoch, to the millisecond: when the page's numbers were read (``live.js`` keeps a
+    sample read before it, which the server may replay to a new socket, from overwriting them)."""
+    return f"{time.time():.3f}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -172,6 +173,36 @@ def test_operator_redrives_dead_letters_and_sees_them_come_back_live(login, serv
     page.wait_for_function("() => document.querySelector('[data-live=\"orders.ready\"]').textContent.trim() === '3'")
     assert _text(page, "orders.dead") == "0"
     assert page.evaluate("window.__notReloaded === true")
+
+
+def test_a_replayed_sample_older_than_the_page_does_not_turn_its_numbers_back(login, server, make_queue):
+    # A new socket first gets the server's newest sample, up to a few seconds old: read before the two
+    # messages died, it says dead 0 where the page was rendered with 2. The socket here is the test's,
+    # so the order is certain: the old sample first, then a newer one that must be applied.
+    make_queue("orders", max_receives=1)
+    queues.send_batch("orders", [{"n": i} for i in range(2)])
+    for d in queues.receive("orders", max_messages=10):
+        queues.nack(d.receipt, error="boom")
+    page = login("operator")
+    sockets: list[Any] = []
+    page.route_web_socket("**/ws/dashboard/", lambda ws: sockets.append(ws))  # a builtin cannot be a handler
+
+    def sample(at: float, dead: int) -> str:
+        row = {"ready": 0, "in_flight": 0, "delayed": 0, "dead": dead, "depth": 0, "workers": 0}
+        return json.dumps({"type": "sample", "at": at, "interval": 1, "queues": {"orders": row}, "total": row})
+
+    page.goto(f"{server.url}/queues/orders/")
+    wait_for(lambda: sockets, timeout=10)
+    rendered_at = float(page.locator("#live-status").get_attribute("data-rendered-at"))
+    assert abs(rendered_at - time.time()) < 60
+    page.evaluate("window.__applied = 0; document.addEventListener('mq:sample', () => window.__applied++)")
+    sockets[0].send(sample(rendered_at - 2, dead=0))
+    sockets[0].send(sample(rendered_at + 1, dead=5))
+    page.wait_for_function("() => window.__applied === 1")
+    assert _text(page, "orders.dead") == "5"
+    # And a later push is applied even if its clock reads earlier: only a socket's first message is a replay.
+    sockets[0].send(sample(rendered_at - 3, dead=7))
+    page.wait_for_function("() => document.querySelector('[data-live=\"orders.dead\"]').textContent.trim() === '7'")
 
 
 ACTIONS = [

@@ -78,6 +78,14 @@
   var lastData = Date.now();
   var interval = 1;
   var everLive = false;
+  // When the numbers on the page were read (server clock, epoch seconds): first the page's own, then
+  // each sample's "at". A new socket first gets the server's newest sample, which may have been read
+  // before this page was rendered; applying it would put older numbers over newer ones (a dead count
+  // of 2 turning back to 0 for a second). Only that first message is checked: later pushes are new by
+  // construction, and a web server whose clock runs ahead of the database's then costs one skipped
+  // sample at most, never a frozen page.
+  var newestAt = parseFloat(box.dataset.renderedAt) || 0;
+  var firstSinceOpen = false;
 
   // -- the status box -------------------------------------------------------------------------------
   var pill = document.createElement("span");
@@ -305,6 +313,12 @@
     interval = sample.interval || 1;
     everLive = true;
     if (state !== "live") setState("live");
+    var first = firstSinceOpen;
+    firstSinceOpen = false;
+    if (typeof sample.at === "number") {
+      if (first && sample.at < newestAt) return;  // a replay older than what the page shows
+      newestAt = Math.max(newestAt, sample.at);
+    }
     pending = sample;
     var every = parseInt(refresh, 10) * 1000;
     var since = Date.now() - lastApplied;
@@ -331,6 +345,7 @@
     ws = sock;
     sock.onopen = function () {
       attempts = 0;
+      firstSinceOpen = true;
       // Fresh numbers on the page (just rendered, or a sample moments ago): live until they age.
       setState(Date.now() - lastData <= staleAfter() ? "live" : "waiting");
     };
