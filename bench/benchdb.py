@@ -22,6 +22,36 @@ def embedded_admin_dsn() -> str:
     return ensure_server().url("postgres")
 
 
+def server_url() -> str:
+    """The server the benchmarks use: ``DATABASE_URL``'s, else the embedded one (started if needed)."""
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    return embedded_admin_dsn()
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` with its database replaced by ``name``."""
+    return urllib.parse.urlunsplit(urllib.parse.urlsplit(url)._replace(path="/" + name))
+
+
+def kept_database(name: str, *, refill: bool) -> bool:
+    """Create ``name`` on :func:`server_url`'s server unless it is there (``refill``: drop it first) and point
+    ``DATABASE_URL`` at it, for the scripts whose database takes long to fill and is kept between runs.
+    True if it is new (the caller migrates and fills it)."""
+    import psycopg  # deferred: the workers that import a bench handler never need it
+
+    server = server_url()
+    with psycopg.connect(with_database(server, "postgres"), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if exists and refill:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            exists = None
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    os.environ["DATABASE_URL"] = with_database(server, name)
+    return not exists
+
+
 def migrate(dsn: str) -> None:
     """``manage.py migrate`` against ``dsn``, in a child process (this one's Django may point elsewhere)."""
     env = dict(os.environ, DATABASE_URL=dsn, DJANGO_SETTINGS_MODULE="mqadmin.settings")
@@ -40,7 +70,7 @@ def fresh_database(admin_dsn: str | None, name: str) -> str:
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = urllib.parse.urlunsplit(urllib.parse.urlsplit(admin_dsn)._replace(path="/" + name))
+    dsn = with_database(admin_dsn, name)
     migrate(dsn)
     return dsn
 

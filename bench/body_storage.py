@@ -19,38 +19,23 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+# A database named by DATABASE_URL means production settings, which want a key: one for benchmarks only.
+os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-not-a-secret-" + "b" * 40)
 sys.path.insert(0, str(ROOT))
+from bench import benchdb  # noqa: E402 (needs ROOT on the path)
+
 BENCH_DB = "bench_body"
 
 
-def _server_url() -> str:
-    if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
-    from mqadmin.embedded_db import ensure_server
-
-    return ensure_server().url()
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
-
-
 def fresh_database() -> None:
-    import psycopg
-
-    with psycopg.connect(_with_database(_server_url(), "postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    os.environ["DATABASE_URL"] = _with_database(_server_url(), BENCH_DB)
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "mqadmin.settings", "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], env=env, cwd=ROOT, check=True)
+    """A fresh, migrated ``bench_body`` on the server the benchmarks use; DATABASE_URL points at it."""
+    admin = benchdb.with_database(benchdb.server_url(), "postgres")
+    os.environ["DATABASE_URL"] = benchdb.fresh_database(admin, BENCH_DB)
 
 
 def body(n: int) -> dict:

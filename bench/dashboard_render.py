@@ -20,43 +20,20 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 # The benchmarks name their database (DATABASE_URL), so the settings want a key: one for benchmarks only,
 # inherited by the processes they start (docs/deploy.md, "The secret key").
 os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-not-a-secret-" + "b" * 40)
 sys.path.insert(0, str(ROOT))
+from bench.benchdb import kept_database  # noqa: E402 (needs ROOT on the path)
+
 BENCH_DB = "bench_dashboard"
-
-
-def _server_url() -> str:
-    if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
-    from mqadmin.embedded_db import ensure_server
-
-    return ensure_server().url()
-
-
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
 
 
 def prepare_database(refill: bool) -> bool:
     """Create the bench database if needed; True if it must be filled."""
-    import psycopg
-
-    admin_url = _with_database(_server_url(), "postgres")
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone()
-        if exists and refill:
-            conn.execute(f'DROP DATABASE "{BENCH_DB}" WITH (FORCE)')
-            exists = None
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    os.environ["DATABASE_URL"] = _with_database(_server_url(), BENCH_DB)
-    return not exists
+    return kept_database(BENCH_DB, refill=refill)
 
 
 def fill(total: int, n_queues: int) -> None:

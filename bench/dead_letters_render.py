@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-not-a-secret-" + "b" * 40)
 sys.path.insert(0, str(ROOT))
+from bench.benchdb import kept_database  # noqa: E402 (needs ROOT on the path)
+from bench.dashboard_render import measure  # noqa: E402
+
 BENCH_DB = "bench_dead_letters"
 
 ERRORS = [
@@ -48,33 +50,6 @@ ERRORS = [
     "orders.errors.FraudSuspected: score {m} for card ending {n}",
     "",
 ]
-
-
-def _server_url() -> str:
-    if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
-    from mqadmin.embedded_db import ensure_server
-
-    return ensure_server().url()
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
-
-
-def prepare_database(refill: bool) -> bool:
-    """Create the bench database if needed; True if it must be filled."""
-    import psycopg
-
-    with psycopg.connect(_with_database(_server_url(), "postgres"), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone()
-        if exists and refill:
-            conn.execute(f'DROP DATABASE "{BENCH_DB}" WITH (FORCE)')
-            exists = None
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    os.environ["DATABASE_URL"] = _with_database(_server_url(), BENCH_DB)
-    return not exists
 
 
 def fill(ordinary: int, dead: int) -> None:
@@ -146,25 +121,6 @@ def fill(ordinary: int, dead: int) -> None:
     print(f"filled {ordinary:,} ordinary + {dead:,} dead letters in {time.monotonic() - started:.0f} s", flush=True)
 
 
-def measure(path: str, repeat: int) -> tuple[float, float]:
-    """Median and max milliseconds of ``repeat`` GETs of ``path`` after one warm-up."""
-    from django.contrib.auth.models import User
-    from django.test import Client
-
-    user = User.objects.filter(username="bench").first() or User.objects.create_superuser("bench", "b@x.y", "pw")
-    client = Client(HTTP_HOST="localhost")
-    client.force_login(user)
-    response = client.get(path)
-    assert response.status_code == 200, (path, response.status_code, response.content[:500])
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        response = client.get(path)
-        times.append((time.perf_counter() - t) * 1000)
-        assert response.status_code == 200
-    return statistics.median(times), max(times)
-
-
 def explain() -> None:
     """The plans of the statements behind the view."""
     from django.db import connection
@@ -205,7 +161,7 @@ def main() -> None:
     parser.add_argument("--refill", action="store_true")
     parser.add_argument("--vacuum", action="store_true", help="VACUUM the message table before measuring")
     args = parser.parse_args()
-    must_fill = prepare_database(args.refill)
+    must_fill = kept_database(BENCH_DB, refill=args.refill)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mqadmin.settings")
     import django
 
@@ -231,8 +187,8 @@ def main() -> None:
         "/queues/orders/",
         "/queues/orders/dead-letters/",
     ):
-        median, worst = measure(path, args.repeat)
-        print(f"{path:90s} median {median:7.1f} ms   max {worst:7.1f} ms")
+        r = measure(path, args.repeat)
+        print(f"{path:90s} median {r['median']:7.1f} ms   p95 {r['p95']:7.1f} ms   max {r['max']:7.1f} ms")
     explain()
 
 
