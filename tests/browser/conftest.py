@@ -110,6 +110,21 @@ def make_user(transactional_db) -> Callable[..., Any]:
 
 
 @pytest.fixture
+def make_queue(transactional_db) -> Callable[..., str]:
+    """Factory: a queue with the given settings, committed (the server sees it); a name if none is given."""
+    import queues  # deferred like the root conftest's: the app is imported once Django is set up
+
+    counter = iter(range(1_000_000))
+
+    def make(name: str | None = None, **settings: Any) -> str:
+        name = name or f"q{next(counter)}"
+        queues.create_queue(name, **settings)
+        return name
+
+    return make
+
+
+@pytest.fixture
 def context(browser: Any) -> Iterator[Any]:
     """A fresh browser context (cookies, storage) per test; it fails the test on any CSP violation.
 

@@ -6,8 +6,6 @@ import json
 import time
 from typing import Any
 
-import pytest
-
 import queues
 from queues.models import Queue
 from tests.conftest import wait_for
@@ -299,17 +297,6 @@ def test_queue_detail_draws_its_history_charts(login, server, make_queue, artifa
     page.screenshot(path=str(artifacts / "queue-detail.png"), full_page=True)
     page.goto(f"{server.url}/queues/")
     page.wait_for_selector(".sparkline canvas")
-
-
-@pytest.fixture
-def make_queue(transactional_db):
-    """Factory: a queue with the given settings (committed: the server sees it)."""
-
-    def make(name: str, **settings: Any) -> str:
-        queues.create_queue(name, **settings)
-        return name
-
-    return make
 
 
 # -- production settings -----------------------------------------------------------------------------

@@ -5,25 +5,10 @@ One server and one browser for the whole path, to keep the suite's time down.
 
 from __future__ import annotations
 
-from typing import Any
-
-import pytest
-
 import queues
 from queues.models import Message
 from queues.testing import drain
 from queues.worker import registry
-
-
-@pytest.fixture
-def make_queue(transactional_db):
-    """Factory: a queue with the given settings (committed: the server sees it)."""
-
-    def make(name: str, **settings: Any) -> str:
-        queues.create_queue(name, **settings)
-        return name
-
-    return make
 
 
 def _poison(message: queues.Delivery) -> None:
