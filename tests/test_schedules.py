@@ -91,9 +91,12 @@ def test_a_name_too_long_is_refused(reports):
 
 # -- running -----------------------------------------------------------------------------------------
 def test_a_due_occurrence_is_sent_once_with_its_dedup_id(reports):
-    schedules.schedule("nightly", cron="* * * * *", queue=reports, body={"kind": "daily"})
-    assert schedules.run_due() == []  # not due yet
-    _due("nightly", ago=5)
+    # Once a day, at the minute of five seconds ago: exactly one occurrence is due, whatever second of
+    # the minute the test runs at (a minutely cron has two due in the first seconds of a minute).
+    at = schedules.database_now() - timedelta(seconds=5)
+    schedules.schedule("nightly", cron=f"{at.minute} {at.hour} * * *", queue=reports, body={"kind": "daily"})
+    assert schedules.run_due() == []  # not due yet: today's occurrence had passed when it was made
+    Schedule.objects.filter(name="nightly").update(next_run_at=at.replace(second=0, microsecond=0))
     [fired] = schedules.run_due()
     assert fired.message_id and fired.skipped == 0
     message = Message.objects.get(id=fired.message_id)
