@@ -43,6 +43,7 @@ from queues.engine.types import JSONText
 from queues.engine.validation import encode_body, encode_headers
 from queues.models import Schedule
 from queues.models import TaskResult as TaskResultRow
+from queues.worker.resilience import Outage
 
 log = logging.getLogger("queues.schedules")
 
@@ -550,21 +551,26 @@ def run_scheduler(stop: threading.Event, *, interval: float | None = None) -> No
     """Sync the declared schedules, then :func:`run_due` every ``interval`` seconds (``SCHEDULER_INTERVAL``)
     until ``stop`` is set. For a thread of its own: it uses (and finally closes) that thread's connection."""
     every = float(conf.get("SCHEDULER_INTERVAL") if interval is None else interval)
+    # A database that cannot be reached is logged when it goes and when it comes back, not every round
+    # (one line a second for as long as it is down, in every web process and worker, before).
+    outage = Outage("scheduler", logger=log)
     synced = False
     try:
         while not stop.is_set():
             close_old_connections()
+            pause = every
             try:
                 if not synced:
                     sync_declared()
                     synced = True
                 run_due()
+                outage.ok()
             except DatabaseError as exc:
-                log.warning("event=scheduler_error error=%s note=retrying next round", exc)
+                pause = max(every, outage.failed(exc))
                 conf.db().close()
             except Exception:
                 log.exception("event=scheduler_error note=unexpected; retrying next round")
-            stop.wait(every)
+            stop.wait(pause)
     finally:
         conf.db().close()
 

@@ -56,15 +56,16 @@ class Outage:
     start the reconnect backoff.
     """
 
-    def __init__(self, where: str) -> None:
+    def __init__(self, where: str, *, logger: logging.Logger = log) -> None:
         self.where = where
+        self.log = logger
         self.down_since: float | None = None
         self.delay = DB_RETRY_MIN
 
     def failed(self, exc: BaseException) -> float:
         """Record a failure; return how long to wait before the next attempt."""
         if not is_outage(exc):
-            log.error(
+            self.log.error(
                 "event=db_refused where=%s error=%s note=the database refused a statement; not an outage",
                 self.where,
                 one_line(exc),
@@ -72,7 +73,7 @@ class Outage:
             return DB_RETRY_MAX
         if self.down_since is None:
             self.down_since = time.monotonic()
-            log.warning("event=db_unavailable where=%s error=%s", self.where, one_line(exc))
+            self.log.warning("event=db_unavailable where=%s error=%s", self.where, one_line(exc))
             self.delay = DB_RETRY_MIN
         else:
             self.delay = min(self.delay * 2, DB_RETRY_MAX)
@@ -81,5 +82,6 @@ class Outage:
     def ok(self) -> None:
         """Record a success (logs the recovery if there was an outage)."""
         if self.down_since is not None:
-            log.warning("event=db_available where=%s down_for=%.1fs", self.where, time.monotonic() - self.down_since)
+            down_for = time.monotonic() - self.down_since
+            self.log.warning("event=db_available where=%s down_for=%.1fs", self.where, down_for)
             self.down_since = None

@@ -139,8 +139,15 @@ def test_database_outage_mid_run_loses_nothing(private_server, wt_dir, scratch, 
         assert [w.proc.poll() for w in workers] == [None] * WORKERS, "every worker must survive the outage"
         # A worker whose retry backoff (up to 5 s) outlasted the drain logs its recovery later.
         wait_for(lambda: all("event=db_available" in w.output() for w in workers), timeout=20)
+        wait_for(lambda: all("event=db_available where=scheduler" in w.output() for w in workers), timeout=20)
         for worker in workers:
-            assert "event=db_unavailable" in worker.output()
+            log = worker.output()
+            assert "event=db_unavailable" in log
+            # Each loop, the schedules' scheduler too, says once that the database went and once that it came
+            # back, not once a second for the whole outage.
+            assert log.count("event=db_unavailable where=scheduler") == 1, log
+            assert log.count("event=db_available where=scheduler") == 1, log
+            assert "scheduler_error" not in log, log
             worker.send_signal(signal.SIGTERM)
         assert [w.wait(30) for w in workers] == [0] * WORKERS
     finally:
