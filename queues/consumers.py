@@ -2,7 +2,7 @@
 
 A socket costs the database one permission check when it opens, and one more every
 ``MQADMIN["SOCKET_RECHECK_INTERVAL"]`` seconds (30) while it stays open; pushes themselves cost nothing:
-the sampler sends one message per tick to the group :data:`queues.metrics.GROUP` and each consumer
+the sampler sends one message per tick to the group of its database (:func:`queues.metrics.group`) and each consumer
 passes it on. Anything the browser sends is ignored.
 
 Close codes: ``4403`` when the session's user may not view the dashboard (anonymous, inactive or
@@ -25,7 +25,7 @@ from django.conf import settings
 from django.contrib.auth import get_user
 
 from queues import conf
-from queues.metrics import GROUP
+from queues.metrics import group
 from queues.permissions import can_view
 
 CLOSE_FORBIDDEN = 4403
@@ -55,6 +55,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     joined_at: float | None = None
     checked_at: float = 0.0
+    group: str = ""
 
     async def connect(self) -> None:
         """Join the group and accept if the user may view the dashboard; else accept and close with 4403."""
@@ -63,7 +64,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         # Joined before accepting: once the browser sees the socket open, no push can miss it.
-        await self.channel_layer.group_add(GROUP, self.channel_name)
+        self.group = group()
+        await self.channel_layer.group_add(self.group, self.channel_name)
         self.joined_at = self.checked_at = time.monotonic()
         await self.accept()
         latest = _fresh_latest()
@@ -73,7 +75,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         """Leave the group (if joined)."""
         if self.joined_at is not None:
-            await self.channel_layer.group_discard(GROUP, self.channel_name)
+            await self.channel_layer.group_discard(self.group, self.channel_name)
             self.joined_at = None
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
@@ -94,7 +96,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         _latest = (time.monotonic(), float(event.get("interval") or 1.0), text)
         await self.send(text_data=text)
         if time.monotonic() - self.joined_at > _REJOIN_AFTER:
-            await self.channel_layer.group_add(GROUP, self.channel_name)
+            await self.channel_layer.group_add(self.group, self.channel_name)
             self.joined_at = time.monotonic()
 
     @database_sync_to_async

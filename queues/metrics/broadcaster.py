@@ -28,7 +28,7 @@ from channels.layers import get_channel_layer
 from django.db import connections
 
 from queues import conf, schedules
-from queues.metrics import EVENT_TYPE, GROUP
+from queues.metrics import EVENT_TYPE, group
 from queues.metrics.election import LOCK_KEY, Election
 from queues.metrics.sampler import Sampler, sample_interval
 
@@ -47,7 +47,7 @@ async def broadcast(sample: dict[str, Any], layer: Any = None) -> None:
     if layer is None:
         return
     text = json.dumps(sample, separators=(",", ":"), allow_nan=False)
-    await layer.group_send(GROUP, {"type": EVENT_TYPE, "text": text, "interval": sample.get("interval", 1.0)})
+    await layer.group_send(group(), {"type": EVENT_TYPE, "text": text, "interval": sample.get("interval", 1.0)})
 
 
 class SamplerService:

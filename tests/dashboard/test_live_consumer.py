@@ -278,3 +278,20 @@ def test_socket_is_not_rechecked_before_the_interval(make_user, make_queue, sett
         return got
 
     assert async_to_sync(scenario)()["at"] == sample["at"]
+
+
+def test_each_database_has_its_own_valid_dashboard_group(monkeypatch):
+    from channels.layers import BaseChannelLayer
+
+    from queues.metrics import group
+
+    layer = BaseChannelLayer()
+    seen = set()
+    for name in ("mqadmin", "mq-prod.eu", "site 2", "база", "x" * 90, "site_2"):
+        monkeypatch.setitem(connection.settings_dict, "NAME", name)
+        g = group()
+        assert layer.require_valid_group_name(g), g
+        seen.add(g)
+    assert len(seen) == 6  # "site 2" and "site_2" too: an unsafe name carries a digest of itself
+    monkeypatch.setitem(connection.settings_dict, "NAME", "mqadmin")
+    assert group() == "mq.dashboard.mqadmin"

@@ -75,6 +75,33 @@ def test_group_send_from_one_process_reaches_a_socket_of_another(servers, viewer
     assert got["at"] == 123.5 and got["queues"]["orders"]["ready"] == 42
 
 
+def test_a_sample_of_another_database_sharing_the_redis_never_reaches_this_dashboard(
+    servers, viewer_cookie, redis_url, make_queue, monkeypatch
+):
+    # Two sites on one Redis (staging and production, or the two processes of make test's second pass).
+    make_queue("orders")
+    web = servers(SAMPLER_ENABLED=False)
+    from channels_redis.core import RedisChannelLayer
+    from django.db import connection
+
+    def sample(at: float) -> dict:
+        return {"type": "sample", "at": at, "interval": 1.0, "queues": {"orders": {"ready": int(at)}}, "total": {}}
+
+    async def scenario():
+        client = await WSClient().connect(web.url.replace("http", "ws") + "/ws/dashboard/", cookie=viewer_cookie)
+        layer = RedisChannelLayer(hosts=[redis_url])
+        with monkeypatch.context() as m:
+            m.setitem(connection.settings_dict, "NAME", "another_site")
+            await broadcast(sample(1.0), layer=layer)  # the other site's sampler
+        await broadcast(sample(2.0), layer=layer)  # this database's
+        got = await client.next_sample(timeout=15)
+        await client.close()
+        await layer.close_pools()
+        return got
+
+    assert asyncio.run(scenario())["at"] == 2.0
+
+
 def test_two_web_processes_one_sampler_every_socket_gets_every_sample(servers, viewer_cookie, make_queue):
     make_queue("orders")
     first = servers()
