@@ -262,7 +262,11 @@ def main() -> int:
         time.sleep(options.warmup)
         options.out.mkdir(parents=True, exist_ok=True)
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "1"  # Playwright's loop runs on this thread beside the ORM thread
-        pages = {"overview": "/", "dead-letters": f"/queues/{targets['dlq']}/dead-letters/", "queue": f"/queues/{targets['queue']}/"}
+        pages = {
+            "overview": "/",
+            "dead-letters": f"/queues/{targets['dlq']}/dead-letters/",
+            "queue": f"/queues/{targets['queue']}/",
+        }
         for path in photograph(f"http://127.0.0.1:{port}", pages, options.out):
             print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
         return 0
