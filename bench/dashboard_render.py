@@ -31,11 +31,6 @@ from bench.benchdb import kept_database  # noqa: E402 (needs ROOT on the path)
 BENCH_DB = "bench_dashboard"
 
 
-def prepare_database(refill: bool) -> bool:
-    """Create the bench database if needed; True if it must be filled."""
-    return kept_database(BENCH_DB, refill=refill)
-
-
 def fill(total: int, n_queues: int) -> None:
     """Queues, messages in every state, samples and workers."""
     from datetime import timedelta
@@ -134,7 +129,7 @@ def main() -> None:
     parser.add_argument("--refill", action="store_true", help="drop and refill the bench database")
     args = parser.parse_args()
 
-    must_fill = prepare_database(args.refill)
+    must_fill = kept_database(BENCH_DB, refill=args.refill)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mqadmin.settings")
     import django
 

@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--refill", action="store_true", help="drop and refill the bench database")
     args = parser.parse_args()
 
-    must_fill = base.prepare_database(args.refill)
+    must_fill = base.kept_database(base.BENCH_DB, refill=args.refill)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mqadmin.settings")
     import django
 

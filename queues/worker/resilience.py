@@ -3,7 +3,8 @@
 Each thread of a worker has its own Django connection. :class:`ConnectionCare` drops a stale or broken
 one before the next statement; :class:`Outage` tells "the database cannot be reached" (wait, retry with
 backoff, log once when it starts and once when it ends) from "the database refused this statement"
-(:func:`is_outage`).
+(:func:`is_outage`). The schedules' scheduler (``queues.schedules.run_scheduler``), which web processes run
+too, logs its outages with the same :class:`Outage` under its own logger.
 """
 
 from __future__ import annotations
