@@ -149,6 +149,12 @@ class QueuesBackend(BaseTaskBackend):
         except QueueNotFound:
             if self.settings["CREATE_QUEUES"] is not True:
                 raise
+        self.create_queue(queue)
+        return engine.send(queue, body, delay=delay, priority=priority)
+
+    def create_queue(self, queue: str) -> None:
+        """Create the mqadmin queue ``queue`` with ``QUEUE_SETTINGS`` unless it exists (``CREATE_QUEUES``):
+        on the first enqueue, or when a worker for it starts first."""
         queue_settings = dict(self.settings["QUEUE_SETTINGS"] or {})
         try:
             with conf.atomic():
@@ -157,7 +163,6 @@ class QueuesBackend(BaseTaskBackend):
             # Another process created it (or its dead-letter queue) at the same moment.
             engine.ensure_queue(queue, **queue_settings)
         logger.info("created task queue %s for backend %s", queue, self.alias)
-        return engine.send(queue, body, delay=delay, priority=priority)
 
     # -- results ------------------------------------------------------------------------------------
     def get_result(self, result_id: str) -> TaskResult:

@@ -10,6 +10,7 @@ message goes to the dead-letter queue.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -39,8 +40,10 @@ def register_handlers() -> list[HandlerSpec]:
     """
     specs = []
     for backend in queues_backends():
+        creates = backend.settings["CREATE_QUEUES"] is True
         for queue in backend.mq_queues():
-            specs.append(registry.register(queue, run_task_message, **backend.handler_options()))
+            create = functools.partial(backend.create_queue, queue) if creates else None
+            specs.append(registry.register(queue, run_task_message, **backend.handler_options(), create_queue=create))
     return specs
 
 

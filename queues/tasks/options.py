@@ -11,7 +11,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     # Prepended to a task's queue_name to name its mqadmin queue ("default" -> "tasks.default"),
     # so task queues never collide with hand-written handlers' queues and stand out on the dashboard.
     "QUEUE_PREFIX": "tasks.",
-    # Create a missing mqadmin queue (with QUEUE_SETTINGS) on the first enqueue instead of failing.
+    # Create a missing mqadmin queue (with QUEUE_SETTINGS) on the first enqueue, or when a worker for it starts.
     "CREATE_QUEUES": True,
     # Settings for queues created by CREATE_QUEUES: the keywords of queues.create_queue.
     "QUEUE_SETTINGS": {},

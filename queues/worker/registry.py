@@ -41,6 +41,9 @@ class HandlerSpec:
     ``atomic``: run inside ``transaction.atomic()`` and ack in the same transaction.
     ``decode``: called with the body before the handler runs; the handler gets a delivery whose body is
     its result. If it raises, the message can never succeed: it is dead-lettered at once with the reason.
+    ``create_queue``: for a queue its owner creates on demand (a task queue of a backend with
+    ``CREATE_QUEUES``), what creates it; a worker started before the queue exists calls it instead of
+    refusing to start, so a worker and the first enqueue can come in either order.
     """
 
     queue: str
@@ -51,6 +54,7 @@ class HandlerSpec:
     timeout: float | None = None
     atomic: bool = False
     decode: Callable[[Any], Any] | None = None
+    create_queue: Callable[[], Any] | None = None
 
     @property
     def is_async(self) -> bool:
@@ -93,12 +97,14 @@ def register(
     timeout: float | None = None,
     atomic: bool = False,
     decode: Callable[[Any], Any] | None = None,
+    create_queue: Callable[[], Any] | None = None,
 ) -> HandlerSpec:
     """Register ``func`` as the handler of ``queue`` (replacing any earlier one) and return its spec."""
     _check_options(queue, retries, backoff, max_backoff, timeout, atomic, decode)
     if not callable(func):
         raise ValueError(f"handler for {queue!r} must be callable, got {func!r}")
-    spec = HandlerSpec(queue, func, retries, float(backoff), float(max_backoff), timeout, atomic, decode)
+    spec = HandlerSpec(queue, func, retries, float(backoff), float(max_backoff), timeout, atomic, decode,
+                       create_queue)
     _registry[queue] = spec
     return spec
 

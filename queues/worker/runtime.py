@@ -128,13 +128,16 @@ class WorkerProcess(HandlerRunner, Settling):
         known = registry.all_handlers()
         states = []
         for name, weight in self.config.queues:
+            spec = registry.get_handler(name)
             try:
                 queue = engine.get_queue(name)
             except QueueNotFound:
-                raise WorkerConfigError(
-                    f"queue {name!r} does not exist: create it first (python manage.py mq_queue create {name})"
-                ) from None
-            spec = registry.get_handler(name)
+                if spec is None or spec.create_queue is None:
+                    raise WorkerConfigError(
+                        f"queue {name!r} does not exist: create it first (python manage.py mq_queue create {name})"
+                    ) from None
+                spec.create_queue()  # a task queue: made here as the first enqueue would make it
+                queue = engine.get_queue(name)
             if spec is None:
                 listing = ", ".join(sorted(known)) or "none"
                 raise WorkerConfigError(

@@ -18,6 +18,7 @@ from django.tasks import TaskResultStatus
 from django.utils import timezone
 
 import queues
+from queues.models import Queue as QueueRow
 from queues.models import TaskResult as TaskResultRow
 from queues.models import Worker
 from tests.conftest import ROOT, wait_for
@@ -152,6 +153,18 @@ def test_flaky_task_succeeds_on_a_later_attempt(workers):
     assert result.return_value == {"attempt": 2, "id": result.id}
     assert result.attempts == 2
     assert [e.exception_class_path for e in result.errors] == ["builtins.RuntimeError"]
+
+
+def test_a_worker_started_before_the_first_enqueue_creates_its_task_queue_and_runs_the_task(workers):
+    # The quickstart's order: `mq_worker tasks.default` right after defining a task, nothing enqueued yet.
+    assert not QueueRow.objects.filter(name="tasks.default").exists()
+    proc = workers.start()
+    wait_for(lambda: QueueRow.objects.filter(name="tasks.default").exists() or proc.poll() is not None, timeout=60)
+    assert proc.poll() is None, proc.communicate()[0]
+    added = tasks.add.enqueue(2, 3)
+    done = wait_for(status_is(tasks.add, added.id, "SUCCESSFUL"), timeout=60)
+    assert done.return_value == 5
+    workers.stop(proc)
 
 
 def test_result_is_running_while_a_worker_runs_it(workers, tmp_path):
