@@ -158,19 +158,22 @@ _ASYNC_COMMIT = "(SELECT NOT %(async_commit)s::boolean OR set_config('synchronou
 # -- receive ----------------------------------------------------------------------------------------
 # A claimed message is leased unless it has used up its receives; then it is dead-lettered instead.
 _LEASE_ENDS = "statement_timestamp() + coalesce(%(vt)s::float8 * interval '1 second', q.visibility_timeout)"
-_LIVES = "(q.max_receives = 0 OR q.dead_letter_queue_id IS NULL OR c.receive_count < q.max_receives)"
+_LIVES = "(q.max_receives = 0 OR q.dead_letter_queue_id IS NULL OR {c}.receive_count < q.max_receives)"
 
 
+# The claimed rows are taken as one array of ctids: PostgreSQL answers `ctid = ANY(array)` with a single
+# TID scan whatever its estimates. A join with `claimed` was planned from the estimates, and the prepared
+# statement's generic plan hashed a sequential scan of the whole table (docs/engine.md, "Claims").
 def _lease_and_deadletter(only: str = "") -> str:
-    """The CTEs that lease (or dead-letter) the rows of ``claimed``; ``only``: a further condition on ``c``."""
+    """The CTEs that lease (or dead-letter) the rows of ``claimed``; ``only``: a further condition on ``m``."""
     return f"""
 leased AS (
     UPDATE queues_message m
     SET receive_count = m.receive_count + 1,
         receipt = gen_random_uuid(),
         available_at = {_LEASE_ENDS}
-    FROM claimed c, q
-    WHERE m.ctid = c.ctid AND {_LIVES} {only}
+    FROM q
+    WHERE m.ctid = ANY(ARRAY(SELECT ctid FROM claimed)) AND {_LIVES.format(c="m")} {only}
     RETURNING m.id, m.body, m.headers, m.priority, m.group_key, m.receive_count, m.enqueued_at,
               m.available_at, m.receipt, m.last_error,
               -- dead letters never expire (nor does a consumer of a dead-letter queue drop them)
@@ -182,9 +185,9 @@ dead AS (
         receipt = NULL, available_at = statement_timestamp(),
         history = m.history || jsonb_build_array(jsonb_build_object(
             'at', statement_timestamp(), 'event', 'dead-lettered',
-            'reason', format('received %%s times (max receives %%s)', c.receive_count, q.max_receives)))
-    FROM claimed c, q
-    WHERE m.ctid = c.ctid AND NOT {_LIVES}
+            'reason', format('received %%s times (max receives %%s)', m.receive_count, q.max_receives)))
+    FROM q
+    WHERE m.ctid = ANY(ARRAY(SELECT ctid FROM claimed)) AND NOT {_LIVES.format(c="m")}
     RETURNING m.queue_id AS dlq_id
 ),
 deltas AS (
@@ -285,7 +288,7 @@ claimed AS (
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ),
-taking AS (SELECT c.id, c.group_key, {_LEASE_ENDS} AS until FROM claimed c, q WHERE {_LIVES}),
+taking AS (SELECT c.id, c.group_key, {_LEASE_ENDS} AS until FROM claimed c, q WHERE {_LIVES.format(c="c")}),
 free_groups AS (
     SELECT f.id, t.id AS message_id, t.until FROM taking t
     CROSS JOIN LATERAL (
@@ -308,7 +311,7 @@ new_groups AS (
     ON CONFLICT (queue_id, group_key) DO NOTHING
     RETURNING g.message_id AS id
 ),
-{_lease_and_deadletter("AND c.id IN (SELECT id FROM taken UNION ALL SELECT id FROM new_groups)")}
+{_lease_and_deadletter("AND m.id IN (SELECT id FROM taken UNION ALL SELECT id FROM new_groups)")}
 """
 
 
