@@ -58,41 +58,40 @@ CONSUMERS = 2
 BODY = json.dumps({"pad": "x" * 60, "i": 0})
 
 # -- drain statements (bare SQL) ------------------------------------------------------------------
-LEASE_TODAY = """
-WITH c AS (
-    SELECT ctid FROM queues_message WHERE queue_id = %(q)s AND available_at <= statement_timestamp()
-    ORDER BY priority DESC, id LIMIT %(n)s FOR UPDATE SKIP LOCKED)
-UPDATE queues_message m
-SET receive_count = m.receive_count + 1, receipt = gen_random_uuid(),
-    available_at = statement_timestamp() + interval '60 seconds'
-FROM c WHERE m.ctid = c.ctid
-RETURNING m.id, m.body::text, m.headers, m.receive_count, m.enqueued_at, m.available_at, m.receipt
-"""
-ACK_TODAY = """
-DELETE FROM queues_message m USING unnest(%(ids)s::bigint[], %(receipts)s::uuid[]) AS r(id, receipt)
-WHERE m.id = r.id AND m.receipt = r.receipt AND m.available_at > clock_timestamp()
-"""
 HOT_TABLE = """
 CREATE TABLE lease_hot (LIKE queues_message INCLUDING DEFAULTS, leased_until timestamptz) WITH (fillfactor = {ff});
 ALTER TABLE lease_hot ADD PRIMARY KEY (id);
 CREATE INDEX lease_hot_claim ON lease_hot (queue_id, priority DESC, id, available_at);
 CREATE INDEX lease_hot_avail ON lease_hot (queue_id, available_at);
 """
-LEASE_HOT = """
+
+
+def _lease(table: str, until: str, free: str = "") -> str:
+    """Claim up to %(n)s ready messages and lease them, the lease ending in column ``until``, as the engine
+    does (claimed rows taken by ctid); ``free``: the further condition of a row whose lease is not held."""
+    return f"""
 WITH c AS (
-    SELECT ctid FROM lease_hot WHERE queue_id = %(q)s AND available_at <= statement_timestamp()
-      AND (leased_until IS NULL OR leased_until <= statement_timestamp())
+    SELECT ctid FROM {table} WHERE queue_id = %(q)s AND available_at <= statement_timestamp() {free}
     ORDER BY priority DESC, id LIMIT %(n)s FOR UPDATE SKIP LOCKED)
-UPDATE lease_hot m
+UPDATE {table} m
 SET receive_count = m.receive_count + 1, receipt = gen_random_uuid(),
-    leased_until = statement_timestamp() + interval '60 seconds'
-FROM c WHERE m.ctid = c.ctid
-RETURNING m.id, m.body::text, m.headers, m.receive_count, m.enqueued_at, m.leased_until, m.receipt
+    {until} = statement_timestamp() + interval '60 seconds'
+WHERE m.ctid = ANY(ARRAY(SELECT ctid FROM c))
+RETURNING m.id, m.body::text, m.headers, m.receive_count, m.enqueued_at, m.{until}, m.receipt
 """
-ACK_HOT = """
-DELETE FROM lease_hot m USING unnest(%(ids)s::bigint[], %(receipts)s::uuid[]) AS r(id, receipt)
-WHERE m.id = r.id AND m.receipt = r.receipt AND m.leased_until > clock_timestamp()
+
+
+def _ack(table: str, until: str) -> str:
+    """Delete the messages of %(ids)s whose lease %(receipts)s still holds."""
+    return f"""
+DELETE FROM {table} m USING unnest(%(ids)s::bigint[], %(receipts)s::uuid[]) AS r(id, receipt)
+WHERE m.id = r.id AND m.receipt = r.receipt AND m.{until} > clock_timestamp()
 """
+
+
+LEASE_TODAY, ACK_TODAY = _lease("queues_message", "available_at"), _ack("queues_message", "available_at")
+_HOT_FREE = "AND (leased_until IS NULL OR leased_until <= statement_timestamp())"
+LEASE_HOT, ACK_HOT = _lease("lease_hot", "leased_until", _HOT_FREE), _ack("lease_hot", "leased_until")
 BATCH_TABLES = """
 ALTER TABLE lease_hot ADD COLUMN lease_batch bigint;
 CREATE TABLE lease_batch (id bigserial PRIMARY KEY, queue_id bigint NOT NULL, until timestamptz NOT NULL,
@@ -110,7 +109,7 @@ b AS (
     RETURNING id, until)
 UPDATE lease_hot m
 SET receive_count = m.receive_count + 1, receipt = gen_random_uuid(), leased_until = b.until, lease_batch = b.id
-FROM c, b WHERE m.ctid = c.ctid
+FROM b WHERE m.ctid = ANY(ARRAY(SELECT ctid FROM c))
 RETURNING m.id, m.body::text, m.headers, m.receive_count, m.enqueued_at, m.leased_until, m.receipt
 """
 ACK_BATCHED = """
