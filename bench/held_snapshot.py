@@ -17,7 +17,8 @@ has fallen behind), to WORKERS real ``manage.py mq_worker`` processes running th
 Every message carries its send time (``t``, wall clock taken just before the send); the handler appends
 ``t`` and the time it ran to a per-process file, which gives send -> handled latency. Per 10 s window
 (of handled time): offered/s, handled/s, p50/p99 latency, backlog (queue depth at the window's end),
-``n_dead_tup`` and total size of ``queues_message``, ``queues_counter`` and ``queues_group``. Printed as
+``n_dead_tup`` and total size of ``queues_message``, ``queues_counter`` and ``queues_group``, and the
+share of the window a vacuum was running on ``queues_message`` (polled every second). Printed as
 markdown, written as JSON (``--out``) for ``bench/held_snapshot_chart.py``.
 
 ``--find-limit``: during the held phase the offered rate rises by ``--step`` every ``--step-seconds``;
@@ -157,6 +158,13 @@ class Holder:
         self.conn.close()
 
 
+# Whether a vacuum (auto or not) is working on queues_message now: under a held snapshot autovacuum passes
+# can remove nothing but still scan the growing table, and the 2026-12-04 runs had slow episodes to explain.
+VACUUM_RUNNING = ("SELECT EXISTS (SELECT 1 FROM pg_stat_progress_vacuum WHERE datname = current_database() "
+                  "AND relid = 'queues_message'::regclass)")
+VACUUM_POLL = 1.0
+
+
 class Monitor(threading.Thread):
     """At every window boundary: backlog, dead tuples and sizes of the queue tables, the holder's xmin."""
 
@@ -164,6 +172,7 @@ class Monitor(threading.Thread):
         super().__init__(daemon=True)
         self.dsn, self.start_at = dsn, start
         self.samples: list[dict] = []
+        self.vacuum_seen: list[tuple[float, bool]] = []
         self.stopping = threading.Event()
 
     def sample(self, conn: Any) -> dict:
@@ -190,9 +199,12 @@ class Monitor(threading.Thread):
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             self.samples.append(self.sample(conn))
             n = 1
-            while not self.stopping.wait(max(0.0, self.start_at + n * WINDOW - time.time())):
-                self.samples.append(self.sample(conn))
-                n += 1
+            while not self.stopping.wait(VACUUM_POLL):
+                # Once a second: is a vacuum running on the message table? (its share of each window)
+                self.vacuum_seen.append((time.time() - self.start_at, conn.execute(VACUUM_RUNNING).fetchone()[0]))
+                if time.time() >= self.start_at + n * WINDOW:
+                    self.samples.append(self.sample(conn))
+                    n += 1
         connection.close()
 
 
@@ -244,8 +256,15 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 def windows(start: float, total: float, plan: list[tuple[float, float]], phases: list[tuple[str, float]],
-            sent: list[float], handled: list[tuple[float, float]], samples: list[dict]) -> list[dict]:
+            sent: list[float], handled: list[tuple[float, float]], samples: list[dict],
+            vacuum_seen: list[tuple[float, bool]] = ()) -> list[dict]:
     count = int(-(-total // WINDOW))
+    polls, vacuuming = [0] * count, [0] * count
+    for t, running in vacuum_seen:
+        k = int(t // WINDOW)
+        if 0 <= k < count:
+            polls[k] += 1
+            vacuuming[k] += running
     offered = [0] * count
     lat: list[list[float]] = [[] for _ in range(count)]
     for t in sent:
@@ -268,6 +287,7 @@ def windows(start: float, total: float, plan: list[tuple[float, float]], phases:
             "p50_ms": _r(pct(lat[k], 0.5)), "p99_ms": _r(pct(lat[k], 0.99)), "max_ms": _r(max(lat[k], default=None)),
             "backlog": sample.get("backlog"), "held_xmin_age": sample.get("held_xmin_age"),
             "load1": sample.get("load1"),
+            "vacuum_share": round(vacuuming[k] / polls[k], 2) if polls[k] else None,
             **{t: sample.get(t) for t in TABLES},
         })
     return rows
@@ -331,8 +351,8 @@ def markdown(result: dict) -> str:
         f"rate {meta['rate']} msg/s, phases {meta['clean']}/{meta['held']}/{meta['after']} s.",
         "",
         "| s | phase | offered/s | handled/s | p50 ms | p99 ms | backlog | message dead / MB | counter dead / kB "
-        "| group dead / kB | load |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| group dead / kB | load | vacuuming |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["windows"]:
         m, c, g = (r[t] or {} for t in TABLES)
@@ -341,7 +361,7 @@ def markdown(result: dict) -> str:
             f"{_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} | {r['backlog']} | "
             f"{m.get('n_dead_tup')} / {m.get('bytes', 0) / 2**20:.1f} | {c.get('n_dead_tup')} / "
             f"{c.get('bytes', 0) / 1024:.0f} | {g.get('n_dead_tup')} / {g.get('bytes', 0) / 1024:.0f} | "
-            f"{_fmt(r.get('load1'))} |")
+            f"{_fmt(r.get('load1'))} | {_fmt(r.get('vacuum_share'), '.0%')} |")
     lines += ["", "| phase | offered/s | handled/s | handled / offered | p50 ms | p99 ms | worst window p99 | "
               "backlog at end | message table MB at end |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, s in result["phases"].items():
@@ -462,7 +482,7 @@ def main() -> None:
     handled = read_records(record_dir)
     shutil.rmtree(record_dir)
     meta["load_after"] = os.getloadavg()[0]
-    rows = windows(start, total, plan, phases, sent, handled, monitor.samples)
+    rows = windows(start, total, plan, phases, sent, handled, monitor.samples, monitor.vacuum_seen)
     result = {"meta": meta, "sent": len(sent), "handled": len(handled), "left_after_drain": left, "plan": plan,
               "phases": summarize(rows, handled, start, phases), "windows": rows, "samples": monitor.samples}
     if opts.find_limit:
