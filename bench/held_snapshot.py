@@ -166,7 +166,8 @@ VACUUM_POLL = 1.0
 
 
 class Monitor(threading.Thread):
-    """At every window boundary: backlog, dead tuples and sizes of the queue tables, the holder's xmin."""
+    """At every window boundary: backlog, dead tuples and sizes of the queue tables, the holder's xmin; every
+    second: whether a vacuum is running on the message table."""
 
     def __init__(self, dsn: str, start: float) -> None:
         super().__init__(daemon=True)
@@ -199,8 +200,9 @@ class Monitor(threading.Thread):
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             self.samples.append(self.sample(conn))
             n = 1
-            while not self.stopping.wait(VACUUM_POLL):
-                # Once a second: is a vacuum running on the message table? (its share of each window)
+            # Wake once a second (is a vacuum running on the message table? its share of each window) and
+            # exactly at each window boundary, where the window's sample is taken.
+            while not self.stopping.wait(min(VACUUM_POLL, max(0.0, self.start_at + n * WINDOW - time.time()))):
                 self.vacuum_seen.append((time.time() - self.start_at, conn.execute(VACUUM_RUNNING).fetchone()[0]))
                 if time.time() >= self.start_at + n * WINDOW:
                     self.samples.append(self.sample(conn))
