@@ -63,7 +63,7 @@ def _explain() -> dict[str, str]:
     queue_id = queues.get_queue(QUEUE).id
     out = {}
     with transaction.atomic(), connection.cursor() as cur:
-        params = {"queue_id": queue_id, "limit": 100, "vt": None, "async_commit": False}
+        params = {"queue_id": queue_id, "limit": 100, "vt": None, "async_commit": False, "floor": 0}
         cur.execute("EXPLAIN (ANALYZE, BUFFERS, WAL, COSTS OFF, TIMING OFF) " + sql.RECEIVE_STANDARD, params)
         out["receive(100)"] = "\n".join(r[0] for r in cur.fetchall())
         cur.execute("SELECT id, replace(receipt::text, '-', '') FROM queues_message WHERE receipt IS NOT NULL")

@@ -248,8 +248,8 @@ def _claim_standard(cur: Any, queue_id: int, params: dict[str, Any], limit: int)
     now = time.monotonic()
     floor, full_at = claim_floors.get(queue_id, (0, -FULL_SCAN_EVERY))
     full = now - full_at >= FULL_SCAN_EVERY
-    params["floor"] = floor
-    cur.execute(sql.RECEIVE_STANDARD if full else sql.RECEIVE_STANDARD_FROM, params)
+    params["floor"] = 0 if full else floor
+    cur.execute(sql.RECEIVE_STANDARD, params)
     rows = cur.fetchall()
     if rows:
         # Every ready, unlocked message at or above the scan's start, of the priorities the claim

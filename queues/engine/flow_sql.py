@@ -79,12 +79,9 @@ allowance AS (
                              coalesce(b.free_slots, %(limit)s::bigint))) AS n
     FROM bucket b
 ),
+-- The scan is sql.RECEIVE_STANDARD's (queues_claim_ready, migration 0021), from the queue's start.
 claimed AS (
-    SELECT m.ctid, m.id, m.receive_count FROM queues_message m
-    WHERE m.queue_id = (SELECT id FROM q) AND m.available_at <= statement_timestamp()
-    ORDER BY m.priority DESC, m.id
-    LIMIT coalesce((SELECT n FROM allowance), 0)
-    FOR UPDATE SKIP LOCKED
+    SELECT c.ctid FROM queues_claim_ready((SELECT id FROM q), 0, coalesce((SELECT n FROM allowance), 0)) AS c(ctid)
 ),
 -- Dead-lettered messages are not deliveries: only leases spend tokens and take slots. Leases are listed
 -- only under a concurrency limit (a rate limit alone needs no list).
@@ -113,11 +110,9 @@ debited AS (
 # statement cannot be locked by it; delivery.claim tries once more at once when a claim came back short.
 RECEIVE_LIMITED_PER_GROUP = f"""
 WITH RECURSIVE {_LIMITED_QUEUE_ROW},
+-- queues_ready (migration 0021) walks the claim index whatever the statistics say, as the plain claim does.
 candidates AS (
-    SELECT m.id, coalesce(m.group_key, '') AS gk, m.priority FROM queues_message m
-    WHERE m.queue_id = (SELECT id FROM q) AND m.available_at <= statement_timestamp()
-    ORDER BY m.priority DESC, m.id
-    LIMIT %(candidates)s
+    SELECT r.id, coalesce(r.group_key, '') AS gk, r.priority FROM queues_ready((SELECT id FROM q), %(candidates)s) r
 ),
 keys AS (SELECT DISTINCT gk FROM candidates),
 flow AS (

@@ -209,26 +209,19 @@ q AS (
 )"""
 
 
-# RECEIVE_STANDARD_FROM starts at the process's claim floor for the queue (delivery.claim): under a held
-# snapshot the claim index keeps an entry for every version of every message acked or leased since,
-# and a claim from the queue's start would visit each of them. The full claim has no id condition at
-# all, so the planner never weighs a scan of the primary key for it.
-def _receive_standard(bound: str) -> str:
-    return f"""
+# The claim starts at the process's claim floor for the queue (delivery.claim; 0 for a full claim): under a
+# held snapshot the claim index keeps an entry for every version of every message acked or leased since,
+# and a claim from the queue's start would visit each of them. The scan itself is the SQL function
+# queues_claim_ready (migration 0021), which walks the claim index whatever the statistics say: written
+# here, the prepared claim flipped to queues_msg_avail and a sort whenever ANALYZE had seen the table
+# nearly empty, and read every dead version in the heap (docs/engine.md, "Claims").
+RECEIVE_STANDARD = f"""
 WITH {_QUEUE_ROW},
 claimed AS (
-    SELECT m.ctid, m.id, m.receive_count FROM queues_message m
-    WHERE m.queue_id = (SELECT id FROM q) AND m.available_at <= statement_timestamp() {bound}
-    ORDER BY m.priority DESC, m.id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
+    SELECT c.ctid FROM queues_claim_ready((SELECT id FROM q), %(floor)s::bigint, %(limit)s::bigint) AS c(ctid)
 ),
 {_lease_and_deadletter()}
 """
-
-
-RECEIVE_STANDARD = _receive_standard("")
-RECEIVE_STANDARD_FROM = _receive_standard("AND m.id >= %(floor)s::bigint")
 
 
 # Fifo: walk the distinct group keys with a loose index scan (one index probe per group, never a scan
@@ -332,11 +325,18 @@ def _free_groups(name: str, source: str) -> str:
 
 # -- ack / nack / extend ----------------------------------------------------------------------------
 _RECEIPTS = "unnest(%(ids)s::bigint[], %(receipts)s::uuid[]) AS r(id, receipt)"
+# A message held by its receipt (joined with _RECEIPTS), found by primary-key probes whatever the planner
+# believes: `m.id = r.id` alone was planned from the estimates, and under a held snapshot (ANALYZE counts
+# only live rows) a prepared ack walked the whole primary key, every dead version included, for one
+# message (docs/engine.md, "Claims"). `id = ANY(array)` is always an index condition.
+_HELD_BY_RECEIPT = (
+    "m.id = ANY(%(ids)s::bigint[]) AND m.id = r.id AND m.receipt = r.receipt AND m.available_at > clock_timestamp()"
+)
 
 ACK = f"""
 WITH removed AS (
     DELETE FROM queues_message m USING {_RECEIPTS}
-    WHERE m.id = r.id AND m.receipt = r.receipt AND m.available_at > clock_timestamp()
+    WHERE {_HELD_BY_RECEIPT}
     RETURNING m.id, m.queue_id, m.group_key
 ),
 {_free_groups("freed", "removed")},
@@ -361,7 +361,7 @@ WITH extended AS (
     UPDATE queues_message m
     SET available_at = statement_timestamp() + %(seconds)s::float8 * interval '1 second'
     FROM {_RECEIPTS}
-    WHERE m.id = r.id AND m.receipt = r.receipt AND m.available_at > clock_timestamp()
+    WHERE {_HELD_BY_RECEIPT}
     RETURNING m.id, m.queue_id, m.group_key, m.available_at
 ),
 followed AS (
@@ -382,7 +382,7 @@ WITH target AS (
            (q.dead_letter_queue_id IS NOT NULL
             AND (%(dead_letter)s::boolean OR (q.max_receives > 0 AND m.receive_count >= q.max_receives))) AS dies
     FROM queues_message m JOIN queues_queue q ON q.id = m.queue_id, {_RECEIPTS}
-    WHERE m.id = r.id AND m.receipt = r.receipt AND m.available_at > clock_timestamp()
+    WHERE {_HELD_BY_RECEIPT}
     FOR UPDATE OF m
 ),
 changed AS (
@@ -428,7 +428,7 @@ WITH released AS (
     SET receipt = NULL, available_at = statement_timestamp(),
         receive_count = CASE WHEN %(refund)s::boolean THEN greatest(m.receive_count - 1, 0) ELSE m.receive_count END
     FROM {_RECEIPTS}
-    WHERE m.id = r.id AND m.receipt = r.receipt AND m.available_at > clock_timestamp()
+    WHERE {_HELD_BY_RECEIPT}
     RETURNING m.id, m.queue_id, m.group_key
 ),
 {_free_groups("freed", "released")}
@@ -726,7 +726,7 @@ WITH victims AS (
 EXPIRE_HELD = f"""
 WITH victims AS (
     SELECT m.id FROM queues_message m, {_RECEIPTS}
-    WHERE m.id = r.id AND m.receipt = r.receipt AND m.available_at > clock_timestamp()
+    WHERE {_HELD_BY_RECEIPT}
     FOR UPDATE OF m
 ),
 {_expire("victims")}

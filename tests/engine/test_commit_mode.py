@@ -95,7 +95,7 @@ def test_with_the_setting_off_every_commit_waits_for_the_flush(make_queue, setti
 
 
 @pytest.mark.parametrize(
-    "name", ["RECEIVE_STANDARD", "RECEIVE_STANDARD_FROM", "RECEIVE_FIFO_FIRST", "ACK", "NACK", "EXTEND", "RELEASE"]
+    "name", ["RECEIVE_STANDARD", "RECEIVE_FIFO_FIRST", "ACK", "NACK", "EXTEND", "RELEASE"]
 )
 @pytest.mark.parametrize("async_commit", [True, False])
 def test_the_statement_switches_the_flush_off_for_its_own_transaction_only(make_queue, name, async_commit):

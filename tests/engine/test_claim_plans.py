@@ -1,0 +1,102 @@
+"""The claim and the statements that settle a lease keep their access paths when the statistics lie.
+
+Under a held snapshot the message table keeps every version acked or leased since, while ANALYZE counts
+only the live rows: the planner believes the table nearly empty. Prepared (generic) plans then flipped to
+paths that read every dead version: the claim to ``queues_msg_avail`` and a sort, past the claim floor;
+the ack to a walk of the whole primary key (docs/engine.md, "Claims"). Here the statistics are taken on
+a nearly empty table, thousands of messages go through it under a held snapshot, and every statement runs
+on a generic plan (``plan_cache_mode = force_generic_plan``) inside a transaction that is rolled back.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import psycopg
+import pytest
+from django.db import connection
+
+import queues
+from queues.engine import delivery, sql
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# Ten times FLOOR_SLACK: the claim may read the versions within the slack below its floor, no more.
+CHURN = 10_000
+
+
+def _numbered(statement: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The statement with ``$n`` placeholders, and its values in that order."""
+    names: list[str] = []
+
+    def number(match: re.Match) -> str:
+        if match[1] not in names:
+            names.append(match[1])
+        return f"${names.index(match[1]) + 1}"
+
+    text = re.sub(r"%\((\w+)\)s", number, statement).replace("%%", "%")
+    return text, [params[n] for n in names]
+
+
+def _generic_buffers(url: str, statement: str, params: dict[str, Any], node: str = "") -> int:
+    """Shared buffers one execution of ``statement``'s generic plan touches (rolled back): all of it, or
+    the first plan node after the line that contains ``node``."""
+    text, values = _numbered(statement, params)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute("BEGIN")
+        try:
+            conn.execute("PREPARE under_test AS " + text)
+            literals = ", ".join("NULL" if v is None else conn.execute("SELECT quote_literal(%s::text)", [str(v)])
+                                 .fetchone()[0] for v in values)
+            plan = [r[0] for r in conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE under_test({literals})")]
+        finally:
+            conn.execute("ROLLBACK")
+    start = next(i for i, line in enumerate(plan) if node in line)
+    top = next(line for line in plan[start:] if "Buffers:" in line)
+    return sum(int(n) for n in re.findall(r"(?:hit|read)=(\d+)", top))
+
+
+def test_claims_and_settlements_read_no_dead_versions_whatever_the_statistics(make_queue, database_url):
+    queue = make_queue(visibility_timeout=60, max_receives=0)
+    queue_id = queues.get_queue(queue).id
+    queues.send_batch(queue, [{"n": i} for i in range(10)])
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE queues_message")  # the statistics of a nearly empty table
+    held = psycopg.connect(database_url)
+    held.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    held.execute("SELECT 1")
+    try:
+        for i in range(CHURN // 10):
+            queues.send_batch(queue, [{"pad": "x" * 60}] * 10)
+            queues.ack_batch([d.receipt for d in queues.receive(queue, max_messages=10)])
+            if i == CHURN // 20:
+                with connection.cursor() as cur:
+                    cur.execute("ANALYZE queues_message")  # as autovacuum would, half-way
+        with connection.cursor() as cur:
+            cur.execute("VACUUM queues_message")  # as autovacuum would: the live rows over all the pages
+        [delivery_] = queues.receive(queue, max_messages=1)
+        message_id, token = queues.parse_receipt(delivery_.receipt)
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_relation_size('queues_message') / current_setting('block_size')::int")
+            heap_pages = cur.fetchone()[0]
+            cur.execute("SELECT min(id) FROM queues_message WHERE queue_id = %s AND receipt IS NULL", [queue_id])
+            lowest = cur.fetchone()[0]
+        params = {
+            "queue_id": queue_id, "limit": 5, "vt": None, "async_commit": False,
+            "floor": lowest - delivery.FLOOR_SLACK, "ids": f"{{{message_id}}}", "receipts": f"{{{token}}}",
+            "delay": 0, "dead_letter": False, "error": "", "seconds": 30, "refund": False, "cancel": False,
+        }
+        # The claim's own scan (the CTE `claimed`); the lease after it writes every index of the table.
+        read = {"RECEIVE_STANDARD": _generic_buffers(database_url, sql.RECEIVE_STANDARD, params, "CTE claimed")}
+        for name in ("ACK", "NACK", "EXTEND", "RELEASE", "EXPIRE_HELD"):
+            read[name] = _generic_buffers(database_url, getattr(sql, name), params)
+    finally:
+        held.rollback()
+        held.close()
+    # Every version of the churn is still there: walking them reads about one buffer per heap page.
+    assert heap_pages > 300, heap_pages
+    assert read["RECEIVE_STANDARD"] < heap_pages / 3, (read, heap_pages)
+    for name in ("ACK", "NACK", "EXTEND", "RELEASE", "EXPIRE_HELD"):
+        assert read[name] < 40, (name, read, heap_pages)
