@@ -95,8 +95,11 @@ def test_claims_and_settlements_read_no_dead_versions_whatever_the_statistics(ma
     finally:
         held.rollback()
         held.close()
-    # Every version of the churn is still there: walking them reads about one buffer per heap page.
+    # Every version of the churn is still there: a claim that visits them in the heap reads more buffers
+    # than the heap has pages (1.3-1.7x, measured). The claim index's own entries are fewer: on
+    # PostgreSQL 18 a skip scan jumps to the floor (0.3x here); before 18 the walk reads the queue's
+    # entries in the index, but no heap page below the floor (0.5x).
     assert heap_pages > 300, heap_pages
-    assert read["RECEIVE_STANDARD"] < heap_pages / 3, (read, heap_pages)
+    assert read["RECEIVE_STANDARD"] < heap_pages * 0.75, (read, heap_pages)
     for name in ("ACK", "NACK", "EXTEND", "RELEASE", "EXPIRE_HELD"):
         assert read[name] < 40, (name, read, heap_pages)
