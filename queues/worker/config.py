@@ -133,3 +133,28 @@ class WorkerConfig:
     def effective_prefetch(self) -> int:
         """``prefetch``, or its default."""
         return self.prefetch if self.prefetch is not None else max(10, 2 * self.concurrency)
+
+
+def check_schema() -> None:
+    """The queue database has every migration of this release: a worker of a new release started before
+    ``migrate`` would otherwise fail at its first claim (migration 0021 added the claim's SQL function),
+    and again at every claim after it."""
+    from django.db.migrations.executor import MigrationExecutor  # deferred: loads every app's migrations
+
+    from queues import conf
+
+    conn = conf.db()
+    executor = MigrationExecutor(conn)
+    ours = [node for node in executor.loader.graph.leaf_nodes() if node[0] == "queues"]
+    missing = [migration.name for migration, _ in executor.migration_plan(ours) if migration.app_label == "queues"]
+    if missing:
+        database = "" if conn.alias == "default" else f" --database {conn.alias}"
+        if not any(app == "queues" for app, _ in executor.loader.applied_migrations):
+            what = "has none of mqadmin's tables yet"
+        else:
+            listed = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            what = f"lacks mqadmin's migrations {listed}"
+        raise WorkerConfigError(
+            f"the database {conn.settings_dict['NAME']!r} {what}: "
+            f"run python manage.py migrate{database} before starting workers of this release"
+        )

@@ -51,7 +51,7 @@ from queues.engine.types import Delivery
 from queues.metrics.durations import DurationHistogram
 from queues.models import WorkerState
 from queues.worker import fleet, registry
-from queues.worker.config import WorkerConfig, check_signature, parse_queue_weight
+from queues.worker.config import WorkerConfig, check_schema, check_signature, parse_queue_weight
 from queues.worker.errors import WorkerConfigError
 from queues.worker.handling import HandlerRunner
 from queues.worker.items import (
@@ -123,7 +123,9 @@ class WorkerProcess(HandlerRunner, Settling):
     # -- setup --------------------------------------------------------------------------------------
     def prepare(self) -> None:
         """Check everything that can be checked before the first claim; :class:`WorkerConfigError` if
-        something is wrong (unknown queue, no handler, a handler that cannot take a message)."""
+        something is wrong (migrations not applied, unknown queue, no handler, a handler that cannot take
+        a message)."""
+        check_schema()
         registry.autodiscover()
         known = registry.all_handlers()
         states = []

@@ -88,3 +88,37 @@ def test_help_explains_every_option(run_manage):
                    "--burst", "--grace", "--poll-interval", "--log-interval", "--prune-interval", "QUEUE[:WEIGHT]",
                    "orders:3"):
         assert option in text
+
+
+def test_a_database_without_this_releases_migrations(make_queue):
+    from django.db import connection
+
+    make_queue("wt-record")
+    with connection.cursor() as cur:
+        cur.execute("DELETE FROM django_migrations WHERE app = 'queues' AND name = '0021_claim_scan_functions'")
+    try:
+        message = refused("wt-record", "--burst")  # (--burst: a worker that starts would stop, not hang)
+    finally:
+        with connection.cursor() as cur:
+            cur.execute("INSERT INTO django_migrations (app, name, applied) VALUES ('queues', "
+                        "'0021_claim_scan_functions', now())")
+    assert "lacks mqadmin's migrations 0021_claim_scan_functions" in message
+    assert "run python manage.py migrate before starting workers" in message
+
+
+def test_a_database_without_mqadmin_at_all(make_queue):
+    from django.db import connection
+
+    make_queue("wt-record")
+    with connection.cursor() as cur:
+        cur.execute("SELECT name, applied FROM django_migrations WHERE app = 'queues'")
+        rows = cur.fetchall()
+        cur.execute("DELETE FROM django_migrations WHERE app = 'queues'")
+    try:
+        message = refused("wt-record", "--burst")  # (--burst: a worker that starts would stop, not hang)
+    finally:
+        with connection.cursor() as cur:
+            for name, applied in rows:
+                cur.execute("INSERT INTO django_migrations (app, name, applied) VALUES ('queues', %s, %s)",
+                            [name, applied])
+    assert "has none of mqadmin's tables yet: run python manage.py migrate before starting workers" in message
