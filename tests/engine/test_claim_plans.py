@@ -18,12 +18,14 @@ from typing import Any
 import psycopg
 import pytest
 from django.db import connection
+from psycopg.sql import Literal
 
 import queues
 from queues.engine import delivery, sql
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+SETTLEMENTS = ("ACK", "NACK", "EXTEND", "RELEASE", "EXPIRE_HELD")
 # Ten times FLOOR_SLACK: the claim may read the versions within the slack below its floor, no more.
 CHURN = 10_000
 
@@ -50,8 +52,7 @@ def _generic_buffers(url: str, statement: str, params: dict[str, Any], node: str
         conn.execute("BEGIN")
         try:
             conn.execute("PREPARE under_test AS " + text)
-            literals = ", ".join("NULL" if v is None else conn.execute("SELECT quote_literal(%s::text)", [str(v)])
-                                 .fetchone()[0] for v in values)
+            literals = ", ".join("NULL" if v is None else Literal(str(v)).as_string(conn) for v in values)
             plan = [r[0] for r in conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE under_test({literals})")]
         finally:
             conn.execute("ROLLBACK")
@@ -94,7 +95,7 @@ def test_claims_and_settlements_read_no_dead_versions_whatever_the_statistics(ma
         }
         # The claim's own scan (the CTE `claimed`); the lease after it writes every index of the table.
         read = {"RECEIVE_STANDARD": _generic_buffers(database_url, sql.RECEIVE_STANDARD, params, "CTE claimed")}
-        for name in ("ACK", "NACK", "EXTEND", "RELEASE", "EXPIRE_HELD"):
+        for name in SETTLEMENTS:
             read[name] = _generic_buffers(database_url, getattr(sql, name), params)
     finally:
         held.rollback()
@@ -105,5 +106,5 @@ def test_claims_and_settlements_read_no_dead_versions_whatever_the_statistics(ma
     # entries in the index, but no heap page below the floor (0.5x).
     assert heap_pages > 300, heap_pages
     assert read["RECEIVE_STANDARD"] < heap_pages * 0.75, (read, heap_pages)
-    for name in ("ACK", "NACK", "EXTEND", "RELEASE", "EXPIRE_HELD"):
+    for name in SETTLEMENTS:
         assert read[name] < 40, (name, read, heap_pages)
