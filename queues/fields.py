@@ -104,3 +104,16 @@ class JSONTextField(models.JSONField):
     def get_transform(self, name: str) -> Any:
         transform = super().get_transform(name)
         return None if transform is None else _KeysOnJsonb(transform)
+
+
+class BigIntArrayField(models.Field):
+    """A PostgreSQL ``bigint[]`` column, read and written as a list of ints (psycopg adapts both ways).
+
+    Not ``django.contrib.postgres``'s ArrayField: that one requires ``django.contrib.postgres`` in the
+    project's INSTALLED_APPS, and only the engine's SQL reads this column (``queues_lease``).
+    """
+
+    description = "A list of 64-bit integers"
+
+    def db_type(self, connection: Any) -> str:
+        return "bigint[]"

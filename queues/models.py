@@ -15,7 +15,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from queues.fields import JSONTextField
+from queues.fields import BigIntArrayField, JSONTextField
 
 
 class QueueKind(models.TextChoices):
@@ -135,19 +135,23 @@ class MessageState(models.TextChoices):
     """
 
     READY = "ready", "ready"
-    """Available (``available_at`` past), including a lease that ran out, in an ordinary queue."""
+    """Available (``available_at`` past) and not leased, including a lease that ran out, in an ordinary queue."""
     DELAYED = "delayed", "delayed"
     """Not available yet (``available_at`` ahead) and not leased: sent with a delay or nacked with one."""
     IN_FLIGHT = "in_flight", "in flight"
-    """Leased to a worker: ``available_at`` ahead is when the lease ends, ``receipt`` is set."""
+    """Leased to a worker: ``leased_until`` ahead is when the lease ends, ``receipt`` is its proof."""
     DEAD = "dead", "dead"
     """Available in a dead-letter queue (one that some queue names as its dead-letter queue)."""
 
     @classmethod
-    def of(cls, *, receipt: object, available_at: datetime, in_dead_letter_queue: bool, now: datetime) -> MessageState:
+    def of(
+        cls, *, leased_until: datetime | None, available_at: datetime, in_dead_letter_queue: bool, now: datetime
+    ) -> MessageState:
         """The state of a message already read, from its columns (the rule of :class:`MessageQuerySet`)."""
+        if leased_until is not None and leased_until > now:
+            return cls.IN_FLIGHT
         if available_at > now:
-            return cls.IN_FLIGHT if receipt is not None else cls.DELAYED
+            return cls.DELAYED
         return cls.DEAD if in_dead_letter_queue else cls.READY
 
 
@@ -159,7 +163,7 @@ def dead_letter_queue_ids() -> list[int]:
 
 
 class MessageQuerySet(models.QuerySet["Message"]):
-    """``Message.objects``: state verbs, each a plain filter on ``available_at``, ``receipt`` and the queue.
+    """``Message.objects``: state verbs, each a plain filter on ``leased_until``, ``available_at`` and the queue.
 
     ``now`` defaults to the present; pass one ``now`` to read several states of one moment. The
     dead-letter queues are read once per call (a short list), which keeps the filter an ``IN`` on
@@ -172,14 +176,15 @@ class MessageQuerySet(models.QuerySet["Message"]):
         dlq_ids: list[int] | None = None
         either = Q()
         for state in dict.fromkeys(states):
+            leased = Q(leased_until__gt=now)
             if state == MessageState.IN_FLIGHT:
-                either |= Q(available_at__gt=now, receipt__isnull=False)
+                either |= leased
             elif state == MessageState.DELAYED:
-                either |= Q(available_at__gt=now, receipt__isnull=True)
+                either |= Q(available_at__gt=now) & ~leased
             elif state in (MessageState.READY, MessageState.DEAD):
                 dlq_ids = dead_letter_queue_ids() if dlq_ids is None else dlq_ids
                 in_dlq = Q(queue_id__in=dlq_ids)
-                either |= Q(available_at__lte=now) & (in_dlq if state == MessageState.DEAD else ~in_dlq)
+                either |= Q(available_at__lte=now) & ~leased & (in_dlq if state == MessageState.DEAD else ~in_dlq)
             else:
                 raise ValueError(f"unknown message state {state!r}: use one of {', '.join(MessageState.values)}")
         return self.filter(either)
@@ -205,9 +210,10 @@ class Message(models.Model):
     """A live message: ready, delayed, in flight, or dead (in a dead-letter queue).
 
     Acked messages are deleted: this table holds the backlog, not the history. The state is derived
-    (:class:`MessageState`, the verbs of :class:`MessageQuerySet`): ``available_at`` in the future with
-    a ``receipt`` means in flight (the lease ends then), without one means delayed; ``available_at``
-    past means ready, including a lease that ran out, or dead in a dead-letter queue.
+    (:class:`MessageState`, the verbs of :class:`MessageQuerySet`): ``leased_until`` in the future means
+    in flight; otherwise ``available_at`` in the future means delayed, and past means ready (including
+    a lease that ran out), or dead in a dead-letter queue. A claim takes only messages whose
+    ``available_at`` has passed and never moves it, so a message in flight is never delayed too.
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -226,6 +232,11 @@ class Message(models.Model):
     available_at = models.DateTimeField()
     receive_count = models.PositiveIntegerField(default=0)
     receipt = models.UUIDField(null=True, blank=True)
+    # When the current lease ends (NULL: never leased, or its lease was ended by a nack or release).
+    # No index covers it, nor the receipt or receive_count, so a lease is a heap-only (HOT) update
+    # when its page has room (migration 0022: fillfactor 50 leaves that room). In-flight counts come
+    # from queues_lease instead of an index.
+    leased_until = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
     history = models.JSONField(default=list, help_text="Errors of past attempts, newest last.")
     origin_queue = models.ForeignKey(
@@ -252,8 +263,9 @@ class Message(models.Model):
             # Matches the standard claim: ORDER BY priority DESC, id with available_at <= now() checked
             # inside the index (a key column), so skipped in-flight rows cost no heap visit.
             models.Index(fields=["queue", "-priority", "id", "available_at"], name="queues_msg_claim"),
-            # Delayed / in-flight counts and the oldest ready age are range scans on this one.
-            models.Index(fields=["queue", "available_at"], name="queues_msg_avail", include=["receipt"]),
+            # The delayed count and the oldest ready age are range scans on this one. No lease column is
+            # in any index (see leased_until).
+            models.Index(fields=["queue", "available_at"], name="queues_msg_avail"),
             # Fifo: a loose index scan over group keys, then the head (lowest id) of each group.
             models.Index(
                 fields=["queue", "group_key", "id"], name="queues_msg_fifo", condition=Q(group_key__isnull=False)
@@ -271,6 +283,30 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"message {self.id} in {self.queue_id}"
+
+
+class LeaseBatch(models.Model):
+    """The messages one claim (or one extend) leased, until when: what the in-flight count reads.
+
+    No index covers a message's lease (so that a lease is a heap-only update), so in-flight messages
+    cannot be counted from an index. Each claim writes one row instead: its queue, the lease's end and
+    the ids. A message is in flight if it is listed in a row whose ``until`` has not passed and its own
+    ``leased_until`` has not passed either (an ack deletes it, a nack or release clears it). Counting
+    probes the listed ids by primary key: the work follows the number in flight, never the backlog.
+    Nothing updates these rows; prune deletes those whose ``until`` has passed.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    queue_id = models.BigIntegerField()
+    until = models.DateTimeField()
+    message_ids = BigIntArrayField()
+
+    class Meta:
+        db_table = "queues_lease"
+        indexes = [models.Index(fields=["queue_id", "until"], name="queues_lease_live")]
+
+    def __str__(self) -> str:
+        return f"{len(self.message_ids)} leases of queue {self.queue_id} until {self.until}"
 
 
 class FifoGroup(models.Model):

@@ -304,7 +304,8 @@ def get_settings_impact(queue: Queue, settings: dict[str, Any]) -> SettingsImpac
         return SettingsImpact()  # not shorter (bad values are the engine's to refuse)
     # The same rule as the prune statement (engine/sql.py PRUNE_EXPIRED): old by both clocks.
     cutoff = timezone.now() - timedelta(seconds=max(float(new), 0.0))
-    doomed = Message.objects.filter(queue=queue, enqueued_at__lt=cutoff, available_at__lt=cutoff).count()
+    doomed = (Message.objects.filter(queue=queue, enqueued_at__lt=cutoff, available_at__lt=cutoff)
+              .exclude(leased_until__gt=timezone.now()).count())
     return SettingsImpact(destructive=True, would_delete=doomed, old_retention=old, new_retention=float(new))
 
 
@@ -367,7 +368,7 @@ def search_messages(
         queue_dlq=F("queue__dead_letter_queue_id"),
     ).values(
         "id", "queue_id", "queue_name", "priority", "group_key", "receive_count", "enqueued_at", "available_at",
-        "receipt", "last_error", "preview", "queue_max_receives", "queue_dlq",
+        "leased_until", "last_error", "preview", "queue_max_receives", "queue_dlq",
     )
     slices = _priority_slices(f) if f.queues else None
     if slices is not None and len(slices) <= MAX_SLICES:
@@ -393,18 +394,20 @@ def search_messages(
         preview = v["preview"] or ""
         if len(preview) > BODY_PREVIEW_CHARS:
             preview = preview[:BODY_PREVIEW_CHARS] + "…"
-        state = MessageState.of(receipt=v["receipt"], available_at=v["available_at"],
+        state = MessageState.of(leased_until=v["leased_until"], available_at=v["available_at"],
                                 in_dead_letter_queue=v["queue_id"] in dlq_ids, now=now)
+        # what the browser shows as "available at": when the lease ends, for one in flight (as peek)
+        due = v["leased_until"] if state == MessageState.IN_FLIGHT else v["available_at"]
         rows.append(
             MessageRow(
                 id=v["id"], queue=v["queue_name"], state=state,
                 priority=v["priority"], group_key=v["group_key"], receive_count=v["receive_count"],
-                enqueued_at=v["enqueued_at"], available_at=v["available_at"], body_preview=preview,
+                enqueued_at=v["enqueued_at"], available_at=due, body_preview=preview,
                 has_error=bool(v["last_error"]), error_line=first_line(v["last_error"] or ""),
                 state_note=retry_note(
                     state=state, receive_count=v["receive_count"],
                     max_receives=dead_lettering_limit(v["queue_max_receives"], v["queue_dlq"]),
-                    next_in=(v["available_at"] - now).total_seconds(),
+                    next_in=(due - now).total_seconds(),
                 ),
             )
         )

@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 from django.db import InterfaceError, OperationalError
+from psycopg.types.datetime import TimestamptzLoader
 
 from queues import conf
 from queues.engine import sql
@@ -155,6 +156,11 @@ def hot_cursor() -> Any:
         if raw.prepare_threshold is None:
             raw.prepare_threshold = _EXPLICIT_PREPARE_ONLY
         cur = raw._mqadmin_hot_cursor = _PreparingCursor(raw)
+        if db.timezone is not None:
+            # Django's timestamptz loader stamps each value's tzinfo again in Python: 1-2 us a value, two
+            # values a delivery. psycopg's own (C) loader already returns aware datetimes in the session's
+            # time zone, which Django set to db.timezone: the same instants, 0.24 us each.
+            cur.adapters.register_loader("timestamptz", TimestamptzLoader)
     return _HotCursor(db, cur)
 
 

@@ -29,7 +29,7 @@ statement (outside a caller's transaction).
 
 from __future__ import annotations
 
-from queues.engine.sql import LEASE_AND_DEADLETTER
+from queues.engine.sql import LEASE_AND_DEADLETTER, LEASED, UNLEASED
 
 # The queue's row with its limits turned into what the claim needs: tokens per second and the bucket's
 # size (the burst, by default one second's worth, at least 1).
@@ -45,12 +45,12 @@ q AS (
 # Leases listed on the flow row that may still be in flight (see the module's docstring). A scalar
 # subquery, so it stays one primary-key probe per listed lease (EXISTS let the planner hash a scan of every
 # message leased or delayed, in every queue).
-_HELD = """
+_HELD = f"""
 held AS (
     SELECT e.id, e.receipt, e.xid
     FROM flow f CROSS JOIN LATERAL jsonb_to_recordset(f.leases) AS e(id bigint, receipt uuid, xid text)
     WHERE NOT pg_visible_in_snapshot(e.xid::xid8, pg_current_snapshot())
-       OR (SELECT m.receipt = e.receipt AND m.available_at > statement_timestamp()
+       OR (SELECT m.receipt = e.receipt AND {LEASED.format(m="m")}
            FROM queues_message m WHERE m.id = e.id)
 )"""
 
@@ -132,7 +132,7 @@ held AS (
     SELECT f.group_key, e.id, e.receipt, e.xid
     FROM flow f CROSS JOIN LATERAL jsonb_to_recordset(f.leases) AS e(id bigint, receipt uuid, xid text)
     WHERE NOT pg_visible_in_snapshot(e.xid::xid8, pg_current_snapshot())
-       OR (SELECT m.receipt = e.receipt AND m.available_at > statement_timestamp()
+       OR (SELECT m.receipt = e.receipt AND {LEASED.format(m="m")}
            FROM queues_message m WHERE m.id = e.id)
 ),
 allowance AS (
@@ -155,7 +155,7 @@ picked AS (
 claimed AS (
     SELECT m.ctid, m.id, m.receive_count FROM queues_message m
     WHERE m.id = ANY(ARRAY(SELECT id FROM picked)) AND m.queue_id = (SELECT id FROM q)
-      AND m.available_at <= statement_timestamp()
+      AND m.available_at <= statement_timestamp() AND {UNLEASED.format(m="m")}
     ORDER BY m.priority DESC, m.id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -180,23 +180,23 @@ debited AS (
 
 # After a claim that came back short: are ready messages waiting on the limit (rather than none ready,
 # or the queue paused)?
-READY_WAITING = """
-SELECT EXISTS (SELECT 1 FROM queues_message
-               WHERE queue_id = %(queue_id)s AND available_at <= statement_timestamp())
+READY_WAITING = f"""
+SELECT EXISTS (SELECT 1 FROM queues_message m
+               WHERE m.queue_id = %(queue_id)s AND m.available_at <= statement_timestamp() AND {UNLEASED.format(m="m")})
        AND EXISTS (SELECT 1 FROM queues_queue WHERE id = %(queue_id)s AND NOT paused)
 """
 
 # A queue's limits were set or changed (queues.engine.limits.apply): make its flow row, a full bucket
 # for a new or changed rate, and the leases already in flight listed, so that a concurrency limit
 # counts them from the start. Run in the settings change's transaction.
-SETUP_FLOW = """
+SETUP_FLOW = f"""
 INSERT INTO queues_flow AS f (queue_id, group_key, tokens, refilled_at, leases, taken)
 SELECT %(queue_id)s, '', %(tokens)s, statement_timestamp(),
        CASE WHEN %(track)s THEN (
            SELECT coalesce(jsonb_agg(jsonb_build_object('id', m.id, 'receipt', m.receipt,
                                                         'xid', pg_current_xact_id()::text)), '[]')
            FROM queues_message m
-           WHERE m.queue_id = %(queue_id)s AND m.receipt IS NOT NULL AND m.available_at > statement_timestamp())
+           WHERE m.queue_id = %(queue_id)s AND {LEASED.format(m="m")})
        ELSE '[]'::jsonb END,
        0
 ON CONFLICT (queue_id, group_key) DO UPDATE

@@ -137,6 +137,7 @@ def prune(*, batch: int = 5000) -> PruneResult:
         cur.execute(sql.PRUNE_DEDUP)
         dedup = cur.rowcount
         cur.execute(sql.PRUNE_GROUPS)
+        cur.execute(sql.PRUNE_LEASES)
         cur.execute(sql.COMPACT_COUNTERS, {"unused": 0})
     return PruneResult(expired_messages=expired, expired_dedup_ids=dedup)
 

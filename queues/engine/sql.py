@@ -158,6 +158,12 @@ _ASYNC_COMMIT = "(SELECT NOT %(async_commit)s::boolean OR set_config('synchronou
 # -- receive ----------------------------------------------------------------------------------------
 # A claimed message is leased unless it has used up its receives; then it is dead-lettered instead.
 _LEASE_ENDS = "statement_timestamp() + coalesce(%(vt)s::float8 * interval '1 second', q.visibility_timeout)"
+# A message is in flight while its lease's end (leased_until, in no index: migration 0022) is ahead;
+# a claim never moves available_at, so a message in flight is never delayed as well.
+# Both are true or false, never NULL (leased_until is NULL for a message never leased): they are values
+# too (CANCEL's in_flight, PEEK's columns), where NULL would be neither.
+LEASED = "coalesce({m}.leased_until > statement_timestamp(), false)"
+UNLEASED = "({m}.leased_until IS NULL OR {m}.leased_until <= statement_timestamp())"
 _LIVES = "(q.max_receives = 0 OR q.dead_letter_queue_id IS NULL OR {c}.receive_count < q.max_receives)"
 
 
@@ -171,24 +177,29 @@ leased AS (
     UPDATE queues_message m
     SET receive_count = m.receive_count + 1,
         receipt = gen_random_uuid(),
-        available_at = {_LEASE_ENDS}
+        leased_until = {_LEASE_ENDS}
     FROM q
     WHERE m.ctid = ANY(ARRAY(SELECT ctid FROM claimed)) AND {_LIVES.format(c="m")} {only}
     RETURNING m.id, m.body, m.headers, m.priority, m.group_key, m.receive_count, m.enqueued_at,
-              m.available_at, m.receipt, m.last_error,
+              m.leased_until, m.receipt, m.last_error,
               -- dead letters never expire (nor does a consumer of a dead-letter queue drop them)
               CASE WHEN m.dead_at IS NULL THEN m.expires_at END AS expires_at
 ),
 dead AS (
     UPDATE queues_message m
     SET queue_id = q.dead_letter_queue_id, origin_queue_id = m.queue_id, dead_at = statement_timestamp(),
-        receipt = NULL, available_at = statement_timestamp(),
+        receipt = NULL, leased_until = NULL, available_at = statement_timestamp(),
         history = m.history || jsonb_build_array(jsonb_build_object(
             'at', statement_timestamp(), 'event', 'dead-lettered',
             'reason', format('received %%s times (max receives %%s)', m.receive_count, q.max_receives)))
     FROM q
     WHERE m.ctid = ANY(ARRAY(SELECT ctid FROM claimed)) AND NOT {_LIVES.format(c="m")}
     RETURNING m.queue_id AS dlq_id
+),
+-- What the in-flight count reads (sql.STATS): one row per claim, whatever its size.
+lease_batch AS (
+    INSERT INTO queues_lease (queue_id, until, message_ids)
+    SELECT (SELECT id FROM q), max(leased_until), array_agg(id) FROM leased HAVING count(*) > 0
 ),
 deltas AS (
     SELECT (SELECT id FROM q) AS queue_id, {_deltas(depth="-count(*)", failed="count(*)", dead="count(*)")}
@@ -197,7 +208,7 @@ deltas AS (
     SELECT dlq_id, {_deltas(depth="count(*)", sent="count(*)")} FROM dead GROUP BY dlq_id
 ),
 {_bump("bumped", "deltas")}
-SELECT id, body::text, headers, priority, group_key, receive_count, enqueued_at, available_at,
+SELECT id, body::text, headers, priority, group_key, receive_count, enqueued_at, leased_until,
        replace(receipt::text, '-', ''), last_error, expires_at
 FROM leased WHERE {_ASYNC_COMMIT} ORDER BY priority DESC, id
 """
@@ -240,26 +251,27 @@ claimed AS (
 # prepared (generic) plan that OR is a filter, not an index bound, so each walk scanned the index
 # entries of every group before the cursor (5x slower with 1,000,000 messages in 10,000 groups). No
 # sentinel value can stand for "before every key": the empty string is a valid group key.
+_HEAD = f"""SELECT m.id, m.available_at <= statement_timestamp() AND {UNLEASED.format(m="m")} AS ready
+          FROM queues_message m
+          WHERE m.queue_id = %(queue_id)s AND m.group_key = g.group_key ORDER BY m.id LIMIT 1"""
+
+
 def _receive_fifo(anchor: str) -> str:
     return f"""
 WITH RECURSIVE {_QUEUE_ROW},
 walk AS (
-    SELECT g.group_key, h.id AS head_id, (h.available_at <= statement_timestamp()) AS ready,
-           (h.available_at <= statement_timestamp())::int AS found, 1 AS steps
+    SELECT g.group_key, h.id AS head_id, h.ready, h.ready::int AS found, 1 AS steps
     FROM (SELECT m.group_key FROM queues_message m
           WHERE m.queue_id = %(queue_id)s AND m.group_key IS NOT NULL {anchor}
           ORDER BY m.group_key LIMIT 1) g
-    CROSS JOIN LATERAL (SELECT m.id, m.available_at FROM queues_message m
-          WHERE m.queue_id = %(queue_id)s AND m.group_key = g.group_key ORDER BY m.id LIMIT 1) h
+    CROSS JOIN LATERAL ({_HEAD}) h
     UNION ALL
-    SELECT g.group_key, h.id, (h.available_at <= statement_timestamp()),
-           w.found + (h.available_at <= statement_timestamp())::int, w.steps + 1
+    SELECT g.group_key, h.id, h.ready, w.found + h.ready::int, w.steps + 1
     FROM walk w
     CROSS JOIN LATERAL (SELECT m.group_key FROM queues_message m
           WHERE m.queue_id = %(queue_id)s AND m.group_key > w.group_key
           ORDER BY m.group_key LIMIT 1) g
-    CROSS JOIN LATERAL (SELECT m.id, m.available_at FROM queues_message m
-          WHERE m.queue_id = %(queue_id)s AND m.group_key = g.group_key ORDER BY m.id LIMIT 1) h
+    CROSS JOIN LATERAL ({_HEAD}) h
     WHERE w.found < %(limit)s * 2 AND w.steps < %(max_groups)s
 ),
 -- The snapshot's view of the group rows only saves locking heads of groups known to be busy. A
@@ -276,7 +288,7 @@ candidates AS (
 claimed AS (
     SELECT m.ctid, m.id, m.receive_count, m.group_key FROM queues_message m
     WHERE m.id = ANY(ARRAY(SELECT head_id FROM candidates)) AND m.queue_id = %(queue_id)s
-      AND m.available_at <= statement_timestamp() AND EXISTS (SELECT 1 FROM q)
+      AND m.available_at <= statement_timestamp() AND {UNLEASED.format(m="m")} AND EXISTS (SELECT 1 FROM q)
     ORDER BY m.id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -330,7 +342,7 @@ _RECEIPTS = "unnest(%(ids)s::bigint[], %(receipts)s::uuid[]) AS r(id, receipt)"
 # only live rows) a prepared ack walked the whole primary key, every dead version included, for one
 # message (docs/engine.md, "Claims"). `id = ANY(array)` is always an index condition.
 _HELD_BY_RECEIPT = (
-    "m.id = ANY(%(ids)s::bigint[]) AND m.id = r.id AND m.receipt = r.receipt AND m.available_at > clock_timestamp()"
+    "m.id = ANY(%(ids)s::bigint[]) AND m.id = r.id AND m.receipt = r.receipt AND m.leased_until > clock_timestamp()"
 )
 
 ACK = f"""
@@ -359,18 +371,23 @@ SELECT id, (SELECT count(*) FROM notified) FROM removed WHERE {_ASYNC_COMMIT}
 EXTEND = f"""
 WITH extended AS (
     UPDATE queues_message m
-    SET available_at = statement_timestamp() + %(seconds)s::float8 * interval '1 second'
+    SET leased_until = statement_timestamp() + %(seconds)s::float8 * interval '1 second'
     FROM {_RECEIPTS}
     WHERE {_HELD_BY_RECEIPT}
-    RETURNING m.id, m.queue_id, m.group_key, m.available_at
+    RETURNING m.id, m.queue_id, m.group_key, m.leased_until
 ),
 followed AS (
-    UPDATE queues_group g SET until = x.available_at
+    UPDATE queues_group g SET until = x.leased_until
     FROM extended x
     WHERE x.group_key IS NOT NULL AND g.queue_id = x.queue_id AND g.group_key = x.group_key
       AND g.message_id = x.id
+),
+-- The lease now ends after its claim's batch row does: list it again, until its new end.
+lease_batch AS (
+    INSERT INTO queues_lease (queue_id, until, message_ids)
+    SELECT queue_id, max(leased_until), array_agg(id) FROM extended GROUP BY queue_id
 )
-SELECT id, available_at FROM extended WHERE {_ASYNC_COMMIT}
+SELECT id, leased_until FROM extended WHERE {_ASYNC_COMMIT}
 """
 
 # A nack puts the message back (after `delay`) with the error on record; one that has used up its
@@ -387,7 +404,7 @@ WITH target AS (
 ),
 changed AS (
     UPDATE queues_message m
-    SET receipt = NULL,
+    SET receipt = NULL, leased_until = NULL,
         available_at = CASE WHEN t.dies THEN statement_timestamp()
                             ELSE statement_timestamp() + %(delay)s::float8 * interval '1 second' END,
         queue_id = CASE WHEN t.dies THEN t.dead_letter_queue_id ELSE m.queue_id END,
@@ -420,12 +437,13 @@ SELECT id, dies FROM changed WHERE {_ASYNC_COMMIT}
 """
 
 # Give leases back early (a stopping consumer, or a dead one's leases released by another process):
-# ready now, nothing on record, no failure counted. `refund` takes back the receive for deliveries
-# that never reached a handler, so they do not creep towards max receives.
+# ready now (available_at, when it was due, stays as it was), nothing on record, no failure counted.
+# `refund` takes back the receive for deliveries that never reached a handler, so they do not creep
+# towards max receives.
 RELEASE = f"""
 WITH released AS (
     UPDATE queues_message m
-    SET receipt = NULL, available_at = statement_timestamp(),
+    SET receipt = NULL, leased_until = NULL,
         receive_count = CASE WHEN %(refund)s::boolean THEN greatest(m.receive_count - 1, 0) ELSE m.receive_count END
     FROM {_RECEIPTS}
     WHERE {_HELD_BY_RECEIPT}
@@ -460,7 +478,7 @@ MOVE_MESSAGES = f"""
 WITH picked AS (
     SELECT id, queue_id FROM queues_message
     WHERE queue_id = %(queue_id)s AND id = ANY(%(ids)s::bigint[])
-      AND NOT (receipt IS NOT NULL AND available_at > statement_timestamp())
+      AND {UNLEASED.format(m="queues_message")}
     FOR UPDATE SKIP LOCKED
 ),
 moved AS (
@@ -482,9 +500,9 @@ deltas AS (
 SELECT count(*) FROM moved
 """
 
-RETRY_NOW = """
+RETRY_NOW = f"""
 UPDATE queues_message SET available_at = statement_timestamp()
-WHERE queue_id = %(queue_id)s AND id = ANY(%(ids)s::bigint[]) AND receipt IS NULL
+WHERE queue_id = %(queue_id)s AND id = ANY(%(ids)s::bigint[]) AND {UNLEASED.format(m="queues_message")}
   AND available_at > statement_timestamp()
 """
 
@@ -493,7 +511,7 @@ REDRIVE_BATCH = f"""
 WITH picked AS (
     SELECT m.id, coalesce(%(to_id)s::bigint, m.origin_queue_id) AS dest
     FROM queues_message m
-    WHERE m.queue_id = %(queue_id)s AND m.available_at <= statement_timestamp()
+    WHERE m.queue_id = %(queue_id)s AND m.available_at <= statement_timestamp() AND {UNLEASED.format(m="m")}
       AND coalesce(%(to_id)s::bigint, m.origin_queue_id) IS NOT NULL
     ORDER BY m.id
     LIMIT %(limit)s
@@ -525,7 +543,7 @@ WITH victims AS (
     -- Retention counts from when the message became available, so a message delayed past its
     -- queue's retention is not pruned before anyone could receive it.
     WHERE m.queue_id = %(queue_id)s AND m.enqueued_at < statement_timestamp() - q.retention
-      AND m.available_at < statement_timestamp() - q.retention
+      AND m.available_at < statement_timestamp() - q.retention AND {UNLEASED.format(m="m")}
     LIMIT %(limit)s
     FOR UPDATE OF m SKIP LOCKED
 ),
@@ -540,6 +558,9 @@ PRUNE_DEDUP = "DELETE FROM queues_dedup WHERE expires_at <= statement_timestamp(
 # A free group's row can go at any time (no row means free); keeping recently used ones saves busy
 # groups an insert per message. The latest version is re-checked, so a group taken meanwhile stays.
 PRUNE_GROUPS = "DELETE FROM queues_group WHERE until < statement_timestamp() - interval '10 minutes'"
+
+# A lease batch whose end has passed lists no message in flight (an extend lists its messages again).
+PRUNE_LEASES = "DELETE FROM queues_lease WHERE until <= statement_timestamp()"
 
 # Fold a queue's counter slots into slot 0 so the table stays as small as the number of queues.
 COMPACT_COUNTERS = f"""
@@ -579,10 +600,12 @@ SELECT f.id, f.queue_id, (SELECT count(*) FROM notified) FROM fresh f ORDER BY f
 """
 
 # -- reads ------------------------------------------------------------------------------------------
-# Cheap at any depth: counters are a handful of rows per queue; in-flight and delayed counts scan
-# only the future part of (queue_id, available_at); the oldest ready message is the first entry
-# of the past part.
-STATS = """
+# Cheap at any depth: counters are a handful of rows per queue; the delayed count scans only the
+# future part of (queue_id, available_at), and the oldest ready message is the first entry of the past
+# part that is not in flight. The in-flight count probes the ids of the queue's live lease batches by
+# primary key: its work follows the number in flight, not the backlog. An id listed twice (leased,
+# released, leased again) is probed once, and a message counts only while its own lease is on.
+STATS = f"""
 SELECT q.id, q.name, q.kind, q.paused, q.dead_letter_queue_id,
        coalesce(k.depth, 0), coalesce(k.sent, 0), coalesce(k.acked, 0), coalesce(k.failed, 0),
        coalesce(k.dead, 0), coalesce(f.in_flight, 0), coalesce(f.delayed, 0),
@@ -594,23 +617,28 @@ LEFT JOIN LATERAL (
     FROM queues_counter WHERE queue_id = q.id
 ) k ON true
 LEFT JOIN LATERAL (
-    SELECT count(*) FILTER (WHERE receipt IS NOT NULL) AS in_flight,
-           count(*) FILTER (WHERE receipt IS NULL) AS delayed
-    FROM queues_message WHERE queue_id = q.id AND available_at > statement_timestamp()
+    SELECT (SELECT count(*) FROM queues_message m
+            WHERE m.id = ANY(ARRAY(SELECT unnest(b.message_ids) FROM queues_lease b
+                                   WHERE b.queue_id = q.id AND b.until > statement_timestamp()))
+              AND m.queue_id = q.id AND {LEASED.format(m="m")}) AS in_flight,
+           (SELECT count(*) FROM queues_message
+            WHERE queue_id = q.id AND available_at > statement_timestamp()) AS delayed
 ) f ON true
 LEFT JOIN LATERAL (
-    SELECT available_at FROM queues_message
-    WHERE queue_id = q.id AND available_at <= statement_timestamp()
-    ORDER BY available_at LIMIT 1
+    SELECT m.available_at FROM queues_message m
+    WHERE m.queue_id = q.id AND m.available_at <= statement_timestamp() AND {UNLEASED.format(m="m")}
+    ORDER BY m.available_at LIMIT 1
 ) o ON true
 WHERE (%(names)s::text[] IS NULL OR q.name = ANY(%(names)s::text[]))
 ORDER BY q.name
 """
 
-PEEK = """
+PEEK = f"""
 SELECT m.id, m.body::text, m.headers, m.priority, m.group_key, m.dedup_id, m.receive_count, m.enqueued_at,
-       m.available_at, m.receipt IS NOT NULL AND m.available_at > statement_timestamp() AS in_flight,
-       m.last_error, m.history, o.name, m.dead_at, m.available_at > statement_timestamp() AS future
+       CASE WHEN {LEASED.format(m="m")} THEN m.leased_until ELSE m.available_at END,
+       {LEASED.format(m="m")} AS in_flight,
+       m.last_error, m.history, o.name, m.dead_at,
+       m.available_at > statement_timestamp() OR {LEASED.format(m="m")} AS future
 FROM queues_message m LEFT JOIN queues_queue o ON o.id = m.origin_queue_id
 WHERE m.queue_id = %(queue_id)s AND (%(after)s::bigint IS NULL OR m.id > %(after)s::bigint)
   AND (%(ids)s::bigint[] IS NULL OR m.id = ANY(%(ids)s::bigint[]))
@@ -687,7 +715,7 @@ removed AS (
 moved AS (
     UPDATE queues_message m
     SET queue_id = i.dlq_id, origin_queue_id = m.queue_id, dead_at = statement_timestamp(), receipt = NULL,
-        available_at = statement_timestamp(), expires_at = NULL,
+        leased_until = NULL, available_at = statement_timestamp(), expires_at = NULL,
         history = m.history || jsonb_build_array(jsonb_build_object(
             'at', statement_timestamp(), 'event', 'dead-lettered', 'reason', 'expired (time to live ran out)'))
     FROM info i WHERE m.id = i.id AND i.dlq_id IS NOT NULL
@@ -712,8 +740,7 @@ SELECT i.id, i.queue_id, i.cancelled, i.dlq_id IS NOT NULL FROM info i
 EXPIRE_DUE = f"""
 WITH victims AS (
     SELECT m.id FROM queues_message m
-    WHERE m.expires_at <= statement_timestamp() AND m.dead_at IS NULL
-      AND NOT (m.receipt IS NOT NULL AND m.available_at > statement_timestamp())
+    WHERE m.expires_at <= statement_timestamp() AND m.dead_at IS NULL AND {UNLEASED.format(m="m")}
     ORDER BY m.expires_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -739,7 +766,7 @@ WITH victims AS (
 CANCEL = f"""
 WITH picked AS (
     SELECT m.id, m.queue_id, m.group_key,
-           (m.receipt IS NOT NULL AND m.available_at > statement_timestamp()) AS in_flight
+           {LEASED.format(m="m")} AS in_flight
     FROM queues_message m
     WHERE m.queue_id = %(queue_id)s AND m.id = ANY(%(ids)s::bigint[])
     FOR UPDATE
@@ -782,8 +809,7 @@ DROP_OLDEST = f"""
 WITH q AS (SELECT id, dead_letter_queue_id FROM queues_queue WHERE id = %(queue_id)s),
 victims AS (
     SELECT m.id, m.group_key FROM queues_message m
-    WHERE m.queue_id = %(queue_id)s AND NOT (m.id = ANY(%(keep)s::bigint[]))
-      AND NOT (m.receipt IS NOT NULL AND m.available_at > statement_timestamp())
+    WHERE m.queue_id = %(queue_id)s AND NOT (m.id = ANY(%(keep)s::bigint[])) AND {UNLEASED.format(m="m")}
     ORDER BY m.id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -795,7 +821,7 @@ removed AS (
 moved AS (
     UPDATE queues_message m
     SET queue_id = q.dead_letter_queue_id, origin_queue_id = m.queue_id, dead_at = statement_timestamp(),
-        receipt = NULL, available_at = statement_timestamp(), expires_at = NULL,
+        receipt = NULL, leased_until = NULL, available_at = statement_timestamp(), expires_at = NULL,
         history = m.history || jsonb_build_array(jsonb_build_object(
             'at', statement_timestamp(), 'event', 'dead-lettered', 'reason', 'overflow (queue at its max length)'))
     FROM victims v, q WHERE m.id = v.id AND q.dead_letter_queue_id IS NOT NULL

@@ -50,7 +50,7 @@ def test_each_state_verb_finds_exactly_its_messages(one_of_each):
 
 
 def test_a_lease_that_ran_out_is_ready_again(one_of_each):
-    Message.objects.filter(id=one_of_each["in_flight"]).update(available_at=timezone.now())
+    Message.objects.filter(id=one_of_each["in_flight"]).update(leased_until=timezone.now())
     assert one_of_each["in_flight"] in Message.objects.ready().values_list("id", flat=True)
     assert not Message.objects.in_flight().exists()
 
@@ -60,7 +60,7 @@ def test_the_state_of_a_read_row_follows_the_same_rule(one_of_each):
     dlq_ids = set(dead_letter_queue_ids())
     for message in Message.objects.all():
         state = MessageState.of(
-            receipt=message.receipt,
+            leased_until=message.leased_until,
             available_at=message.available_at,
             in_dead_letter_queue=message.queue_id in dlq_ids,
             now=now,

@@ -18,15 +18,17 @@ import queues
 CHILD = Path(__file__).resolve().parent / "_child.py"
 
 # Ground truth straight from the message table, by the state definitions of queues/models.py:
-# a future available_at with a receipt is in flight, without one delayed; a past one is ready.
+# a future leased_until is in flight; otherwise a future available_at is delayed, a past one ready.
 _TRUTH = """
 SELECT q.name,
-       count(m.id) FILTER (WHERE m.available_at <= statement_timestamp()) AS ready,
-       count(m.id) FILTER (WHERE m.available_at > statement_timestamp() AND m.receipt IS NULL) AS delayed,
-       count(m.id) FILTER (WHERE m.available_at > statement_timestamp() AND m.receipt IS NOT NULL) AS in_flight,
+       count(m.id) FILTER (WHERE NOT m.leased AND m.available_at <= statement_timestamp()) AS ready,
+       count(m.id) FILTER (WHERE NOT m.leased AND m.available_at > statement_timestamp()) AS delayed,
+       count(m.id) FILTER (WHERE m.leased) AS in_flight,
        count(m.id) AS depth,
        (SELECT count(*) FROM queues_message d WHERE d.queue_id = q.dead_letter_queue_id) AS dead
-FROM queues_queue q LEFT JOIN queues_message m ON m.queue_id = q.id
+FROM queues_queue q
+LEFT JOIN (SELECT id, queue_id, available_at, coalesce(leased_until > statement_timestamp(), false) AS leased
+           FROM queues_message) m ON m.queue_id = q.id
 GROUP BY q.id, q.name, q.dead_letter_queue_id
 """
 

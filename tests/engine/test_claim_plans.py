@@ -86,7 +86,7 @@ def test_claims_and_settlements_read_no_dead_versions_whatever_the_statistics(ma
         with connection.cursor() as cur:
             cur.execute("SELECT pg_relation_size('queues_message') / current_setting('block_size')::int")
             heap_pages = cur.fetchone()[0]
-            cur.execute("SELECT min(id) FROM queues_message WHERE queue_id = %s AND receipt IS NULL", [queue_id])
+            cur.execute("SELECT min(id) FROM queues_message WHERE queue_id = %s AND leased_until IS NULL", [queue_id])
             lowest = cur.fetchone()[0]
         params = {
             "queue_id": queue_id, "limit": 5, "vt": None, "async_commit": False,

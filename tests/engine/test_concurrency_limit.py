@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 _IN_FLIGHT = """
 SELECT count(*) FROM queues_message m JOIN queues_queue q ON q.id = m.queue_id
-WHERE q.name = %s AND m.receipt IS NOT NULL AND m.available_at > clock_timestamp()
+WHERE q.name = %s AND m.leased_until > clock_timestamp()
 """
 
 
@@ -127,7 +127,7 @@ def test_per_group_a_held_group_is_skipped_and_its_new_leases_counted(make_queue
     with connection.cursor() as cur:
         cur.execute(
             "SELECT m.group_key, count(*) FROM queues_message m JOIN queues_queue q ON q.id = m.queue_id "
-            "WHERE q.name = %s AND m.receipt IS NOT NULL AND m.available_at > clock_timestamp() GROUP BY 1",
+            "WHERE q.name = %s AND m.leased_until > clock_timestamp() GROUP BY 1",
             [queue],
         )
         per_group = dict(cur.fetchall())

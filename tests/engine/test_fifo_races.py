@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # Two messages of one group leased at once, straight from the table (not from anyone's bookkeeping).
 _DOUBLE_LEASES = """
 SELECT m.group_key, array_agg(m.id ORDER BY m.id) FROM queues_message m JOIN queues_queue q ON q.id = m.queue_id
-WHERE q.name = %s AND m.receipt IS NOT NULL AND m.available_at > clock_timestamp()
+WHERE q.name = %s AND m.leased_until > clock_timestamp()
 GROUP BY m.group_key HAVING count(*) > 1
 """
 

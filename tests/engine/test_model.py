@@ -11,7 +11,7 @@ checks that the engine's choice is one it allows, then follows it. Standard queu
 ``ORDER BY priority DESC, id``.
 
 Time: no wall clock. Delays and leases are long (an hour, ten minutes); "time passes" is a
-test-only UPDATE that moves one message's ``available_at`` (and, for a lease, its fifo group's
+test-only UPDATE that moves one message's ``available_at`` (a lease's ``leased_until``, and its fifo group's
 ``until``, which always equals the lease's end) into the past, exactly what the clock would do.
 """
 
@@ -77,7 +77,7 @@ def expire_lease(message_id: int) -> None:
     """TEST ONLY: make a lease run out now, as the clock would: the message and its fifo group's row."""
     with connection.cursor() as cur:
         cur.execute(
-            "UPDATE queues_message SET available_at = statement_timestamp() - interval '1 second' WHERE id = %s",
+            "UPDATE queues_message SET leased_until = statement_timestamp() - interval '1 second' WHERE id = %s",
             [message_id],
         )
         cur.execute(
@@ -98,8 +98,8 @@ def come_due(message_id: int) -> None:
 
 _STATE = """
 SELECT m.id, q.name, m.receive_count, m.group_key,
-       CASE WHEN m.available_at <= statement_timestamp() THEN 'ready'
-            WHEN m.receipt IS NULL THEN 'delayed' ELSE 'in_flight' END,
+       CASE WHEN m.leased_until > statement_timestamp() THEN 'in_flight'
+            WHEN m.available_at > statement_timestamp() THEN 'delayed' ELSE 'ready' END,
        o.name
 FROM queues_message m JOIN queues_queue q ON q.id = m.queue_id LEFT JOIN queues_queue o ON o.id = m.origin_queue_id
 WHERE q.name = ANY(%s)
@@ -107,7 +107,7 @@ WHERE q.name = ANY(%s)
 
 _DOUBLE_LEASES = """
 SELECT q.name, m.group_key, array_agg(m.id) FROM queues_message m JOIN queues_queue q ON q.id = m.queue_id
-WHERE q.name = ANY(%s) AND q.kind = 'fifo' AND m.receipt IS NOT NULL AND m.available_at > statement_timestamp()
+WHERE q.name = ANY(%s) AND q.kind = 'fifo' AND m.leased_until > statement_timestamp()
 GROUP BY q.name, m.group_key HAVING count(*) > 1
 """
 

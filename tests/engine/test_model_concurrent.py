@@ -37,7 +37,7 @@ PROCESSES, OPS = 5, 150
 _DOUBLE_LEASES = """
 SELECT m.group_key, array_agg(m.id) FROM queues_message m
 WHERE m.queue_id = (SELECT id FROM queues_queue WHERE name = %s)
-  AND m.receipt IS NOT NULL AND m.available_at > clock_timestamp()
+  AND m.leased_until > clock_timestamp()
 GROUP BY m.group_key HAVING count(*) > 1
 """
 

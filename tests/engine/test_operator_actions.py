@@ -13,10 +13,9 @@ def _age(queue: str, ids: list[int], minutes: int) -> None:
     """Pretend the messages were sent ``minutes`` ago (retention is at least 60 s)."""
     with connection.cursor() as cur:
         cur.execute(
-            # Leases in flight keep their end; everything else has been waiting that long too.
+            # Leases in flight keep their end (leased_until); every message has been waiting that long.
             "UPDATE queues_message SET enqueued_at = enqueued_at - %s * interval '1 minute',"
-            " available_at = CASE WHEN receipt IS NOT NULL AND available_at > now() THEN available_at"
-            " ELSE available_at - %s * interval '1 minute' END WHERE id = ANY(%s)",
+            " available_at = available_at - %s * interval '1 minute' WHERE id = ANY(%s)",
             [minutes, minutes, ids],
         )
 

@@ -149,7 +149,7 @@ def test_atomic_handler_that_lost_its_lease_rolls_back(how, make_queue, handled,
         # (pausing stops claims, not acks).
         queues.pause("wt-atomic")
     with connection.cursor() as cur:
-        cur.execute("UPDATE queues_message SET available_at = now() - interval '1 second' WHERE id = %s", [message])
+        cur.execute("UPDATE queues_message SET leased_until = now() - interval '1 second' WHERE id = %s", [message])
     other = queues.receive("wt-atomic", visibility_timeout=60) if how == "redelivered" else []
     (wt_dir / f"release-{message}").touch()
     worker.wait_for_log(f"event=lease_lost queue=wt-atomic message={message}", timeout=20)

@@ -105,7 +105,7 @@ def test_leases_of_a_dead_worker_are_released_by_another(make_queue, handled, st
     doomed.kill()
     # A message redelivered meanwhile has a new receipt: the dead worker's stale one must not touch it.
     with connection.cursor() as cur:
-        cur.execute("UPDATE queues_message SET available_at = now() WHERE id = %s", [ids[0]])
+        cur.execute("UPDATE queues_message SET leased_until = now() WHERE id = %s", [ids[0]])
     [taken] = queues.receive("wt-record", visibility_timeout=120)
     assert taken.id == ids[0]
     rescuer = start_worker("wt-record")

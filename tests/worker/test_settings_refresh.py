@@ -18,8 +18,8 @@ def lease_left(message_id: int) -> float:
     """Seconds until the lease of the in-flight message ``message_id`` runs out (0 when not in flight)."""
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT greatest(extract(epoch FROM available_at - now()), 0) FROM queues_message "
-            "WHERE id = %s AND receipt IS NOT NULL",
+            "SELECT greatest(extract(epoch FROM leased_until - now()), 0) FROM queues_message "
+            "WHERE id = %s AND leased_until IS NOT NULL",
             [message_id],
         )
         row = cur.fetchone()
