@@ -17,7 +17,7 @@ has fallen behind), to WORKERS real ``manage.py mq_worker`` processes running th
 Every message carries its send time (``t``, wall clock taken just before the send); the handler appends
 ``t`` and the time it ran to a per-process file, which gives send -> handled latency. Per 10 s window
 (of handled time): offered/s, handled/s, p50/p99 latency, backlog (queue depth at the window's end),
-``n_dead_tup`` and total size of ``queues_message``, ``queues_counter`` and ``queues_group``, and the
+``n_dead_tup`` and total size of ``queues_message``, ``queues_counter``, ``queues_group`` and ``queues_lease``, and the
 share of the window a vacuum was running on ``queues_message`` (polled every second). Printed as
 markdown, written as JSON (``--out``) for ``bench/held_snapshot_chart.py``.
 
@@ -61,7 +61,7 @@ from bench.benchdb import fresh_database, migrate, setup_django  # noqa: E402 (n
 os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-not-a-secret-" + "b" * 40)
 QUEUE = "bench-held"
 DB_NAME = "bench_held"
-TABLES = ("queues_message", "queues_counter", "queues_group")
+TABLES = ("queues_message", "queues_counter", "queues_group", "queues_lease")
 WINDOW = 10.0
 HANDLERS = {QUEUE: "bench.held_snapshot.record"}
 RECORD_DIR_ENV = "HELD_BENCH_DIR"
@@ -353,16 +353,17 @@ def markdown(result: dict) -> str:
         f"rate {meta['rate']} msg/s, phases {meta['clean']}/{meta['held']}/{meta['after']} s.",
         "",
         "| s | phase | offered/s | handled/s | p50 ms | p99 ms | backlog | message dead / MB | counter dead / kB "
-        "| group dead / kB | load | vacuuming |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| group dead / kB | lease dead / kB | load | vacuuming |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["windows"]:
-        m, c, g = (r[t] or {} for t in TABLES)
+        m, c, g, b = (r.get(t) or {} for t in TABLES)
         lines.append(
             f"| {r['to']:.0f} | {r['phase']} | {r['offered_per_s']:.0f} | {r['handled_per_s']:.0f} | "
             f"{_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} | {r['backlog']} | "
             f"{m.get('n_dead_tup')} / {m.get('bytes', 0) / 2**20:.1f} | {c.get('n_dead_tup')} / "
             f"{c.get('bytes', 0) / 1024:.0f} | {g.get('n_dead_tup')} / {g.get('bytes', 0) / 1024:.0f} | "
+            f"{b.get('n_dead_tup')} / {b.get('bytes', 0) / 1024:.0f} | "
             f"{_fmt(r.get('load1'))} | {_fmt(r.get('vacuum_share'), '.0%')} |")
     lines += ["", "| phase | offered/s | handled/s | handled / offered | p50 ms | p99 ms | worst window p99 | "
               "backlog at end | message table MB at end |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -438,7 +439,7 @@ def main() -> None:
     with connection.cursor() as cur:
         cur.execute("SHOW server_version")
         version = cur.fetchone()[0].split()[0]
-        cur.execute("VACUUM ANALYZE queues_message, queues_counter, queues_group")
+        cur.execute("VACUUM ANALYZE queues_message, queues_counter, queues_group, queues_lease")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
     meta = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": platform.node() or "unknown",

@@ -215,7 +215,8 @@ class QueueAdmin(ReadOnlyAdmin):
 class MessageAdmin(ReadOnlyAdmin):
     """Messages, read-only (bodies left out when ``HIDE_BODIES`` is set). Act on them from the dashboard."""
 
-    list_display = ("id", "queue", "priority", "group_key", "receive_count", "enqueued_at", "available_at")
+    list_display = ("id", "queue", "priority", "group_key", "receive_count", "enqueued_at", "available_at",
+                    "leased_until")
     list_select_related = ("queue",)
     list_filter = ("queue",)
     search_fields = ("=id", "=dedup_id", "=group_key")

@@ -7,7 +7,7 @@ entry in three indexes, and so was every version an ack later had to clean. Now:
 - ``leased_until`` holds the lease's end, in no index; ``available_at`` is only when the message is due
   and a claim never moves it. The receipt leaves ``queues_msg_avail``. A lease changes no indexed
   column, so PostgreSQL writes it as a heap-only (HOT) update when the page has room for the new
-  version; ``fillfactor = 50`` leaves that room (a claim's rows share pages, and a page cannot be
+  version; ``fillfactor = 50`` (was 80) leaves that room (a claim's rows share pages, and a page cannot be
   pruned of its own transaction's old versions). bench/levers.py measured this layout at 1.6-1.8x the
   drain of the old one (docs/benchmarks.md, "What each layout lever would buy").
 - With no index on the lease, the in-flight count can't be an index range any more. Each claim and
@@ -96,8 +96,9 @@ class Migration(migrations.Migration):
             model_name="message",
             index=models.Index(fields=["queue", "available_at"], name="queues_msg_avail"),
         ),
+        # 0002_table_tuning set 80.
         migrations.RunSQL(
-            "ALTER TABLE queues_message SET (fillfactor = 50)", "ALTER TABLE queues_message RESET (fillfactor)"
+            "ALTER TABLE queues_message SET (fillfactor = 50)", "ALTER TABLE queues_message SET (fillfactor = 80)"
         ),
         migrations.RunSQL(CLAIM_READY, OLD_CLAIM_READY),
         migrations.RunSQL(READY, OLD_READY),

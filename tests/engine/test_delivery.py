@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import queues
+from queues.models import Message
 from tests.conftest import wait_for
 from tests.engine.conftest import Thread, assert_counts_exact
 
@@ -183,6 +184,18 @@ def test_receive_leases_up_to_max_messages_each_with_its_own_receipt(make_queue)
     rest = queues.receive(queue, max_messages=10)
     assert [d.id for d in rest] == ids[3:]
     assert queues.ack_batch([d.receipt for d in got + rest]).stale == []
+
+
+def test_a_deliverys_times_are_the_rows_own_in_utc(make_queue):
+    # The hot cursor loads timestamps with psycopg's own loader, not Django's: same instants, same zone.
+    queue = make_queue()
+    queues.send(queue, {"n": 1})
+    [delivery] = queues.receive(queue, visibility_timeout=45)
+    row = Message.objects.get(id=delivery.id)
+    assert (delivery.enqueued_at, delivery.lease_expires_at) == (row.enqueued_at, row.leased_until)
+    for when in (delivery.enqueued_at, delivery.lease_expires_at):
+        assert when.utcoffset() == timedelta(0) and when.tzinfo == row.enqueued_at.tzinfo
+    assert timedelta(seconds=44) < delivery.lease_expires_at - datetime.now(UTC) <= timedelta(seconds=45)
 
 
 @pytest.mark.slow
