@@ -208,6 +208,8 @@ CONFIG_TTL = 2.0
 fifo_positions: dict[int, str | None] = {}
 # Each standard queue's claim floor and when its last full claim ran (by queue id); see delivery.claim.
 claim_floors: dict[int, tuple[int, float]] = {}
+# When this process last cleared each queue's run-out lease batches (by queue id); see delivery.claim.
+lease_sweeps: dict[int, float] = {}
 
 
 def config(name: str) -> QueueConfig:
@@ -249,6 +251,7 @@ def clear_cache(name: str | None = None, *, queue_id: int | None = None) -> None
             _cache.clear()
             fifo_positions.clear()
             claim_floors.clear()
+            lease_sweeps.clear()
         else:
             _cache.pop(name, None)
 

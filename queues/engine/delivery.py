@@ -23,6 +23,7 @@ from queues.engine.connection import (
     config,
     fifo_positions,
     hot_cursor,
+    lease_sweeps,
     recovers_connection,
 )
 from queues.engine.errors import InvalidMessage, InvalidReceipt, LeaseExpired, MessageTooLarge
@@ -243,6 +244,12 @@ def parse_receipt(receipt: object) -> tuple[int, uuid.UUID]:
 FULL_SCAN_EVERY = 1.0
 FLOOR_SLACK = 1000
 
+# Each claim writes a queues_lease row (the in-flight count's, sql.STATS). prune() deletes those whose
+# end has passed, but a process that only calls receive() may never run prune, so every process that
+# claims also clears its queues' run-out batches, at most every LEASE_SWEEP_EVERY seconds a queue:
+# the table then holds about a visibility timeout's claims whoever runs the upkeep.
+LEASE_SWEEP_EVERY = 10.0
+
 
 def _claim_standard(cur: Any, queue_id: int, params: dict[str, Any], limit: int) -> list[tuple]:
     now = time.monotonic()
@@ -284,6 +291,10 @@ def claim(cfg: QueueConfig, limit: int, visibility_timeout: float | None) -> lis
             rows = _claim_limited(cur, cfg, params)
         else:
             rows = _claim_standard(cur, cfg.id, params, limit)
+        now = time.monotonic()
+        if rows and now - lease_sweeps.get(cfg.id, -LEASE_SWEEP_EVERY) >= LEASE_SWEEP_EVERY:
+            lease_sweeps[cfg.id] = now
+            cur.execute(sql.SWEEP_LEASES, {"queue_id": cfg.id})
     deliveries = [
         Delivery(
             id=r[0], queue=cfg.name, body=loads_column(r[1]), headers={} if r[2] == "{}" else loads_column(r[2]),

@@ -561,6 +561,13 @@ PRUNE_GROUPS = "DELETE FROM queues_group WHERE until < statement_timestamp() - i
 
 # A lease batch whose end has passed lists no message in flight (an extend lists its messages again).
 PRUNE_LEASES = "DELETE FROM queues_lease WHERE until <= statement_timestamp()"
+# The same for one queue, from a claim (delivery.claim): a bounded batch, skipping rows another process
+# is deleting, so a claim inside a caller's transaction never waits on a sweep.
+SWEEP_LEASES = """
+DELETE FROM queues_lease WHERE id = ANY(ARRAY(
+    SELECT id FROM queues_lease WHERE queue_id = %(queue_id)s AND until <= statement_timestamp()
+    LIMIT 1000 FOR UPDATE SKIP LOCKED))
+"""
 
 # Fold a queue's counter slots into slot 0 so the table stays as small as the number of queues.
 COMPACT_COUNTERS = f"""

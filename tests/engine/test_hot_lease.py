@@ -111,3 +111,20 @@ def test_leases_in_flight_when_the_migration_runs_stay_in_flight(make_queue):
         assert queues.queue_stats(queue).in_flight == 1  # the one just received
     finally:
         MigrationExecutor(connection).migrate(latest)
+
+
+def test_a_process_that_only_receives_keeps_the_lease_batches_few(make_queue, monkeypatch):
+    from queues.engine import delivery
+
+    monkeypatch.setattr(delivery, "LEASE_SWEEP_EVERY", 0.0)
+    queue = make_queue("hot")
+    queues.send_batch(queue, [{"n": i} for i in range(30)])
+    for _ in range(10):
+        queues.ack_batch([d.receipt for d in queues.receive(queue, max_messages=2)])
+        with connection.cursor() as cur:  # time passes for the batches (their leases were acked anyway)
+            cur.execute("UPDATE queues_lease SET until = statement_timestamp() - interval '1 second'")
+    # No prune ran: each claim cleared the batches that had run out before it, and left its own.
+    assert LeaseBatch.objects.count() == 1
+    held = queues.receive(queue, max_messages=3)
+    assert LeaseBatch.objects.count() == 1 and queues.queue_stats(queue).in_flight == 3
+    assert {d.id for d in held} <= set(LeaseBatch.objects.get().message_ids)
