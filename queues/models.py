@@ -261,7 +261,8 @@ class Message(models.Model):
         db_table = "queues_message"
         indexes = [
             # Matches the standard claim: ORDER BY priority DESC, id with available_at <= now() checked
-            # inside the index (a key column), so skipped in-flight rows cost no heap visit.
+            # inside the index (a key column), so delayed rows cost no heap visit; the lease is checked on
+            # the heap (in flight: a consumer's prefetch ahead of the ready rows, not the backlog).
             models.Index(fields=["queue", "-priority", "id", "available_at"], name="queues_msg_claim"),
             # The delayed count and the oldest ready age are range scans on this one. No lease column is
             # in any index (see leased_until).
@@ -293,7 +294,8 @@ class LeaseBatch(models.Model):
     the ids. A message is in flight if it is listed in a row whose ``until`` has not passed and its own
     ``leased_until`` has not passed either (an ack deletes it, a nack or release clears it). Counting
     probes the listed ids by primary key: the work follows the number in flight, never the backlog.
-    Nothing updates these rows; prune deletes those whose ``until`` has passed.
+    Nothing updates these rows; prune, and every claim for its own queue now and then, delete those
+    whose ``until`` has passed.
     """
 
     id = models.BigAutoField(primary_key=True)

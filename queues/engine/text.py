@@ -149,7 +149,7 @@ def parse_json_text(text: object, what: str, *, error: type[ValueError] = Invali
 
 
 # json.loads's own scanner, called directly: loads() wraps it in type checks, a BOM check and two
-# whitespace matches, which cost as much as scanning a small body (about 1.5 us a delivery).
+# whitespace matches, which cost as much as scanning a small body (0.46 against 1.03 us for 60 bytes).
 _scan_once = json.JSONDecoder().scan_once
 
 
