@@ -32,9 +32,9 @@ def _xact_updates() -> tuple[int, int]:
 def test_a_claim_writes_its_leases_as_heap_only_updates(make_queue):
     queue = make_queue("hot")
     queues.send_batch(queue, [{"n": i, "pad": "x" * 100} for i in range(100)])
-    updated, hot = _xact_updates()
+    before = _xact_updates()
     got = queues.receive(queue, max_messages=100)
-    updated, hot = _xact_updates()[0] - updated, _xact_updates()[1] - hot
+    updated, hot = (after - prior for after, prior in zip(_xact_updates(), before, strict=True))
     assert len(got) == 100 and updated == 100
     # A new page's rows fill half of it (fillfactor 50); the first lease adds a receipt and an end to each,
     # so the last few rows of a page may find no room left and take a new index entry. Before 0022, no
