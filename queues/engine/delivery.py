@@ -29,7 +29,7 @@ from queues.engine.connection import (
 from queues.engine.errors import InvalidMessage, InvalidReceipt, LeaseExpired, MessageTooLarge
 from queues.engine.notify import get_listener
 from queues.engine.text import loads_column
-from queues.engine.types import AckResult, Delivery, Outgoing
+from queues.engine.types import AckResult, Delivery, Outgoing, delivery_of
 from queues.engine.validation import (
     FIFO_MAX_GROUPS,
     MAX_BATCH,
@@ -295,12 +295,11 @@ def claim(cfg: QueueConfig, limit: int, visibility_timeout: float | None) -> lis
         if rows and now - lease_sweeps.get(cfg.id, -LEASE_SWEEP_EVERY) >= LEASE_SWEEP_EVERY:
             lease_sweeps[cfg.id] = now
             cur.execute(sql.SWEEP_LEASES, {"queue_id": cfg.id})
+    name = cfg.name
     deliveries = [
-        Delivery(
-            id=r[0], queue=cfg.name, body=loads_column(r[1]), headers={} if r[2] == "{}" else loads_column(r[2]),
-            priority=r[3], group=r[4],
-            receive_count=r[5], enqueued_at=r[6], lease_expires_at=r[7], receipt=_make_receipt(r[0], r[8]),
-            last_error=r[9], body_text=r[1], expires_at=r[10],
+        delivery_of(
+            r[0], name, loads_column(r[1]), {} if r[2] == "{}" else loads_column(r[2]), r[3], r[4],
+            r[5], r[6], r[7], _make_receipt(r[0], r[8]), r[9], r[1], r[10],
         )
         for r in rows
     ]

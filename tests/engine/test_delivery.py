@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
@@ -11,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import queues
+from queues.engine.types import DELIVERY_OF_FIELDS
 from queues.models import Message
 from tests.conftest import wait_for
 from tests.engine.conftest import Thread, assert_counts_exact
@@ -196,6 +198,29 @@ def test_a_deliverys_times_are_the_rows_own_in_utc(make_queue):
     for when in (delivery.enqueued_at, delivery.lease_expires_at):
         assert when.utcoffset() == timedelta(0) and when.tzinfo == row.enqueued_at.tzinfo
     assert timedelta(seconds=44) < delivery.lease_expires_at - datetime.now(UTC) <= timedelta(seconds=45)
+
+
+def test_a_received_delivery_is_the_same_frozen_object_its_constructor_makes(make_queue):
+    # receive() builds Deliveries without Delivery.__init__ (types.delivery_of): every field set, frozen,
+    # equal to the constructor's object with the same values, a lease status of its own.
+    assert DELIVERY_OF_FIELDS == tuple(f.name for f in dataclasses.fields(queues.Delivery)), (
+        "Delivery has a field that types.delivery_of does not set"
+    )
+    queue = make_queue(kind="fifo")
+    queues.send(queue, {"n": 1}, headers={"h": "v"}, priority=3, group="g", ttl=60)
+    queues.send(queue, [2], group="other")
+    got = queues.receive(queue, max_messages=2)
+    assert len(got) == 2
+    for delivery in got:
+        values = {f.name: getattr(delivery, f.name) for f in dataclasses.fields(delivery) if f.name != "lease"}
+        assert delivery == queues.Delivery(**values)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            delivery.body = None  # type: ignore[misc]
+    first, second = got
+    assert (first.body, first.headers, first.priority, first.group, first.receive_count) == ({"n": 1}, {"h": "v"}, 3,
+                                                                                             "g", 1)
+    assert first.expires_at is not None and second.expires_at is None and second.headers == {}
+    assert first.lease is not second.lease and not first.lease_lost and not first.cancel_requested
 
 
 @pytest.mark.slow
