@@ -44,7 +44,7 @@ def explain() -> None:
     from django.db import connection, transaction
 
     import queues
-    from queues.engine import sql
+    from queues.engine import delivery, sql
 
     qid = queues.get_queue(QUEUE).id
     with transaction.atomic(), connection.cursor() as cur:
@@ -56,11 +56,8 @@ def explain() -> None:
             "SELECT id, receipt FROM queues_message WHERE queue_id = %s AND receipt IS NOT NULL LIMIT 100", [qid]
         )
         rows = cur.fetchall()
-        ack = {
-            "ids": "{" + ",".join(str(r[0]) for r in rows) + "}",
-            "receipts": "{" + ",".join(str(r[1]) for r in rows) + "}",
-            "async_commit": False,
-        }
+        _, held = delivery._split([f"{r[0]}:{r[1].hex}" for r in rows])
+        ack = {**held, "async_commit": False}
         cur.execute("EXPLAIN (ANALYZE, BUFFERS, WAL, COSTS OFF) " + sql.ACK, ack)
         ack_plan = [r[0] for r in cur.fetchall()]
         transaction.set_rollback(True)

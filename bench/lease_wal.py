@@ -58,7 +58,7 @@ def _explain() -> dict[str, str]:
     from django.db import connection, transaction
 
     import queues
-    from queues.engine import sql
+    from queues.engine import delivery, sql
 
     queue_id = queues.get_queue(QUEUE).id
     out = {}
@@ -68,7 +68,8 @@ def _explain() -> dict[str, str]:
         out["receive(100)"] = "\n".join(r[0] for r in cur.fetchall())
         cur.execute("SELECT id, replace(receipt::text, '-', '') FROM queues_message WHERE receipt IS NOT NULL")
         rows = cur.fetchall()
-        params = {"ids": [r[0] for r in rows], "receipts": [r[1] for r in rows], "async_commit": False}
+        _, held = delivery._split([f"{r[0]}:{r[1]}" for r in rows])
+        params = {**held, "async_commit": False}
         cur.execute("EXPLAIN (ANALYZE, BUFFERS, WAL, COSTS OFF, TIMING OFF) " + sql.ACK, params)
         out["ack_batch(100)"] = "\n".join(r[0] for r in cur.fetchall())
         transaction.set_rollback(True)

@@ -405,23 +405,32 @@ def receive(
 
 # -- ack / nack / extend ----------------------------------------------------------------------------
 def _split(receipts: Sequence[str]) -> tuple[list[int], dict[str, str]]:
-    """The receipts' message ids, and the ``ids`` and ``receipts`` parameters of the statements.
+    """The receipts' message ids, and the ``ids`` and ``held`` parameters of the statements
+    (``sql._HELD_BY_RECEIPT``).
 
-    The parameters are array literals built here: digits, hex digits and hyphens need no quoting,
-    and psycopg's list dumper costs more per element (a quoting check each) than the statement's
-    share of the server's work per message.
+    Both are literals built here: digits and hex digits need no quoting, and psycopg's list dumper costs
+    more per element (a quoting check each) than the statement's share of the server's work per message.
     """
     ids, tokens = [], []
     for receipt in receipts:
         match = _CANONICAL_RECEIPT.fullmatch(receipt) if isinstance(receipt, str) else None
         if match is not None:
             ids.append(int(match[1]))
-            tokens.append(match[2])  # PostgreSQL reads 32 hex digits as a uuid
+            tokens.append(match[2])
         else:
             message_id, token = parse_receipt(receipt)
             ids.append(message_id)
-            tokens.append(str(token))
-    return ids, {"ids": "{" + ",".join(map(str, ids)) + "}", "receipts": "{" + ",".join(tokens) + "}"}
+            tokens.append(token.hex)
+    if len(set(ids)) == len(ids):
+        held = ",".join([f'"{i}":["{t}"]' for i, t in zip(ids, tokens, strict=True)])
+    else:
+        # The same message twice (a receipt of an earlier lease beside the current one): one key, every
+        # token (a JSON object keeps only the last of a repeated key).
+        by_id: dict[int, list[str]] = {}
+        for i, t in zip(ids, tokens, strict=True):
+            by_id.setdefault(i, []).append(t)
+        held = ",".join([f'"{i}":["' + '","'.join(ts) + '"]' for i, ts in by_id.items()])
+    return ids, {"ids": "{" + ",".join(map(str, ids)) + "}", "held": "{" + held + "}"}
 
 
 def _stale_message(receipt: str) -> str:

@@ -106,7 +106,8 @@ def test_the_statement_switches_the_flush_off_for_its_own_transaction_only(make_
     message_id, token = queues.parse_receipt(delivery.receipt) if delivery else (0, None)
     params = {
         "queue_id": queues.get_queue(queue).id, "limit": 1, "vt": None, "after": None, "floor": 0, "max_groups": 10,
-        "ids": [message_id], "receipts": [str(token)] if token else [None], "delay": 0, "dead_letter": False,
+        "ids": [message_id], "held": f'{{"{message_id}": ["{token.hex if token else ""}"]}}', "delay": 0,
+        "dead_letter": False,
         "error": "", "seconds": 30, "refund": False, "async_commit": async_commit,
     }
     with transaction.atomic(), connection.cursor() as cur:
