@@ -340,10 +340,10 @@ def _free_groups(name: str, source: str) -> str:
 # each id to the lease tokens given for it ({"42": ["9f86d081884c7d659a2feaa0c55ad015"]}: 32 hex digits,
 # as receipts carry them; delivery._split builds both). A message is held by a receipt while its lease
 # lasts and its token is among those given for its id.
-# - `id = ANY(array)` is always an index condition: the rows are found by primary-key probes whatever the
-#   planner believes. (Planned from the estimates, under a held snapshot, where ANALYZE counts only live
-#   rows, a prepared ack once walked the whole primary key, every dead version included, for one message:
-#   docs/engine.md, "Claims".)
+# - `id = ANY(array)` is an index condition: the primary key answers it with one probe per id. (A join's
+#   `m.id = r.id` was planned from the estimates, and under a held snapshot, where ANALYZE counts only
+#   live rows, a prepared ack once walked the whole primary key, every dead version included, for one
+#   message: docs/engine.md, "Claims"; test_claim_plans holds the settlements to a few buffers there.)
 # - The token is looked up in the object by the row's own id (a binary search), never joined: a join with
 #   `unnest(ids, tokens)` was planned, in the prepared statement's generic plan, as if the batch held 10
 #   receipts (PostgreSQL's guess for a parameter's unnest), and became a nested loop comparing every
