@@ -42,19 +42,14 @@ if str(ROOT) not in sys.path:  # run as a script: bench/ is on the path, the pro
     sys.path.insert(0, str(ROOT))
 
 from bench.benchdb import fresh_database, setup_django  # noqa: E402 (needs ROOT on the path)
+from bench.levers import RAW_TABLE, RAW_TAKE  # noqa: E402
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-not-a-secret-" + "b" * 40)
 DB_NAME = "bench_claim_parts"
 QUEUE = "parts"
-# The shared harness's raw floor (../shared/bench, adapters/raw_sql.py): its take of the message just sent.
+# The shared harness's raw floor (../shared/bench, adapters/raw_sql.py), as bench/levers.py writes it: its
+# take of the message just sent.
 RAW_NAME = "raw floor: DELETE ... FOR UPDATE SKIP LOCKED (its own table)"
-RAW_TABLE = """
-CREATE TABLE IF NOT EXISTS raw_queue (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, payload jsonb NOT NULL,
-    enqueued_at timestamptz NOT NULL DEFAULT now())
-"""
-RAW_TAKE = ("DELETE FROM raw_queue WHERE id = ANY(ARRAY(SELECT id FROM raw_queue ORDER BY id LIMIT %(limit)s "
-            "FOR UPDATE SKIP LOCKED)) RETURNING id, payload")
 RAW_SEND = "INSERT INTO raw_queue (payload) VALUES ('{\"i\": 0}')"
 
 
@@ -101,7 +96,8 @@ def claim_of_one(dsn: str, rounds: int, repeat: int) -> dict[str, list[float]]:
     stmts = variants()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(RAW_TABLE)
-        params = {"queue_id": cfg.id, "limit": 10, "vt": None, "floor": 0, "async_commit": True}
+        # (RAW_TAKE takes its limit as %(n)s)
+        params = {"queue_id": cfg.id, "limit": 10, "n": 10, "vt": None, "floor": 0, "async_commit": True}
         names = list(stmts)
         for rep in range(repeat):
             # Each repetition starts at another variant: the table's state (dead versions, pruning, vacuum)

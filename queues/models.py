@@ -162,6 +162,11 @@ def dead_letter_queue_ids() -> list[int]:
     )
 
 
+def _leased(now: datetime) -> Q:
+    """In flight at ``now``: the ORM's spelling of ``engine.sql.LEASED``."""
+    return Q(leased_until__gt=now)
+
+
 class MessageQuerySet(models.QuerySet["Message"]):
     """``Message.objects``: state verbs, each a plain filter on ``leased_until``, ``available_at`` and the queue.
 
@@ -175,8 +180,8 @@ class MessageQuerySet(models.QuerySet["Message"]):
         now = now or timezone.now()
         dlq_ids: list[int] | None = None
         either = Q()
+        leased = _leased(now)
         for state in dict.fromkeys(states):
-            leased = Q(leased_until__gt=now)
             if state == MessageState.IN_FLIGHT:
                 either |= leased
             elif state == MessageState.DELAYED:
@@ -188,6 +193,10 @@ class MessageQuerySet(models.QuerySet["Message"]):
             else:
                 raise ValueError(f"unknown message state {state!r}: use one of {', '.join(MessageState.values)}")
         return self.filter(either)
+
+    def unleased(self, *, now: datetime | None = None) -> MessageQuerySet:
+        """Messages nobody holds at ``now`` (any state but :attr:`MessageState.IN_FLIGHT`)."""
+        return self.exclude(_leased(now or timezone.now()))
 
     def ready(self, *, now: datetime | None = None) -> MessageQuerySet:
         """Messages a receive could take now (:attr:`MessageState.READY`)."""

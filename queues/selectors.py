@@ -303,9 +303,10 @@ def get_settings_impact(queue: Queue, settings: dict[str, Any]) -> SettingsImpac
     if isinstance(new, bool) or not isinstance(new, int | float) or not new < old:
         return SettingsImpact()  # not shorter (bad values are the engine's to refuse)
     # The same rule as the prune statement (engine/sql.py PRUNE_EXPIRED): old by both clocks.
-    cutoff = timezone.now() - timedelta(seconds=max(float(new), 0.0))
-    doomed = (Message.objects.filter(queue=queue, enqueued_at__lt=cutoff, available_at__lt=cutoff)
-              .exclude(leased_until__gt=timezone.now()).count())
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=max(float(new), 0.0))
+    old_enough = Message.objects.filter(queue=queue, enqueued_at__lt=cutoff, available_at__lt=cutoff)
+    doomed = old_enough.unleased(now=now).count()
     return SettingsImpact(destructive=True, would_delete=doomed, old_retention=old, new_retention=float(new))
 
 
