@@ -57,6 +57,13 @@ _EXPIRES_AT = (
     " + coalesce({t}.ttl * interval '1 second', q.message_ttl)"
 )
 
+# A statement that puts messages into a queue locks the queue's row against deletion until its transaction
+# ends; the trigger queues_message_queue_check (migration 0023) takes the same lock after the insert, and
+# raises if the queue is gone. Taken first, in the statement, it makes a send that raced the queue's
+# deletion find no queue row (it waited for the deletion, which committed) and insert nothing: the
+# caller reloads the queue's id and raises QueueNotFound, and the caller's transaction is not aborted.
+_HOLD_QUEUE = "FOR KEY SHARE"
+
 # One statement for any number of messages: arrays in, ids out in input order. Dedup ids go through
 # queues_dedup first; a conflicting live entry makes the row vanish from `fresh`, and the caller
 # reads the first message's id back from queues_dedup.
@@ -67,7 +74,7 @@ WITH input AS (
         %(dedup_ids)s::text[], %(delays)s::float8[], %(ttls)s::float8[]
     ) WITH ORDINALITY AS t(body, headers, priority, group_key, dedup_id, delay, ttl, ord)
 ),
-q AS (SELECT id, default_delay, dedup_window, message_ttl FROM queues_queue WHERE id = %(queue_id)s),
+q AS (SELECT id, default_delay, dedup_window, message_ttl FROM queues_queue WHERE id = %(queue_id)s {_HOLD_QUEUE}),
 numbered AS (
     SELECT input.*, nextval('queues_message_id_seq') AS new_id FROM input
 ),
@@ -112,7 +119,7 @@ FROM numbered n ORDER BY n.ord
 # groups and delays are NULL when every message takes the default; ROWS FROM pads a NULL one with
 # NULLs. nextval() is volatile, so PostgreSQL evaluates it after the sort: ascending ids are input order.
 SEND_FAST = f"""
-WITH q AS (SELECT id, default_delay, message_ttl FROM queues_queue WHERE id = %(queue_id)s),
+WITH q AS (SELECT id, default_delay, message_ttl FROM queues_queue WHERE id = %(queue_id)s {_HOLD_QUEUE}),
 fresh AS (
     INSERT INTO queues_message (
         id, queue_id, body, headers, priority, group_key, enqueued_at, available_at,
@@ -589,6 +596,7 @@ WITH targets AS (
     SELECT s.queue_id, q.default_delay, q.message_ttl FROM queues_subscription s
     JOIN queues_topic t ON t.id = s.topic_id JOIN queues_queue q ON q.id = s.queue_id
     WHERE t.name = %(topic)s AND (s.filter IS NULL OR %(headers)s::jsonb @> s.filter)
+    {_HOLD_QUEUE} OF q
 ),
 fresh AS (
     INSERT INTO queues_message (
