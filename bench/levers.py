@@ -28,9 +28,14 @@ Drain (2 consumer processes, batches of 100, every variant on a freshly filled a
 - ``raw floor``: the shared harness's ``DELETE ... WHERE id = ANY(ARRAY(SELECT ... FOR UPDATE SKIP
   LOCKED LIMIT 100))``, no lease at all.
 
-Send (1 process, one message per transaction, synchronous commit on): the engine's ``SEND_FAST`` as it
-is, without its counter upsert, without the foreign key to ``queues_queue``, without both, and the raw
-floor's ``INSERT ... + pg_notify``.
+Send (1 process, synchronous commit on), one message per transaction and 100 per statement: the engine's
+``SEND_FAST`` as it is; with the foreign key to ``queues_queue`` that migration 0023 replaced (its
+queue-check trigger disabled for the run); without its counter upsert; without the queue check (the
+trigger disabled); without both; and without both on a table that has only its primary key
+(``queues_msg_claim`` and ``queues_msg_avail`` dropped for the run, then made again); against the raw
+floor's ``INSERT ... + pg_notify`` (one) and ``INSERT ... SELECT unnest(...)`` (100, as the shared
+harness's batch).
+``--only send`` skips the drains.
 
 Each row is the median of ``--repeat`` runs, with WAL bytes per message and, for leases, the share of
 heap-only updates. All variants run in the same invocation, so their ratios are comparable.
@@ -265,44 +270,75 @@ def drain(dsn: str, kind: str, count: int, queue_id: int, fillfactor: int = 100)
 
 
 # -- send ------------------------------------------------------------------------------------------
-def send_variants(dsn: str, queue_id: int, count: int) -> dict[str, dict]:
-    """One process, one message per transaction: the engine's statement with and without its parts."""
+RAW_SEND_MANY = "INSERT INTO raw_queue (payload) SELECT unnest(%s::jsonb[])"
+# The secondary indexes every message row carries (the partial ones hold no row of a plain send).
+SECONDARY = ("queues_msg_claim", "queues_msg_avail")
+# The check of a message's queue (migration 0023), and the foreign key it replaced, as Django made it.
+QUEUE_CHECK = "queues_message_queue_check"
+OLD_FK = ("queues_message_queue_fk FOREIGN KEY (queue_id) REFERENCES queues_queue(id) "
+          "DEFERRABLE INITIALLY DEFERRED")
+
+
+def send_variants(dsn: str, queue_id: int, count: int, per_statement: int = 1) -> dict[str, dict]:
+    """One process, ``per_statement`` messages per statement and transaction: the engine's statement with and
+    without its parts, down to an insert into a table that has only its primary key, against the raw floor's."""
     import re
 
     from queues.engine import sql
 
-    params = {"queue_id": queue_id, "bodies": "[" + BODY + "]", "headers": None, "priorities": None,
-              "groups": None, "delays": None, "ttls": None}
+    statements = max(1, count // per_statement)
+    params = {"queue_id": queue_id, "bodies": "[" + ",".join([BODY] * per_statement) + "]", "headers": None,
+              "priorities": None, "groups": None, "delays": None, "ttls": None}
     without_bump = re.sub(r"bumped AS \(.*?\n\),", "", sql.SEND_FAST, flags=re.S)
     assert without_bump != sql.SEND_FAST
     out: dict[str, dict] = {}
     with _connect(dsn) as conn:
-        fk = conn.execute(
-            "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c JOIN pg_attribute a "
-            "ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] "
-            "WHERE c.conrelid = 'queues_message'::regclass AND c.contype = 'f' AND a.attname = 'queue_id'"
-        ).fetchone()
+        indexes = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'queues_message' AND indexname = ANY(%s)",
+            [list(SECONDARY)],
+        ).fetchall()
+        assert len(indexes) == len(SECONDARY), indexes
 
         def timed(label: str, statement: str, args: Any) -> None:
             conn.execute(statement, args, prepare=True)
             lsn = _wal_lsn(conn)
             began = time.perf_counter()
-            for _ in range(count):
+            for _ in range(statements):
                 conn.execute(statement, args, prepare=True)
             seconds = time.perf_counter() - began
-            out[label] = {"rate": count / seconds, "wal_per_msg": _wal_since(conn, lsn) / count}
+            sent = statements * per_statement
+            out[label] = {"rate": sent / seconds, "wal_per_msg": _wal_since(conn, lsn) / sent}
 
         conn.execute("DROP TABLE IF EXISTS raw_queue")
         conn.execute(RAW_TABLE)
-        timed("raw floor: INSERT + pg_notify", RAW_SEND, [BODY])
+        if per_statement == 1:
+            timed("raw floor: INSERT + pg_notify", RAW_SEND, [BODY])
+        else:
+            timed("raw floor: INSERT ... unnest", RAW_SEND_MANY, [[BODY] * per_statement])
         timed("engine SEND_FAST", sql.SEND_FAST, params)
-        timed("SEND_FAST without the counter upsert", without_bump, params)
-        conn.execute(f"ALTER TABLE queues_message DROP CONSTRAINT {fk[0]}")
+        conn.execute(f"ALTER TABLE queues_message DISABLE TRIGGER {QUEUE_CHECK}")
         try:
-            timed("SEND_FAST without the foreign key", sql.SEND_FAST, params)
-            timed("SEND_FAST without both", without_bump, params)
+            conn.execute(f"ALTER TABLE queues_message ADD CONSTRAINT {OLD_FK}")
+            try:
+                timed("SEND_FAST with the foreign key instead (before migration 0023)", sql.SEND_FAST, params)
+            finally:
+                conn.execute(f"ALTER TABLE queues_message DROP CONSTRAINT {OLD_FK.split()[0]}")
         finally:
-            conn.execute(f"ALTER TABLE queues_message ADD CONSTRAINT {fk[0]} {fk[1]}")
+            conn.execute(f"ALTER TABLE queues_message ENABLE TRIGGER {QUEUE_CHECK}")
+        timed("SEND_FAST without the counter upsert", without_bump, params)
+        conn.execute(f"ALTER TABLE queues_message DISABLE TRIGGER {QUEUE_CHECK}")
+        try:
+            timed("SEND_FAST without the queue check", sql.SEND_FAST, params)
+            timed("SEND_FAST without both", without_bump, params)
+            for name, _ in indexes:
+                conn.execute(f"DROP INDEX {name}")
+            try:
+                timed("SEND_FAST without both, table with its primary key only", without_bump, params)
+            finally:
+                for _, definition in indexes:
+                    conn.execute(definition)
+        finally:
+            conn.execute(f"ALTER TABLE queues_message ENABLE TRIGGER {QUEUE_CHECK}")
     return out
 
 
@@ -310,9 +346,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--admin-dsn", help="A server's maintenance database (default: the embedded server).")
     parser.add_argument("--messages", type=int, default=40_000, help="Messages per drain run.")
-    parser.add_argument("--sends", type=int, default=3_000, help="Sends per send variant.")
+    parser.add_argument("--sends", type=int, default=3_000, help="Sends per send variant, one per transaction.")
+    parser.add_argument("--batch-sends", type=int, default=30_000,
+                        help=f"Messages per send variant in statements of {BATCH}.")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--fillfactors", default="100,70,50")
+    parser.add_argument("--only", choices=("drain", "send"), help="Measure only the drains or only the sends.")
     opts = parser.parse_args()
 
     dsn = fresh_database(opts.admin_dsn, DB_NAME)
@@ -332,19 +371,33 @@ def main() -> None:
     variants.append(("raw floor (delete on claim, 100/tx)", "raw", 100))
     drains: dict[str, list[dict]] = {label: [] for label, _, _ in variants}
     sends: dict[str, list[dict]] = {}
+    batch_sends: dict[str, list[dict]] = {}
     for rep in range(opts.repeat):
-        for label, kind, ff in variants:
+        for label, kind, ff in variants if opts.only != "send" else ():
             drains[label].append(drain(dsn, kind, opts.messages, queue_id, ff))
             print(f"[{rep + 1}] {label}: {drains[label][-1]}", flush=True)
+        if opts.only == "drain":
+            continue
         for label, result in send_variants(dsn, queue_id, opts.sends).items():
             sends.setdefault(label, []).append(result)
             print(f"[{rep + 1}] {label}: {result}", flush=True)
+        for label, result in send_variants(dsn, queue_id, opts.batch_sends, BATCH).items():
+            batch_sends.setdefault(label, []).append(result)
+            print(f"[{rep + 1}] {label}, {BATCH} per statement: {result}", flush=True)
 
     with _connect(dsn) as conn:
         version = conn.execute("SHOW server_version").fetchone()[0].split()[0]
     print(f"\nMeasured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} ({os.cpu_count()} cores), "
           f"PostgreSQL {version}; medians of {opts.repeat}; drains of {opts.messages:,} messages by "
-          f"{CONSUMERS} processes, sends of {opts.sends:,} one per transaction.\n")
+          f"{CONSUMERS} processes, sends of {opts.sends:,} one per transaction and of {opts.batch_sends:,} "
+          f"{BATCH} per statement.\n")
+    if opts.only != "send":
+        print_drains(drains)
+    if opts.only != "drain":
+        print_sends({"send, 1 per transaction": sends, f"send, {BATCH} per statement": batch_sends})
+
+
+def print_drains(drains: dict[str, list[dict]]) -> None:
     raw = statistics.median(r["rate"] for r in drains["raw floor (delete on claim, 100/tx)"])
     engine = statistics.median(r["rate"] for r in drains["engine (receive 100 + ack_batch)"])
     print("| drain | msg/s | of the engine | of raw floor | WAL bytes/msg | HOT updates |")
@@ -355,12 +408,17 @@ def main() -> None:
         hot = [r["hot_share"] for r in runs if r["hot_share"] is not None]
         print(f"| {label} | {rate:,.0f} | {rate / engine:.2f}x | {rate / raw:.2f}x | {wal:,.0f} | "
               f"{f'{statistics.median(hot):.0%}' if hot else '-'} |")
-    raw_send = statistics.median(r["rate"] for r in sends["raw floor: INSERT + pg_notify"])
-    print("\n| send, 1 per transaction | msg/s | of raw floor | WAL bytes/msg |\n|---|---:|---:|---:|")
-    for label, runs in sends.items():
-        rate = statistics.median(r["rate"] for r in runs)
-        print(f"| {label} | {rate:,.0f} | {rate / raw_send:.2f}x | "
-              f"{statistics.median(r['wal_per_msg'] for r in runs):,.0f} |")
+
+
+def print_sends(tables: dict[str, dict[str, list[dict]]]) -> None:
+    """One table per kind of send; each variant's rate against the table's first row (the raw floor)."""
+    for title, runs_by_label in tables.items():
+        floor = statistics.median(r["rate"] for r in next(iter(runs_by_label.values())))
+        print(f"\n| {title} | msg/s | of raw floor | WAL bytes/msg |\n|---|---:|---:|---:|")
+        for label, runs in runs_by_label.items():
+            rate = statistics.median(r["rate"] for r in runs)
+            print(f"| {label} | {rate:,.0f} | {rate / floor:.2f}x | "
+                  f"{statistics.median(r['wal_per_msg'] for r in runs):,.0f} |")
 
 
 if __name__ == "__main__":
