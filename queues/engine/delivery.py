@@ -61,18 +61,38 @@ def _prepare_fields(
 ) -> _Row:
     body = encode_body(body)
     headers = encode_headers(headers)
-    size = len(body.encode()) + len(headers.encode())
+    _check_size(cfg, body, headers)
+    return (body, headers, check_priority(priority), _group(cfg, group), check_key(dedup_id, "dedup_id"),
+            check_delay(delay), check_ttl(ttl))
+
+
+def _prepare_body(cfg: QueueConfig, body: Any) -> _Row:
+    """``_prepare(cfg, Outgoing(body=body))`` without building the ``Outgoing`` or checking its defaults
+    (4.6 of 11.9 µs a message in a ``send_batch`` of bare bodies, measured)."""
+    body = encode_body(body)
+    _check_size(cfg, body, "{}")
+    return (body, "{}", 0, _group(cfg, None), None, None, None)
+
+
+def _check_size(cfg: QueueConfig, body: str, headers: str) -> None:
+    size = _utf8_length(body) + _utf8_length(headers)
     if size > cfg.max_message_size:
         raise MessageTooLarge(
             f"message of {size} bytes exceeds queue {cfg.name!r}'s max message size of {cfg.max_message_size} "
             "bytes: send a smaller body (store large payloads elsewhere and send a reference) "
             "or raise the queue's max_message_size"
         )
+
+
+def _utf8_length(text: str) -> int:
+    # An ASCII str is one byte a character, and knows it is ASCII (isascii() reads a flag): no encoding.
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def _group(cfg: QueueConfig, group: Any) -> str | None:
+    """The group key stored: a fifo queue puts ungrouped messages in the group ``""``."""
     group = check_key(group, "group")
-    if cfg.kind == "fifo" and group is None:
-        group = ""
-    return (body, headers, check_priority(priority), group, check_key(dedup_id, "dedup_id"), check_delay(delay),
-            check_ttl(ttl))
+    return "" if group is None and cfg.kind == "fifo" else group
 
 
 @tracing.traced_send_batch
@@ -84,12 +104,12 @@ def send_batch(queue: str, messages: Iterable[Any]) -> list[int]:
     window (or twice in the batch) stores nothing and yields the first message's id.
     """
     cfg = config(queue)
-    items = [m if isinstance(m, Outgoing) else Outgoing(body=m) for m in messages]
+    items = list(messages)
     if not items:
         return []
     if len(items) > MAX_BATCH:
         raise InvalidMessage(f"a batch holds at most {MAX_BATCH} messages, got {len(items)}: split it")
-    rows = [_prepare(cfg, item) for item in items]
+    rows = [_prepare(cfg, item) if isinstance(item, Outgoing) else _prepare_body(cfg, item) for item in items]
     if cfg.max_length is not None:
         return bounded_send(cfg, len(rows), lambda: _send_rows(queue, cfg, rows))
     return _send_rows(queue, cfg, rows)

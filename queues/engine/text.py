@@ -37,7 +37,8 @@ def text_problem(value: str) -> str | None:
     """Why ``value`` cannot be stored as PostgreSQL text (``None``: it can)."""
     if "\x00" in value:
         return f"contains a NUL character at position {value.index(chr(0))}"
-    found = _SURROGATES.search(value)
+    # Only non-ASCII text can hold a surrogate, and a str knows whether it is ASCII (isascii() reads a flag).
+    found = None if value.isascii() else _SURROGATES.search(value)
     if found is not None:
         return (f"contains a lone surrogate {found.group()!r} at position {found.start()} "
                 "(not a character: it cannot be encoded as UTF-8)")

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import queues
 import queues.engine
@@ -145,3 +147,33 @@ def test_existing_rows_migrate_to_the_text_column():
         assert delivery.body_text == '{"a": [1, 2], "order_id": 1}'
     finally:
         MigrationExecutor(connection).migrate(latest)
+
+
+# -- a bare body in send_batch is an Outgoing with every default (delivery._prepare_body) ------------------
+_texts = st.one_of(st.text(max_size=8), st.sampled_from(["ünï", "a\x00b", "a\ud800b", "\udfff", "x" * 300]))
+_bodies = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), _texts),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_texts, inner, max_size=3)),
+    max_leaves=6,
+)
+
+
+def _outcome(queue: str, item: object) -> tuple:
+    """What sending ``item`` alone did: the stored message's fields, or the exception's class and text."""
+    try:
+        with transaction.atomic():
+            (message_id,) = queues.send_batch(queue, [item])
+    except Exception as exc:  # compared, not swallowed: both paths must fail alike
+        return (type(exc), str(exc))
+    (info,) = queues.peek(queue, ids=[message_id])
+    return (info.body_text, info.headers, info.priority, info.group, info.dedup_id, info.state)
+
+
+@pytest.mark.property
+@pytest.mark.parametrize("kind", ["standard", "fifo"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_bodies)
+def test_a_bare_body_is_sent_and_refused_exactly_as_its_outgoing(db, kind, body):
+    queue = f"bare-{kind}"
+    queues.ensure_queue(queue, kind=kind, max_message_size=256)  # small: some bodies are too large
+    assert _outcome(queue, body) == _outcome(queue, queues.Outgoing(body=body))
