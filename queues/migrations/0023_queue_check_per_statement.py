@@ -28,7 +28,8 @@ send, not at the commit.
 from django.db import migrations, models
 
 # Lock the queue `{queue}` names against deletion, or raise if it does not exist: the one check, written
-# into both trigger functions (a call of a shared PL/pgSQL function cost a tenth of a single send).
+# into both trigger functions (a call of a shared PL/pgSQL function from them cost about a tenth of a
+# single send: 1,940 against 2,138 sends a second, bare statement, six alternating rounds).
 _LOCK_OR_RAISE = """
         PERFORM 1 FROM queues_queue WHERE id = {queue} FOR KEY SHARE;
         IF NOT FOUND THEN
