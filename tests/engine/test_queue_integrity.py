@@ -50,6 +50,24 @@ def wait_for_lock_waiters(count: int = 1, deadline: float = 10.0) -> None:
     raise AssertionError(f"no session waited on a lock within {deadline}s")
 
 
+def hold_open(work) -> tuple[Thread, threading.Event]:
+    """Run ``work`` in a transaction on another connection and keep it open (its locks held) until the
+    returned event is set; return once ``work`` has run. The thread's outcome is ``work``'s result."""
+    done, commit = threading.Event(), threading.Event()
+
+    def run():
+        with transaction.atomic():
+            result = work()
+            done.set()
+            assert commit.wait(30)
+        return result
+
+    thread = Thread(run)
+    thread.start()
+    assert done.wait(30)
+    return thread, commit
+
+
 def test_a_message_for_a_queue_that_does_not_exist_is_refused_and_nothing_is_written(make_queue):
     queue = Queue.objects.get(name=make_queue())
     before = Message.objects.count()
@@ -93,18 +111,7 @@ def test_a_queue_with_messages_cannot_be_deleted_behind_the_engines_back(make_qu
 def test_a_queue_deletion_waits_for_an_uncommitted_send_and_takes_its_messages(make_queue):
     name = make_queue()
     queues.send(name, {"before": True})
-    sent, commit = threading.Event(), threading.Event()
-
-    def send_and_hold() -> list[int]:
-        with transaction.atomic():
-            ids = queues.send_batch(name, [{"n": n} for n in range(3)])
-            sent.set()
-            assert commit.wait(30)
-        return ids
-
-    sender = Thread(send_and_hold)
-    sender.start()
-    assert sent.wait(30)
+    sender, commit = hold_open(lambda: queues.send_batch(name, [{"n": n} for n in range(3)]))
     deleter = Thread(lambda: queues.delete_queue(name))
     deleter.start()
     wait_for_lock_waiters()  # the deletion waits for the send's lock on the queue row
@@ -122,18 +129,7 @@ def test_a_send_that_races_a_queue_deletion_raises_queue_not_found_and_writes_no
     if how == "publish":
         queues.subscribe("news", name)
     queues.send(name, {"warm": True})  # the sender's process knows the queue's id
-    deleted, commit = threading.Event(), threading.Event()
-
-    def delete_and_hold() -> int:
-        with transaction.atomic():
-            count = queues.delete_queue(name)
-            deleted.set()
-            assert commit.wait(30)
-        return count
-
-    deleter = Thread(delete_and_hold)
-    deleter.start()
-    assert deleted.wait(30)
+    deleter, commit = hold_open(lambda: queues.delete_queue(name))
     sends = {
         "send": lambda: queues.send(name, {"n": 1}),
         "send_batch": lambda: queues.send_batch(name, [{"n": 1}, {"n": 2}]),
